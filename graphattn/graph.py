@@ -1,0 +1,222 @@
+r"""The attention graph: which source node :math:`j` each destination node :math:`i` attends to.
+
+:class:`AttentionGraph` is the user-facing graph of graphattn. It is built from whatever a
+PyG, PyTorch, networkx or DGL user holds, validates it once, and owns the CSR (by
+destination, with its cached transpose) that the engine runs on.
+
+Orientation: edges are :math:`j \to i` with PyG's ``edge_index[0] = j`` (source, the key /
+value side) and ``edge_index[1] = i`` (destination, the query side). As a matrix, the
+graph is the ``[num_dst_nodes, num_src_nodes]`` attention mask: entry ``(i, j)`` is set when
+``i`` attends to ``j`` — the same orientation as PyG's ``adj_t`` and as the ``attn_mask`` of
+:func:`torch.nn.functional.scaled_dot_product_attention`.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from sparse_kernels.csr import CSR, build_csr, csr_from_sorted_rows, validate_edge_index
+
+__all__ = ["AttentionGraph"]
+
+
+class AttentionGraph:
+    r"""A directed attention graph over ``num_src_nodes`` keys and ``num_dst_nodes`` queries.
+
+    Args:
+        edge_index: ``[2, E]`` integer tensor, row 0 sources, row 1 destinations.
+        num_src_nodes: number of source (key/value) nodes.
+        num_dst_nodes: number of destination (query) nodes; defaults to ``num_src_nodes``.
+        edge_weight: optional per-edge values ``[E]`` or ``[E, H]`` carried with the graph
+            (for weighted graphs such as a pretrained model's attention probabilities).
+        validate: check indices (dtype, shape, range) before anything else runs.
+
+    The CSR is built on first use and cached; pass the same graph object to every layer of a
+    model so that it is built once per batch.
+    """
+
+    def __init__(self, edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional[int] = None,
+                 edge_weight: Optional[Tensor] = None, validate: bool = True,
+                 _csr: Optional[CSR] = None):
+        num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
+        if validate and not torch.compiler.is_compiling():
+            validate_edge_index(edge_index, int(num_src_nodes), int(num_dst_nodes))
+        if edge_weight is not None:
+            if not isinstance(edge_weight, Tensor) or edge_weight.dim() not in (1, 2) \
+                    or edge_weight.size(0) != edge_index.size(1):
+                raise ValueError(f"edge_weight must have shape [E] or [E, H] with E={edge_index.size(1)}")
+            if edge_weight.device != edge_index.device:
+                raise ValueError("edge_weight and edge_index must be on the same device")
+        self._edge_index = edge_index.long()
+        self.num_src_nodes = int(num_src_nodes)
+        self.num_dst_nodes = int(num_dst_nodes)
+        self.edge_weight = edge_weight
+        self._csr = _csr
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, num_nodes: Optional[int] = None,
+                        num_dst_nodes: Optional[int] = None,
+                        edge_weight: Optional[Tensor] = None) -> "AttentionGraph":
+        """From a PyG ``edge_index`` ``[2, E]``.
+
+        ``num_nodes`` is the number of source nodes (and of destination nodes unless
+        ``num_dst_nodes`` is given); inferred as ``max(edge_index) + 1`` when omitted.
+        """
+        if num_nodes is None:
+            if not isinstance(edge_index, Tensor):
+                raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
+            if num_dst_nodes is None:
+                num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+            else:
+                num_nodes = int(edge_index[0].max()) + 1 if edge_index.numel() else 0
+        return cls(edge_index, num_nodes, num_dst_nodes, edge_weight=edge_weight)
+
+    @classmethod
+    def from_data(cls, data: Any) -> "AttentionGraph":
+        """From a PyG ``Data`` or ``Batch`` (uses ``edge_index`` or ``adj_t``, and ``num_nodes``)."""
+        adj_t = getattr(data, "adj_t", None)
+        if adj_t is not None:
+            return cls.from_sparse(adj_t)
+        edge_index = getattr(data, "edge_index", None)
+        if edge_index is None:
+            raise ValueError("data has neither edge_index nor adj_t")
+        return cls(edge_index, data.num_nodes)
+
+    @classmethod
+    def from_sparse(cls, adj: Any) -> "AttentionGraph":
+        """From a sparse ``[num_dst_nodes, num_src_nodes]`` matrix (entry ``(i, j)``: ``i`` attends to ``j``).
+
+        Accepts ``torch.sparse`` COO/CSR/CSC tensors and PyG/torch-sparse ``SparseTensor``
+        (as PyG's ``adj_t``). Stored values become ``edge_weight``.
+        """
+        if isinstance(adj, Tensor) and adj.is_sparse or (
+                isinstance(adj, Tensor) and adj.layout in (torch.sparse_csr, torch.sparse_csc)):
+            coo = adj.to_sparse_coo().coalesce()
+            dst, src = coo.indices()
+            values = coo.values()
+            num_dst, num_src = adj.shape[0], adj.shape[1]
+        elif hasattr(adj, "coo") and hasattr(adj, "sparse_sizes"):  # torch_sparse.SparseTensor
+            dst, src, values = adj.coo()
+            num_dst, num_src = adj.sparse_sizes()
+        else:
+            raise TypeError(f"adj must be a torch sparse tensor or SparseTensor, got {type(adj).__name__}")
+        weight = None if values is None or values.dtype == torch.bool else values
+        if weight is not None and bool((weight == 1).all()):
+            weight = None
+        return cls(torch.stack([src, dst]), num_src, num_dst, edge_weight=weight)
+
+    @classmethod
+    def from_networkx(cls, graph: Any, weight: Optional[str] = None) -> "AttentionGraph":
+        """From a networkx graph; nodes are numbered in ``graph.nodes`` order.
+
+        Undirected graphs give both directions of every edge; ``weight`` names an edge
+        attribute to carry as ``edge_weight``.
+        """
+        index = {node: i for i, node in enumerate(graph.nodes)}
+        pairs = [(index[u], index[v], d) for u, v, d in graph.edges(data=True)]
+        if not graph.is_directed():
+            pairs += [(v, u, d) for u, v, d in pairs if u != v]
+        edge_index = torch.tensor([[u for u, _, _ in pairs], [v for _, v, _ in pairs]],
+                                  dtype=torch.long).reshape(2, -1)
+        edge_weight = None
+        if weight is not None:
+            edge_weight = torch.tensor([float(d.get(weight, 1.0)) for _, _, d in pairs])
+        return cls(edge_index, len(index), edge_weight=edge_weight)
+
+    @classmethod
+    def from_dgl(cls, g: Any) -> "AttentionGraph":
+        """From a DGL graph or message-flow block (duck-typed: DGL need not be installed)."""
+        src, dst = g.edges()
+        if hasattr(g, "num_src_nodes"):
+            num_src, num_dst = int(g.num_src_nodes()), int(g.num_dst_nodes())
+        else:
+            num_src = num_dst = int(g.num_nodes())
+        return cls(torch.stack([torch.as_tensor(src), torch.as_tensor(dst)]), num_src, num_dst)
+
+    @classmethod
+    def full_per_graph(cls, batch: Tensor, num_graphs: Optional[int] = None) -> "AttentionGraph":
+        r"""Full attention within each graph of a batch, as one block-diagonal graph.
+
+        Args:
+            batch: ``[N]`` graph id of every node (PyG's ``batch`` vector), non-decreasing.
+
+        The graph has :math:`\sum_g n_g^2` edges, built directly in CSR order (no sort).
+        """
+        if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.dtype.is_floating_point:
+            raise TypeError("batch must be a 1-D integer tensor of graph ids")
+        batch = batch.long()
+        n = batch.numel()
+        if n and not torch.compiler.is_compiling() and bool((batch[1:] < batch[:-1]).any()):
+            raise ValueError("batch must be sorted (non-decreasing), as in a PyG Batch")
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if n else 0
+        sizes = torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
+        sizes.scatter_add_(0, batch, torch.ones_like(batch))
+        starts = sizes.cumsum(0) - sizes
+        row_len = sizes[batch]                       # every node attends to its whole graph
+        row = torch.repeat_interleave(torch.arange(n, device=batch.device), row_len)
+        rowptr_start = row_len.cumsum(0) - row_len
+        offset = torch.arange(row.numel(), device=batch.device) - rowptr_start[row]
+        col = starts[batch[row]] + offset
+        csr = csr_from_sorted_rows(row, col, n, n)
+        return cls(torch.stack([col, row]), n, n, validate=False, _csr=csr)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def edge_index(self) -> Tensor:
+        """``[2, E]`` in the user's edge order."""
+        return self._edge_index
+
+    @property
+    def num_edges(self) -> int:
+        return self._edge_index.size(1)
+
+    @property
+    def device(self) -> torch.device:
+        return self._edge_index.device
+
+    @property
+    def is_bipartite(self) -> bool:
+        return self.num_src_nodes != self.num_dst_nodes
+
+    @property
+    def csr(self) -> CSR:
+        """The destination-major CSR (built once, cached)."""
+        if self._csr is None:
+            self._csr = build_csr(self._edge_index, self.num_src_nodes, self.num_dst_nodes, validate=False)
+        return self._csr
+
+    def in_degree(self) -> Tensor:
+        """``[num_dst_nodes]`` number of in-edges of every destination."""
+        return self.csr.degree()
+
+    # ------------------------------------------------------------------ edge-order helpers
+    def to_csr_order(self, x: Tensor) -> Tensor:
+        """Per-edge tensor ``[E, ...]`` in the user's order -> CSR order."""
+        return x[self.csr.perm]
+
+    def to_user_order(self, x: Tensor) -> Tensor:
+        """Per-edge tensor ``[E, ...]`` in CSR order -> the user's order."""
+        out = torch.empty_like(x)
+        out[self.csr.perm] = x
+        return out
+
+    # ------------------------------------------------------------------ conversions
+    def to_dense(self) -> Tensor:
+        """``[num_dst_nodes, num_src_nodes]`` boolean mask, True where an edge j -> i exists."""
+        mask = torch.zeros(self.num_dst_nodes, self.num_src_nodes, dtype=torch.bool, device=self.device)
+        mask[self._edge_index[1], self._edge_index[0]] = True
+        return mask
+
+    def to(self, device: torch.device | str) -> "AttentionGraph":
+        return AttentionGraph(self._edge_index.to(device), self.num_src_nodes, self.num_dst_nodes,
+                              None if self.edge_weight is None else self.edge_weight.to(device),
+                              validate=False, _csr=None if self._csr is None else self._csr.to(device))
+
+    def __repr__(self) -> str:
+        kind = "bipartite, " if self.is_bipartite else ""
+        return (f"AttentionGraph({kind}num_src_nodes={self.num_src_nodes}, "
+                f"num_dst_nodes={self.num_dst_nodes}, num_edges={self.num_edges})")

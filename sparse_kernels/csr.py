@@ -1,0 +1,155 @@
+r"""Compressed sparse rows by destination, the layout every kernel works on.
+
+An attention graph has edges :math:`j \to i` (source :math:`j`, destination
+:math:`i`), given as ``edge_index = [[j_0, j_1, ...], [i_0, i_1, ...]]`` in PyG's
+orientation. :class:`CSR` groups the edges by destination:
+
+* ``rowptr`` ``[N_dst + 1]``: the in-edges of destination ``i`` are the CSR positions
+  ``rowptr[i] : rowptr[i + 1]``;
+* ``col`` ``[E]``: the source of each edge in CSR order;
+* ``row`` ``[E]``: the destination of each edge in CSR order (``rowptr`` expanded);
+* ``perm`` ``[E]``: CSR position -> the user's edge id, so per-edge tensors given in the
+  user's order are read with ``x[perm]`` and written back with ``out[perm] = y``.
+
+The transpose (grouped by source, used by the backward pass for ``dk`` and ``dv``) is
+built lazily once and cached: :meth:`CSR.transpose` gives ``colptr [N_src + 1]``,
+``row_t [E]`` (destinations in CSC order) and ``perm_t [E]`` (CSC position -> CSR position).
+
+All index tensors are ``int64`` on the device of the inputs. Construction validates the
+``edge_index`` before anything else runs and raises ``TypeError``/``ValueError`` naming
+the offending argument.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["CSR", "CSC", "validate_edge_index", "build_csr", "csr_from_sorted_rows"]
+
+
+def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
+                        name: str = "edge_index") -> None:
+    """Checks type, shape and range of an ``edge_index`` ``[2, E]``.
+
+    Raises:
+        TypeError: ``edge_index`` is not an integer tensor.
+        ValueError: wrong shape, negative indices, or indices out of range.
+    """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
+    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+        raise TypeError(f"{name} must have an integer dtype (int64 or int32), got {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}")
+    if num_src_nodes < 0 or num_dst_nodes < 0:
+        raise ValueError(f"node counts must be non-negative, got num_src_nodes={num_src_nodes}, "
+                         f"num_dst_nodes={num_dst_nodes}")
+    if edge_index.size(1) == 0:
+        return
+    mins = edge_index.amin(dim=1).tolist()
+    maxs = edge_index.amax(dim=1).tolist()
+    if min(mins) < 0:
+        raise ValueError(f"{name} contains negative node indices (min {min(mins)})")
+    if maxs[0] >= num_src_nodes:
+        raise ValueError(f"{name}[0] (sources) contains index {maxs[0]} but num_src_nodes={num_src_nodes}")
+    if maxs[1] >= num_dst_nodes:
+        raise ValueError(f"{name}[1] (destinations) contains index {maxs[1]} but num_dst_nodes={num_dst_nodes}")
+
+
+@dataclass
+class CSC:
+    """Transpose of a :class:`CSR`: edges grouped by source.
+
+    Attributes:
+        colptr: ``[N_src + 1]`` offsets of each source's out-edges.
+        row: ``[E]`` destination of each edge in CSC order.
+        col: ``[E]`` source of each edge in CSC order (``colptr`` expanded).
+        perm: ``[E]`` CSC position -> CSR position.
+    """
+
+    colptr: Tensor
+    row: Tensor
+    col: Tensor
+    perm: Tensor
+
+    def to(self, device: torch.device | str) -> "CSC":
+        return CSC(self.colptr.to(device), self.row.to(device), self.col.to(device),
+                   self.perm.to(device))
+
+
+@dataclass
+class CSR:
+    """Edges grouped by destination (see the module docstring for the fields)."""
+
+    rowptr: Tensor
+    col: Tensor
+    row: Tensor
+    perm: Tensor
+    num_src_nodes: int
+    num_dst_nodes: int
+    _csc: Optional[CSC] = field(default=None, repr=False)
+
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.col.device
+
+    def degree(self) -> Tensor:
+        """In-degree of every destination, ``[N_dst]``."""
+        return self.rowptr[1:] - self.rowptr[:-1]
+
+    def transpose(self) -> CSC:
+        """The cached transpose (built on first use)."""
+        if self._csc is None:
+            order = torch.argsort(self.col, stable=True)
+            counts = torch.zeros(self.num_src_nodes + 1, dtype=torch.long, device=self.device)
+            counts.scatter_add_(0, self.col + 1, torch.ones_like(self.col))
+            self._csc = CSC(colptr=counts.cumsum(0), row=self.row[order].contiguous(),
+                            col=self.col[order].contiguous(), perm=order)
+        return self._csc
+
+    def to(self, device: torch.device | str) -> "CSR":
+        return CSR(self.rowptr.to(device), self.col.to(device), self.row.to(device),
+                   self.perm.to(device), self.num_src_nodes, self.num_dst_nodes,
+                   None if self._csc is None else self._csc.to(device))
+
+
+def _rowptr_from_sorted(row: Tensor, num_dst_nodes: int) -> Tensor:
+    counts = torch.zeros(num_dst_nodes + 1, dtype=torch.long, device=row.device)
+    counts.scatter_add_(0, row + 1, torch.ones_like(row))
+    return counts.cumsum(0)
+
+
+def build_csr(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
+              validate: bool = True) -> CSR:
+    """Builds the destination-major CSR of ``edge_index`` ``[2, E]``.
+
+    The sort is stable, so edges of one destination keep the user's relative order.
+    """
+    if validate:
+        validate_edge_index(edge_index, num_src_nodes, num_dst_nodes)
+    edge_index = edge_index.long()
+    src, dst = edge_index[0], edge_index[1]
+    perm = torch.argsort(dst, stable=True)
+    row = dst[perm]
+    return CSR(rowptr=_rowptr_from_sorted(row, num_dst_nodes), col=src[perm].contiguous(),
+               row=row.contiguous(), perm=perm, num_src_nodes=num_src_nodes,
+               num_dst_nodes=num_dst_nodes)
+
+
+def csr_from_sorted_rows(row: Tensor, col: Tensor, num_src_nodes: int,
+                         num_dst_nodes: int) -> CSR:
+    """A CSR whose edges are already grouped by destination (``row`` non-decreasing).
+
+    The user's edge order is the CSR order, so ``perm`` is the identity.
+    """
+    row, col = row.long().contiguous(), col.long().contiguous()
+    return CSR(rowptr=_rowptr_from_sorted(row, num_dst_nodes), col=col, row=row,
+               perm=torch.arange(col.numel(), device=col.device), num_src_nodes=num_src_nodes,
+               num_dst_nodes=num_dst_nodes)

@@ -1,0 +1,206 @@
+r"""Plain-PyTorch graph attention: the CPU path and the test oracle of every kernel.
+
+Notation (edges :math:`j \to i`, CSR by destination, see :mod:`sparse_kernels.csr`):
+
+.. math::
+    s_{ij} = \text{scale}\,\langle q_i, k_j \rangle + b_{ij}, \qquad
+    a_{ij} = \operatorname{normalise}_{j \in \mathcal N(i)}(s_{ij}), \qquad
+    o_i = \sum_{j \in \mathcal N(i)} a_{ij} v_j
+
+with the normalisers
+
+* ``"softmax"``: :math:`a_{ij} = e^{s_{ij} - \mathrm{lse}_i}`, :math:`\mathrm{lse}_i = \log\sum_j e^{s_{ij}}`;
+* ``"sigmoid"``: :math:`a_{ij} = \sigma(s_{ij})` (put a shift such as :math:`-\log n` in the bias);
+* ``"softplus"``: :math:`a_{ij} = \operatorname{softplus}(s_{ij}) / Z_i`, :math:`Z_i = \sum_j \operatorname{softplus}(s_{ij})`.
+
+Each normaliser keeps one statistic per (row, head), ``stat`` ``[N_dst, H]``: the
+log-sum-exp for softmax, :math:`\log Z_i` for softplus, zero for sigmoid; the backward
+pass recomputes :math:`a_{ij}` from the scores and ``stat``. Rows without edges (or whose
+every score is ``-inf``) get ``stat = +inf``, zero output and zero gradient, never NaN.
+
+Every function works on edges in CSR order and walks them in chunks, so the peak memory is
+:math:`O(E \cdot H + N \cdot H \cdot D + C \cdot H \cdot D)` for a chunk of :math:`C` edges,
+never :math:`O(E \cdot H \cdot D)`. Half-precision inputs are computed in float32 and the
+outputs returned in the input dtype; float64 stays float64.
+
+Index arguments follow one convention: an edge list is described by ``gather`` (the node
+read for each edge) and ``segment`` (the node each edge is reduced into), both ``[E]``
+int64. For the CSR ``gather = col`` and ``segment = row``; for its transpose
+``gather = csc.row`` and ``segment = csc.col``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "NORMALIZERS",
+    "sddmm",
+    "spmm",
+    "edge_normalize",
+    "edge_normalize_backward",
+    "attention_forward",
+    "attention_backward",
+]
+
+NORMALIZERS = ("softmax", "sigmoid", "softplus")
+
+#: Elements of one ``[C, H, D]`` chunk temporary (16M fp32 = 64 MB).
+CHUNK_ELEMENTS = 1 << 24
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _chunks(num_edges: int, width: int):
+    step = max(1, CHUNK_ELEMENTS // max(1, width))
+    for start in range(0, num_edges, step):
+        yield slice(start, min(start + step, num_edges))
+
+
+def sddmm(a: Tensor, b: Tensor, segment: Tensor, gather: Tensor) -> Tensor:
+    r"""Per-edge dot products :math:`s_e = \langle a_{\text{segment}(e)}, b_{\text{gather}(e)} \rangle`.
+
+    Args:
+        a: ``[N_a, H, D]``; b: ``[N_b, H, D]``; segment, gather: ``[E]``.
+
+    Returns:
+        ``[E, H]`` in the compute dtype (float32, or float64 for float64 inputs).
+    """
+    cdt = _compute_dtype(a.dtype)
+    out = torch.empty(segment.numel(), a.size(1), dtype=cdt, device=a.device)
+    for c in _chunks(segment.numel(), a.size(1) * a.size(2)):
+        out[c] = (a[segment[c]].to(cdt) * b[gather[c]].to(cdt)).sum(-1)
+    return out
+
+
+def spmm(weight: Tensor, x: Tensor, segment: Tensor, gather: Tensor, num_out: int) -> Tensor:
+    r"""Weighted aggregation :math:`o_n = \sum_{e:\,\text{segment}(e) = n} w_e\, x_{\text{gather}(e)}`.
+
+    Args:
+        weight: ``[E, H]``; x: ``[N_x, H, D]``; segment, gather: ``[E]``; num_out: rows of the output.
+
+    Returns:
+        ``[num_out, H, D]`` in the compute dtype.
+    """
+    cdt = _compute_dtype(x.dtype)
+    out = torch.zeros(num_out, x.size(1), x.size(2), dtype=cdt, device=x.device)
+    for c in _chunks(segment.numel(), x.size(1) * x.size(2)):
+        out.index_add_(0, segment[c], weight[c].to(cdt).unsqueeze(-1) * x[gather[c]].to(cdt))
+    return out
+
+
+def _segment_sum(values: Tensor, segment: Tensor, num_out: int) -> Tensor:
+    out = values.new_zeros(num_out, values.size(1))
+    return out.index_add_(0, segment, values)
+
+
+def edge_normalize(scores: Tensor, segment: Tensor, num_out: int, normalizer: str) -> tuple[Tensor, Tensor]:
+    """Normalises ``scores`` ``[E, H]`` over each segment; returns ``(weights [E, H], stat [num_out, H])``."""
+    cdt = _compute_dtype(scores.dtype)
+    s = scores.to(cdt)
+    if normalizer == "sigmoid":
+        return torch.sigmoid(s), s.new_zeros(num_out, s.size(1))
+    if normalizer == "softmax":
+        row_max = s.new_full((num_out, s.size(1)), float("-inf"))
+        row_max = row_max.scatter_reduce(0, segment.unsqueeze(-1).expand_as(s), s, "amax", include_self=True)
+        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+        total = _segment_sum(torch.exp(s - row_max[segment]), segment, num_out)
+        stat = row_max + torch.log(total)
+    elif normalizer == "softplus":
+        stat = torch.log(_segment_sum(torch.nn.functional.softplus(s), segment, num_out))
+    else:
+        raise ValueError(f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
+    stat = torch.where(torch.isneginf(stat), torch.full_like(stat, float("inf")), stat)
+    return _weights_from_stat(s, stat, segment, normalizer), stat
+
+
+def _weights_from_stat(s: Tensor, stat: Tensor, segment: Tensor, normalizer: str) -> Tensor:
+    if normalizer == "softmax":
+        return torch.exp(s - stat[segment])
+    if normalizer == "softplus":
+        return torch.nn.functional.softplus(s) * torch.exp(-stat[segment])
+    return torch.sigmoid(s)
+
+
+def edge_normalize_backward(grad_weights: Tensor, weights: Tensor, scores: Tensor, stat: Tensor,
+                            segment: Tensor, normalizer: str) -> Tensor:
+    r"""Gradient of :func:`edge_normalize` w.r.t. the scores, ``[E, H]``.
+
+    softmax: :math:`\partial s = a\,(\partial a - \delta_i)`, :math:`\delta_i = \sum_j a_{ij}\,\partial a_{ij}`;
+    sigmoid: :math:`\partial s = \partial a\; a (1 - a)`;
+    softplus: :math:`\partial s = (\partial a - \delta_i)\,\sigma(s) / Z_i`.
+    """
+    cdt = _compute_dtype(weights.dtype)
+    da, a = grad_weights.to(cdt), weights.to(cdt)
+    if normalizer == "sigmoid":
+        return da * a * (1 - a)
+    delta = _segment_sum(a * da, segment, stat.size(0))
+    return _score_grad(da - delta[segment], a, scores.to(cdt), stat, segment, normalizer)
+
+
+def _score_grad(centered: Tensor, a: Tensor, s: Tensor, stat: Tensor, segment: Tensor,
+                normalizer: str) -> Tensor:
+    if normalizer == "softmax":
+        return a * centered
+    return centered * torch.sigmoid(s) * torch.exp(-stat[segment])
+
+
+def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float) -> Tensor:
+    s = sddmm(q, k, row, col) * scale
+    if bias is not None:
+        s = s + bias.to(s.dtype)
+    return s
+
+
+def attention_forward(q: Tensor, k: Tensor, v: Tensor, row: Tensor, col: Tensor,
+                      bias: Optional[Tensor], scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
+    """Fused-semantics attention on a CSR edge list.
+
+    Args:
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]``;
+        row, col: ``[E]`` destination / source of each edge in CSR order;
+        bias: ``[E, H]`` in CSR order or ``None``.
+
+    Returns:
+        ``out`` ``[N_dst, H, Dv]`` in ``q``'s dtype and ``stat`` ``[N_dst, H]`` in the compute dtype.
+    """
+    s = _scores(q, k, row, col, bias, scale)
+    a, stat = edge_normalize(s, row, q.size(0), normalizer)
+    out = spmm(a, v, row, col, q.size(0))
+    return out.to(q.dtype), stat
+
+
+def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
+                       row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float,
+                       normalizer: str) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+    r"""Gradients of :func:`attention_forward`, recomputing :math:`a_{ij}` from ``stat``.
+
+    With :math:`\partial a_{ij} = \langle \partial o_i, v_j\rangle`, the score gradient
+    :math:`\partial s_{ij}` follows :func:`edge_normalize_backward` (for softmax and softplus
+    :math:`\delta_i = \langle \partial o_i, o_i \rangle`), and
+
+    .. math::
+        \partial q_i = \text{scale} \sum_j \partial s_{ij} k_j,\quad
+        \partial k_j = \text{scale} \sum_i \partial s_{ij} q_i,\quad
+        \partial v_j = \sum_i a_{ij}\, \partial o_i,\quad \partial b_{ij} = \partial s_{ij}.
+
+    Returns ``(dq, dk, dv, dbias)`` in the inputs' dtypes (``dbias`` is ``None`` without a bias).
+    """
+    cdt = _compute_dtype(q.dtype)
+    s = _scores(q, k, row, col, bias, scale)
+    a = _weights_from_stat(s, stat.to(cdt), row, normalizer)
+    da = sddmm(grad_out, v, row, col)
+    if normalizer == "sigmoid":
+        ds = da * a * (1 - a)
+    else:
+        delta = (grad_out.to(cdt) * out.to(cdt)).sum(-1)
+        ds = _score_grad(da - delta[row], a, s, stat.to(cdt), row, normalizer)
+    dq = spmm(ds, k, row, col, q.size(0)) * scale
+    dk = spmm(ds, q, col, row, k.size(0)) * scale
+    dv = spmm(a, grad_out, col, row, v.size(0))
+    dbias = None if bias is None else ds.to(bias.dtype)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias
