@@ -1,0 +1,82 @@
+r"""Per-edge helpers shared by the layers, built on the engine's ops (:mod:`sparse_kernels`).
+
+* :func:`attention_weights` — :math:`a_{ij} = \operatorname{normalise}_j(\text{scale}\,\langle q_i,k_j\rangle + b_{ij})`
+  as ``[E, H]`` in the user's edge order (SDDMM + edge normalisation).
+* :func:`edge_feature_bias` — :math:`b_{ij,h} = \langle u_{i,h}, f_{ij}\rangle` for node vectors
+  ``u [N_dst, H, F]`` and edge features ``f [E, F]``;
+* :func:`edge_feature_sum` — :math:`o_{i,h} = \sum_j w_{ij,h} f_{ij}` ``[N_dst, H, F]``.
+
+The last two run on the *edge-source graph* (one source per edge, ``e -> dst(e)``), so they
+are an SDDMM and an SpMM of the engine, one head at a time: the largest temporary is
+``[E, F]``; no ``[E, H, F]`` tensor is formed.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import sparse_kernels as sk
+
+from ..graph import AttentionGraph
+
+__all__ = ["attention_weights", "aggregate", "edge_source_graph", "edge_feature_bias", "edge_feature_sum",
+           "segment_sum"]
+
+
+def attention_weights(q: Tensor, k: Tensor, graph: AttentionGraph, bias: Optional[Tensor] = None,
+                      scale: Optional[float] = None, normalizer: str = "softmax") -> Tensor:
+    r"""Normalised attention weights ``[E, H]`` in the user's edge order.
+
+    Args:
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``.
+        bias: optional ``[E, H]`` score bias in the user's edge order.
+    """
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    scores = sk.sddmm(q, k, graph.csr) * scale
+    if bias is not None:
+        scores = scores + graph.to_csr_order(bias).to(scores.dtype)
+    return graph.to_user_order(sk.edge_softmax(scores, graph.csr, normalizer))
+
+
+def aggregate(weights: Tensor, value: Tensor, graph: AttentionGraph) -> Tensor:
+    r""":math:`o_i = \sum_j w_{ij} v_j` ``[N_dst, H, D]`` for weights ``[E, H]`` in the user's edge order."""
+    return sk.spmm(graph.to_csr_order(weights), value, graph.csr)
+
+
+def edge_source_graph(graph: AttentionGraph) -> AttentionGraph:
+    """The graph with one source node per edge of ``graph`` (edge id ``e``) and the edge ``e -> dst(e)``."""
+    num_edges = graph.num_edges
+    src = torch.arange(num_edges, device=graph.device)
+    return AttentionGraph(torch.stack([src, graph.edge_index[1]]), num_edges, graph.num_dst_nodes,
+                          validate=False)
+
+
+def edge_feature_bias(u: Tensor, edge_attr: Tensor, edge_graph: AttentionGraph) -> Tensor:
+    r""":math:`b_{e,h} = \langle u_{\text{dst}(e),h}, f_e\rangle`, ``[E, H]`` in the user's edge order.
+
+    Args:
+        u: ``[N_dst, H, F]``; edge_attr: ``[E, F]``; edge_graph: from :func:`edge_source_graph`.
+    """
+    f = edge_attr.unsqueeze(1).contiguous()
+    cols = [sk.sddmm(u[:, h:h + 1].contiguous(), f, edge_graph.csr) for h in range(u.size(1))]
+    return edge_graph.to_user_order(torch.cat(cols, dim=1))
+
+
+def edge_feature_sum(weight: Tensor, edge_attr: Tensor, edge_graph: AttentionGraph) -> Tensor:
+    r""":math:`o_{i,h} = \sum_{e:\,\text{dst}(e)=i} w_{e,h} f_e`, ``[N_dst, H, F]``.
+
+    Args:
+        weight: ``[E, H]`` in the user's edge order; edge_attr: ``[E, F]``.
+    """
+    f = edge_attr.unsqueeze(1).contiguous()
+    w = edge_graph.to_csr_order(weight)
+    cols = [sk.spmm(w[:, h:h + 1].contiguous(), f, edge_graph.csr) for h in range(weight.size(1))]
+    return torch.cat(cols, dim=1)
+
+
+def segment_sum(values: Tensor, index: Tensor, num_segments: int) -> Tensor:
+    """Sums rows of ``values`` ``[N, ...]`` into ``num_segments`` buckets given by ``index`` ``[N]``."""
+    out = values.new_zeros((num_segments,) + tuple(values.shape[1:]))
+    return out.index_add(0, index, values)

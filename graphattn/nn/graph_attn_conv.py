@@ -1,0 +1,156 @@
+r"""GraphAttnConv: PyG's :class:`~torch_geometric.nn.conv.TransformerConv` on the engine."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn.dense.linear import Linear
+
+from ..functional import as_attention_graph, graph_attention
+from ..graph import AttentionGraph
+from ._edge_ops import aggregate, attention_weights, edge_feature_bias, edge_feature_sum, edge_source_graph
+
+__all__ = ["GraphAttnConv"]
+
+
+class GraphAttnConv(torch.nn.Module):
+    r"""The graph transformer operator of `"Masked Label Prediction" <https://arxiv.org/abs/2009.03509>`_,
+    a drop-in replacement for PyG's ``TransformerConv`` (same arguments, parameter names and
+    outputs; a ``TransformerConv`` ``state_dict`` loads as is):
+
+    .. math::
+        \mathbf{x}'_i = \mathbf{W}_1 \mathbf{x}_i + \sum_{j \in \mathcal{N}(i)} \alpha_{i,j}
+        \left(\mathbf{W}_2 \mathbf{x}_j + \mathbf{W}_6 \mathbf{e}_{ij}\right),\qquad
+        \alpha_{i,j} = \operatorname{softmax}_j\!\left(\frac{(\mathbf{W}_3\mathbf{x}_i)^{\top}
+        (\mathbf{W}_4\mathbf{x}_j + \mathbf{W}_6 \mathbf{e}_{ij})}{\sqrt{d}}\right)
+
+    with the optional gated root weight (``beta=True``)
+    :math:`\mathbf{x}'_i = \beta_i \mathbf{W}_1 \mathbf{x}_i + (1 - \beta_i) \mathbf{m}_i`,
+    :math:`\beta_i = \sigma(\mathbf{w}_5^{\top}[\mathbf{W}_1 \mathbf{x}_i, \mathbf{m}_i,
+    \mathbf{W}_1 \mathbf{x}_i - \mathbf{m}_i])`.
+
+    Attention runs on the engine (:func:`~graphattn.graph_attention`, fused when neither dropout
+    nor the weights are needed). Edge features are never projected per edge: the key term is a
+    per-edge score bias :math:`\langle \mathbf{W}_6^{\top} \mathbf{q}_i, \mathbf{e}_{ij}\rangle` and
+    the value term is :math:`\mathbf{W}_6 \sum_j \alpha_{ij} \mathbf{e}_{ij}`, both computed as
+    engine SDDMM/SpMM ops on the edge-source graph, one head at a time. Memory:
+    :math:`O(E \cdot (H + F_e) + N \cdot H \cdot (C + F_e))`; no :math:`E \times H \times C` tensor
+    is formed (PyG's forms three).
+
+    Args:
+        in_channels: size of each input sample, or a ``(source, destination)`` tuple for
+            bipartite graphs (``-1`` for lazy initialisation).
+        out_channels: size of each output sample per head.
+        heads: number of attention heads.
+        concat: concatenate the heads (else average them).
+        beta: gated combination of the root and the aggregated message.
+        dropout: dropout probability of the attention weights (training only).
+        edge_dim: edge feature size (``None``: no edge features).
+        bias: learn additive biases in the projections.
+        root_weight: add the transformed root node features.
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, F_{in})` or
+          :math:`((|\mathcal{V}_s|, F_s), (|\mathcal{V}_t|, F_t))`, ``edge_index`` ``[2, E]`` or a
+          sparse ``[N_dst, N_src]`` adjacency or an :class:`~graphattn.AttentionGraph`, edge
+          features :math:`(|\mathcal{E}|, D)` *(optional)*.
+        - **output:** :math:`(|\mathcal{V}_t|, H \cdot C)` (``concat``) or :math:`(|\mathcal{V}_t|, C)`;
+          with ``return_attention_weights`` also ``(edge_index, alpha [E, H])`` (for a sparse
+          adjacency: the adjacency with the weights as values, ``[N_dst, N_src, H]``).
+    """
+
+    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int, heads: int = 1,
+                 concat: bool = True, beta: bool = False, dropout: float = 0.0,
+                 edge_dim: Optional[int] = None, bias: bool = True, root_weight: bool = True):
+        super().__init__()
+        if heads < 1 or out_channels < 1:
+            raise ValueError(f"heads and out_channels must be positive, got {heads} and {out_channels}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.beta = beta and root_weight
+        self.root_weight = root_weight
+        self.concat = concat
+        self.dropout = dropout
+        self.edge_dim = edge_dim
+        if isinstance(in_channels, int):
+            in_channels = (in_channels, in_channels)
+        self.lin_key = Linear(in_channels[0], heads * out_channels, bias=bias)
+        self.lin_query = Linear(in_channels[1], heads * out_channels, bias=bias)
+        self.lin_value = Linear(in_channels[0], heads * out_channels, bias=bias)
+        self.lin_edge = Linear(edge_dim, heads * out_channels, bias=False) if edge_dim is not None else None
+        width = heads * out_channels if concat else out_channels
+        self.lin_skip = Linear(in_channels[1], width, bias=bias)
+        self.lin_beta = Linear(3 * width, 1, bias=False) if self.beta else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.lin_key, self.lin_query, self.lin_value, self.lin_edge, self.lin_skip, self.lin_beta):
+            if lin is not None:
+                lin.reset_parameters()
+
+    def forward(self, x: Union[Tensor, Tuple[Tensor, Tensor]], edge_index: Any,
+                edge_attr: Optional[Tensor] = None,
+                return_attention_weights: Optional[bool] = None) -> Union[Tensor, Tuple[Tensor, Any]]:
+        H, C = self.heads, self.out_channels
+        x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
+        if self.lin_edge is None and edge_attr is not None:
+            raise ValueError("edge_attr was given but the layer has no edge_dim")
+        if self.lin_edge is not None and edge_attr is None:
+            raise ValueError(f"edge_attr [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
+        graph = as_attention_graph(edge_index, x_dst.size(0), x_src.size(0))
+        query = self.lin_query(x_dst).view(-1, H, C)
+        key = self.lin_key(x_src).view(-1, H, C)
+        value = self.lin_value(x_src).view(-1, H, C)
+        need_weights = isinstance(return_attention_weights, bool)
+        p = self.dropout if self.training else 0.0
+
+        if self.lin_edge is None:
+            res = graph_attention(query, key, value, graph, dropout=p, return_weights=need_weights)
+            out, alpha = res if need_weights else (res, None)
+        else:
+            out, alpha = self._attend_with_edges(query, key, value, graph, edge_attr, p)
+
+        out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
+        if self.root_weight:
+            x_r = self.lin_skip(x_dst)
+            if self.lin_beta is not None:
+                beta = self.lin_beta(torch.cat([out, x_r, out - x_r], dim=-1)).sigmoid()
+                out = beta * x_r + (1 - beta) * out
+            else:
+                out = out + x_r
+        if not need_weights:
+            return out
+        if isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
+            return out, (edge_index, alpha)
+        if isinstance(edge_index, AttentionGraph):
+            return out, (edge_index.edge_index, alpha)
+        idx = graph.edge_index
+        adj = torch.sparse_coo_tensor(torch.stack([idx[1], idx[0]]), alpha,
+                                      (graph.num_dst_nodes, graph.num_src_nodes, H))
+        return out, adj
+
+    def _attend_with_edges(self, query: Tensor, key: Tensor, value: Tensor, graph: AttentionGraph,
+                           edge_attr: Tensor, p: float) -> Tuple[Tensor, Tensor]:
+        H, C = self.heads, self.out_channels
+        edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
+        if edge_attr.size(0) != graph.num_edges:
+            raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
+        w_edge = self.lin_edge.weight.view(H, C, -1)                  # [H, C, F]
+        edge_graph = edge_source_graph(graph)
+        q_edge = torch.einsum("nhc,hcf->nhf", query, w_edge)        # W_e^T q_i per head
+        bias = edge_feature_bias(q_edge, edge_attr, edge_graph) / math.sqrt(C)
+        alpha = attention_weights(query, key, graph, bias=bias)
+        dropped = F.dropout(alpha, p=p) if p > 0.0 else alpha
+        out = aggregate(dropped, value, graph)
+        summed = edge_feature_sum(dropped, edge_attr.to(value.dtype), edge_graph)   # [N, H, F]
+        return out + torch.einsum("nhf,hcf->nhc", summed, w_edge), alpha
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"
+
