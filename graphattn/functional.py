@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import sparse_kernels as sk
+from sparse_kernels.bsr import BSR, select_bsr
 
 from .graph import AttentionGraph
 
@@ -41,6 +42,20 @@ def as_attention_graph(graph: GraphLike, num_dst_nodes: int, num_src_nodes: int)
                     f"got {type(graph).__name__}")
 
 
+def _block_sparse_layout(q: Tensor, k: Tensor, v: Tensor, csr: sk.CSR, bias: Optional[Tensor],
+                         normalizer: str) -> Optional[BSR]:
+    """The BSR layout when the block-sparse kernel serves this call, else ``None`` (CSR path).
+
+    Chosen automatically from the graph's tile occupancy (:func:`sparse_kernels.bsr.select_bsr`,
+    cached per graph) for CUDA fp16/bf16 softmax attention without bias; the CPU, float32/64,
+    other normalisers, biases and ``torch.compile`` tracing always take the CSR path.
+    """
+    if (not q.is_cuda or bias is not None or normalizer != "softmax" or torch.compiler.is_compiling()
+            or q.dtype not in (torch.float16, torch.bfloat16) or not k.dtype == v.dtype == q.dtype):
+        return None
+    return select_bsr(csr)
+
+
 def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
                     scale: Optional[float] = None, normalizer: str = "softmax", dropout: float = 0.0,
                     return_weights: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
@@ -62,6 +77,10 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: 
     Returns:
         ``[N_dst, H, Dv]`` in the dtype of ``q`` (and the weights when asked). A destination
         with no in-edge gets a zero row and zero gradients.
+
+    On CUDA, fp16/bf16 softmax attention without bias runs the block-sparse (BSR) kernel
+    when the graph's tiles are well filled (windows, blocks, causal, global tokens; see
+    :func:`sparse_kernels.bsr.select_bsr`) and the CSR kernels otherwise; same semantics.
     """
     if not isinstance(q, Tensor) or q.dim() != 3:
         raise ValueError(f"q must be a tensor of shape [N_dst, heads, channels], got "
@@ -78,6 +97,10 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: 
     bias_csr = None if bias is None else graph.to_csr_order(bias)
 
     if dropout == 0.0 and not return_weights:
+        layout = _block_sparse_layout(q, k, v, csr, bias, normalizer)
+        if layout is not None:
+            from sparse_kernels.triton.bsr import bsr_attention
+            return bsr_attention(q, k, v, layout, scale)
         return sk.attention_with_stats(q, k, v, csr, bias_csr, scale, normalizer, validate=False)[0]
 
     scores = sk.sddmm(q, k, csr) * scale
