@@ -1,0 +1,16 @@
+r"""PyG-style layers on the graphattn engine (one layer per file).
+
+Every attention runs through :func:`~graphattn.graph_attention` or the engine's ops: no
+:math:`E \times H \times D` message tensor, no padding to the largest graph.
+"""
+from .gin_attention import GINAttention
+from .gps_layer import GPSLayer
+from .graph_attn_conv import GraphAttnConv
+from .graph_transformer_layer import GraphTransformerLayer
+from .linear_attention import LinearGraphAttention
+from .multihead_attention import MultiheadGraphAttention
+from .pna_attention import PNAAttention
+from .virtual_node import VirtualNode
+
+__all__ = ["GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "MultiheadGraphAttention",
+           "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention"]
