@@ -19,8 +19,9 @@ read by each edge and the node each edge reduces into; for the CSR that is
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -29,7 +30,7 @@ from . import reference
 from .csr import CSR
 
 __all__ = ["attention", "attention_with_stats", "sddmm", "edge_softmax", "spmm", "register_backend",
-           "validate_attention_inputs"]
+           "backend_override", "validate_attention_inputs", "REFERENCE_KERNELS"]
 
 _LIB = "sparse_kernels"
 
@@ -39,12 +40,14 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 # --------------------------------------------------------------------------- attention
-@torch.library.custom_op(f"{_LIB}::attention_fwd", mutates_args=())
-def _attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
+def _attention_fwd_reference(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
                    colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
                    scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
     out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer)
     return out, stat.to(_stat_dtype(q.dtype))
+
+
+_attention_fwd = torch.library.custom_op(f"{_LIB}::attention_fwd", mutates_args=())(_attention_fwd_reference)
 
 
 @_attention_fwd.register_fake
@@ -53,14 +56,16 @@ def _(q, k, v, rowptr, col, row, colptr, row_t, perm_t, bias, scale, normalizer)
             q.new_empty(q.shape[0], q.shape[1], dtype=_stat_dtype(q.dtype)))
 
 
-@torch.library.custom_op(f"{_LIB}::attention_bwd", mutates_args=())
-def _attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
+def _attention_bwd_reference(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
                    rowptr: Tensor, col: Tensor, row: Tensor, colptr: Tensor, row_t: Tensor,
                    perm_t: Tensor, bias: Optional[Tensor], scale: float,
                    normalizer: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     dq, dk, dv, dbias = reference.attention_backward(grad_out, q, k, v, out, stat, row, col, bias,
                                                      scale, normalizer)
     return dq, dk, dv, (dbias if dbias is not None else q.new_empty(0))
+
+
+_attention_bwd = torch.library.custom_op(f"{_LIB}::attention_bwd", mutates_args=())(_attention_bwd_reference)
 
 
 @_attention_bwd.register_fake
@@ -90,9 +95,11 @@ torch.library.register_autograd(f"{_LIB}::attention_fwd", _attention_backward,
 
 
 # --------------------------------------------------------------------------- sddmm
-@torch.library.custom_op(f"{_LIB}::sddmm", mutates_args=())
-def _sddmm(a: Tensor, b: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
+def _sddmm_reference(a: Tensor, b: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
     return reference.sddmm(a, b, segment, gather).to(a.dtype)
+
+
+_sddmm = torch.library.custom_op(f"{_LIB}::sddmm", mutates_args=())(_sddmm_reference)
 
 
 @_sddmm.register_fake
@@ -101,9 +108,11 @@ def _(a, b, ptr, gather, segment):
 
 
 # --------------------------------------------------------------------------- spmm
-@torch.library.custom_op(f"{_LIB}::spmm", mutates_args=())
-def _spmm(weight: Tensor, x: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
+def _spmm_reference(weight: Tensor, x: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
     return reference.spmm(weight, x, segment, gather, ptr.numel() - 1).to(x.dtype)
+
+
+_spmm = torch.library.custom_op(f"{_LIB}::spmm", mutates_args=())(_spmm_reference)
 
 
 @_spmm.register_fake
@@ -112,10 +121,12 @@ def _(weight, x, ptr, gather, segment):
 
 
 # --------------------------------------------------------------------------- edge softmax
-@torch.library.custom_op(f"{_LIB}::edge_softmax", mutates_args=())
-def _edge_softmax(scores: Tensor, ptr: Tensor, segment: Tensor, normalizer: str) -> tuple[Tensor, Tensor]:
+def _edge_softmax_reference(scores: Tensor, ptr: Tensor, segment: Tensor, normalizer: str) -> tuple[Tensor, Tensor]:
     weights, stat = reference.edge_normalize(scores, segment, ptr.numel() - 1, normalizer)
     return weights.to(scores.dtype), stat.to(_stat_dtype(scores.dtype))
+
+
+_edge_softmax = torch.library.custom_op(f"{_LIB}::edge_softmax", mutates_args=())(_edge_softmax_reference)
 
 
 @_edge_softmax.register_fake
@@ -124,15 +135,18 @@ def _(scores, ptr, segment, normalizer):
                                                       dtype=_stat_dtype(scores.dtype))
 
 
-@torch.library.custom_op(f"{_LIB}::edge_softmax_bwd", mutates_args=())
-def _edge_softmax_bwd(grad_weights: Tensor, weights: Tensor, scores: Tensor, stat: Tensor,
-                      segment: Tensor, normalizer: str) -> Tensor:
+def _edge_softmax_bwd_reference(grad_weights: Tensor, weights: Tensor, scores: Tensor, stat: Tensor,
+                                ptr: Tensor, segment: Tensor, normalizer: str) -> Tensor:
     return reference.edge_normalize_backward(grad_weights, weights, scores, stat, segment,
                                              normalizer).to(scores.dtype)
 
 
+_edge_softmax_bwd = torch.library.custom_op(f"{_LIB}::edge_softmax_bwd",
+                                            mutates_args=())(_edge_softmax_bwd_reference)
+
+
 @_edge_softmax_bwd.register_fake
-def _(grad_weights, weights, scores, stat, segment, normalizer):
+def _(grad_weights, weights, scores, stat, ptr, segment, normalizer):
     return torch.empty_like(scores)
 
 
@@ -197,15 +211,15 @@ class _EdgeSoftmaxFn(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         scores, ptr, segment, normalizer = inputs
         weights, stat = output
-        ctx.save_for_backward(weights, scores, stat, segment)
+        ctx.save_for_backward(weights, scores, stat, ptr, segment)
         ctx.normalizer = normalizer
         ctx.mark_non_differentiable(stat)
 
     @staticmethod
     def backward(ctx, grad_weights, grad_stat):
-        weights, scores, stat, segment = ctx.saved_tensors
+        weights, scores, stat, ptr, segment = ctx.saved_tensors
         ds = torch.ops.sparse_kernels.edge_softmax_bwd(grad_weights.contiguous(), weights, scores, stat,
-                                                       segment, ctx.normalizer)
+                                                       ptr, segment, ctx.normalizer)
         return ds, None, None, None
 
 
@@ -350,13 +364,40 @@ def edge_softmax(scores: Tensor, csr: CSR, normalizer: str = "softmax") -> Tenso
 _OPS = {"attention_fwd": _attention_fwd, "attention_bwd": _attention_bwd, "sddmm": _sddmm,
         "spmm": _spmm, "edge_softmax": _edge_softmax, "edge_softmax_bwd": _edge_softmax_bwd}
 
+#: The plain-PyTorch implementation of every op, with the op's signature; device backends fall
+#: back to these for inputs they do not handle (e.g. float64).
+REFERENCE_KERNELS: dict[str, Callable] = {
+    "attention_fwd": _attention_fwd_reference, "attention_bwd": _attention_bwd_reference,
+    "sddmm": _sddmm_reference, "spmm": _spmm_reference, "edge_softmax": _edge_softmax_reference,
+    "edge_softmax_bwd": _edge_softmax_bwd_reference}
+
+_REGISTERED: dict[str, dict[str, Callable]] = {}
+
 
 def register_backend(device_type: str, **kernels: Callable) -> None:
     """Registers device-specific implementations, e.g. ``register_backend("cuda", sddmm=fn)``.
 
-    Each ``fn`` has the signature of the op it replaces (see the ``_LIB`` definitions above).
+    Each ``fn`` has the signature of the op it replaces (see :data:`REFERENCE_KERNELS`).
     """
-    for name, fn in kernels.items():
+    for name in kernels:
         if name not in _OPS:
             raise ValueError(f"unknown op {name!r}; known: {sorted(_OPS)}")
+    for name, fn in kernels.items():
         _OPS[name].register_kernel(device_type)(fn)
+        _REGISTERED.setdefault(device_type, {})[name] = fn
+
+
+@contextlib.contextmanager
+def backend_override(device_type: str, **kernels: Callable) -> Iterator[None]:
+    """Runs ``kernels`` for ``device_type`` inside the ``with`` block, then restores what was there.
+
+    Used to run the Triton kernels on CPU tensors in Triton's interpreter
+    (``TRITON_INTERPRET=1``), through the same op dispatch that CUDA tensors take.
+    """
+    previous = {name: _REGISTERED.get(device_type, {}).get(name, REFERENCE_KERNELS[name])
+                for name in kernels}
+    register_backend(device_type, **kernels)
+    try:
+        yield
+    finally:
+        register_backend(device_type, **previous)
