@@ -1,0 +1,42 @@
+"""The ``graphattn`` command: ``graphattn demo``, ``graphattn train``, ``graphattn bench``."""
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+__all__ = ["main"]
+
+USAGE = """usage: graphattn <command> [options]
+
+commands:
+  demo               train a graph transformer on the embedded ogbg-molesol (CPU, ~3 minutes)
+  train              train a model on an OGB / LRGB benchmark (see `graphattn train --help`)
+  bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
+  bench seq-patterns sequence attention patterns against FlexAttention and SDPA
+"""
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "demo":
+        from .demo import main as run
+    elif command == "train":
+        from .train_cli import main as run
+    elif command == "bench" and rest and rest[0] == "kernels":
+        from .bench.kernels import main as run
+        rest = rest[1:]
+    elif command == "bench" and rest and rest[0] == "seq-patterns":
+        from .bench.seq_patterns import main as run
+        rest = rest[1:]
+    else:
+        print(USAGE, file=sys.stderr)
+        sys.exit(f"graphattn: unknown command {' '.join(argv[:2])!r}")
+    run(rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""Datasets: OGB graph property prediction, LRGB peptides, the embedded ogbg-molesol."""
+from .benchmarks import EMBEDDED, GraphBenchmark, MAEEvaluator, embedded_root, load_dataset
+from .lrgb import PeptidesDataset
+from .ogb import MissingDataError, OGBGraphDataset, default_cache_dir
+
+__all__ = ["load_dataset", "GraphBenchmark", "OGBGraphDataset", "PeptidesDataset", "MissingDataError",
+           "MAEEvaluator", "embedded_root", "default_cache_dir", "EMBEDDED"]

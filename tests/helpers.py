@@ -1,0 +1,57 @@
+"""Shared builders for the tests: random graphs with awkward structure and dense references."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def random_graph(num_src: int, num_dst: int, num_edges: int, *, self_loops: bool = False,
+                 hub: bool = False, isolated: int = 0, seed: int = 0) -> Tensor:
+    """A duplicate-free random ``edge_index`` ``[2, E]`` in shuffled order.
+
+    ``hub`` gives destination 0 about half of all edges; the last ``isolated`` destinations
+    get no edge; ``self_loops`` adds ``i -> i`` for every ``i < min(num_src, num_dst)``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    reachable = max(num_dst - isolated, 0)
+    pairs = set()
+    if reachable:
+        while len(pairs) < num_edges:
+            dst = 0 if hub and torch.rand((), generator=g) < 0.5 else int(torch.randint(reachable, (), generator=g))
+            pairs.add((int(torch.randint(num_src, (), generator=g)), dst))
+            if len(pairs) >= reachable * num_src:
+                break
+    if self_loops:
+        pairs |= {(i, i) for i in range(min(num_src, reachable))}
+    edges = torch.tensor(sorted(pairs), dtype=torch.long).reshape(-1, 2).t()
+    return edges[:, torch.randperm(edges.size(1), generator=g)]
+
+
+def dense_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, bias: Tensor | None = None,
+                    scale: float | None = None, normalizer: str = "softmax") -> Tensor:
+    """Dense masked attention with the adjacency as mask; rows without edges give zeros."""
+    n_dst, n_src, heads = q.size(0), k.size(0), q.size(1)
+    mask = torch.zeros(n_dst, n_src, dtype=torch.bool)
+    mask[edge_index[1], edge_index[0]] = True
+    dense_bias = torch.zeros(heads, n_dst, n_src, dtype=q.dtype)
+    if bias is not None:
+        dense_bias = dense_bias.index_put((torch.arange(heads)[:, None], edge_index[1][None], edge_index[0][None]),
+                                          bias.t())
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+    if normalizer == "softmax":
+        rows = mask.any(1)  # SDPA is NaN on fully masked rows: run it on the others only
+        attn_mask = dense_bias[:, rows].masked_fill(~mask[rows], float("-inf"))
+        part = F.scaled_dot_product_attention(qh[:, rows], kh, vh, attn_mask=attn_mask, scale=scale)
+        out = qh.new_zeros(heads, n_dst, v.size(-1)).index_put((torch.arange(heads)[:, None],
+                                                                 rows.nonzero().view(1, -1)), part)
+        return out.transpose(0, 1)
+    s = scale * qh @ kh.transpose(1, 2) + dense_bias
+    if normalizer == "sigmoid":
+        a = torch.sigmoid(s) * mask
+    else:
+        u = F.softplus(s) * mask
+        total = u.sum(-1, keepdim=True)
+        a = u / torch.where(total > 0, total, torch.ones_like(total))
+    return (a @ vh).transpose(0, 1)

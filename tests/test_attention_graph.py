@@ -1,0 +1,100 @@
+"""AttentionGraph constructors, orientation, conversions."""
+import networkx as nx
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+import graphattn as ga
+
+
+EI = torch.tensor([[0, 2, 1, 3], [1, 1, 0, 2]])  # 0->1, 2->1, 1->0, 3->2
+
+
+def test_to_dense_is_attention_mask_orientation():
+    g = ga.AttentionGraph(EI, 4)
+    dense = g.to_dense()
+    assert dense.shape == (4, 4) and dense.dtype == torch.bool
+    assert dense[1, 0] and dense[1, 2] and dense[0, 1] and dense[2, 3] and dense.sum() == 4
+
+
+def test_from_edge_index_infers_sizes_and_bipartite():
+    g = ga.AttentionGraph.from_edge_index(EI)
+    assert (g.num_src_nodes, g.num_dst_nodes, g.num_edges) == (4, 4, 4)
+    b = ga.AttentionGraph.from_edge_index(torch.tensor([[0, 4], [1, 0]]), num_dst_nodes=2)
+    assert (b.num_src_nodes, b.num_dst_nodes) == (5, 2) and b.is_bipartite
+    assert b.to_dense().shape == (2, 5)
+    assert torch.equal(b.edge_index, torch.tensor([[0, 4], [1, 0]]))
+
+
+def test_from_data_and_batch():
+    data = Data(edge_index=EI, num_nodes=5)
+    g = ga.AttentionGraph.from_data(data)
+    assert g.num_src_nodes == 5 and torch.equal(g.edge_index, EI)
+    batch = Batch.from_data_list([data, Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2)])
+    gb = ga.AttentionGraph.from_data(batch)
+    assert gb.num_src_nodes == 7 and gb.num_edges == 5
+
+
+def test_from_sparse_coo_csr_and_weights():
+    dense = torch.zeros(3, 4)
+    dense[0, 1], dense[2, 3], dense[2, 0] = 0.5, 2.0, 1.0
+    for adj in (dense.to_sparse(), dense.to_sparse_csr()):
+        g = ga.AttentionGraph.from_sparse(adj)
+        assert (g.num_dst_nodes, g.num_src_nodes) == (3, 4)
+        assert torch.equal(g.to_dense(), dense != 0)
+        w = torch.zeros(3, 4)
+        w[g.edge_index[1], g.edge_index[0]] = g.edge_weight
+        torch.testing.assert_close(w, dense)
+    with pytest.raises(TypeError, match="adj"):
+        ga.AttentionGraph.from_sparse(dense)
+
+
+def test_from_networkx_directed_and_undirected():
+    dg = nx.DiGraph([("a", "b"), ("b", "c")])
+    g = ga.AttentionGraph.from_networkx(dg)
+    assert g.edge_index.tolist() == [[0, 1], [1, 2]]
+    ug = nx.Graph()
+    ug.add_edge(0, 1, w=3.0)
+    ug.add_edge(1, 1, w=1.0)
+    g = ga.AttentionGraph.from_networkx(ug, weight="w")
+    assert sorted(map(tuple, g.edge_index.t().tolist())) == [(0, 1), (1, 0), (1, 1)]
+    assert sorted(g.edge_weight.tolist()) == [1.0, 3.0, 3.0]
+
+
+class _FakeDGLBlock:
+    """Duck-typed stand-in for a DGL message-flow block (dgl is not a dependency)."""
+
+    def edges(self):
+        return torch.tensor([0, 3, 4]), torch.tensor([1, 0, 1])
+
+    def num_src_nodes(self):
+        return 5
+
+    def num_dst_nodes(self):
+        return 2
+
+
+def test_from_dgl_duck_typed():
+    g = ga.AttentionGraph.from_dgl(_FakeDGLBlock())
+    assert (g.num_src_nodes, g.num_dst_nodes) == (5, 2)
+    assert g.edge_index.tolist() == [[0, 3, 4], [1, 0, 1]]
+
+
+def test_full_per_graph_block_diagonal():
+    batch = torch.tensor([0, 0, 0, 1, 2, 2])
+    g = ga.AttentionGraph.full_per_graph(batch)
+    expected = torch.block_diag(torch.ones(3, 3), torch.ones(1, 1), torch.ones(2, 2)).bool()
+    assert torch.equal(g.to_dense(), expected) and g.num_edges == 14
+    assert torch.equal(g.csr.perm, torch.arange(14))
+    with pytest.raises(ValueError, match="sorted"):
+        ga.AttentionGraph.full_per_graph(torch.tensor([1, 0]))
+    empty_graph_in_middle = ga.AttentionGraph.full_per_graph(torch.tensor([0, 2]), num_graphs=3)
+    assert empty_graph_in_middle.num_edges == 2
+
+
+def test_edge_order_roundtrip_and_to():
+    g = ga.AttentionGraph(EI, 4)
+    x = torch.arange(4.0)
+    assert torch.equal(g.to_user_order(g.to_csr_order(x)), x)
+    moved = g.to("cpu")
+    assert torch.equal(moved.edge_index, EI) and "num_edges=4" in repr(moved)

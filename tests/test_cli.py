@@ -1,0 +1,27 @@
+"""The `graphattn` command."""
+import subprocess
+import sys
+
+import pytest
+
+from graphattn.cli import main
+
+
+def test_help_lists_commands(capsys):
+    main([])
+    out = capsys.readouterr().out
+    assert "demo" in out and "train" in out and "bench kernels" in out
+
+
+def test_unknown_command_exits_nonzero():
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert "unknown command" in str(info.value.code)
+
+
+def test_demo_runs_to_final_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "graphattn.cli", "demo", "--epochs", "1", "--no-progress"],
+                            capture_output=True, text=True, timeout=600,
+                            env={"GRAPHATTN_CACHE": str(tmp_path), "OUTDATED_IGNORE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test RMSE" in result.stdout.strip().splitlines()[-1]

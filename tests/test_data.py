@@ -1,0 +1,70 @@
+"""Dataset loaders: the embedded ogbg-molesol, OGB layout checks, LRGB peptides."""
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from graphattn.data import MissingDataError, load_dataset
+
+SHARED = Path(os.environ.get("GRAPHATTN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("GRAPHATTN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_embedded_molesol_matches_official_layout():
+    bench = load_dataset("ogbg-molesol")
+    assert len(bench.dataset) == 1128
+    assert {k: len(v) for k, v in bench.split.items()} == {"train": 902, "valid": 113, "test": 113}
+    g = bench.dataset[0]
+    assert g.x.dtype == torch.long and g.x.size(1) == 9 and g.edge_attr.size(1) == 3
+    assert g.y.shape == (1, 1) and g.y.dtype == torch.float32
+    assert bench.eval_metric == "rmse" and not bench.higher_is_better
+    y = torch.cat([d.y for d in bench.subset("test")])
+    result = bench.evaluator.eval({"y_true": y.numpy(), "y_pred": (y * 0).numpy()})
+    assert result["rmse"] > 0
+
+
+def test_unknown_and_missing_datasets(tmp_path):
+    with pytest.raises(ValueError, match="unknown"):
+        load_dataset("ogbg-nonexistent", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("cora", str(tmp_path))
+    with pytest.raises(MissingDataError, match="ogbg_molhiv"):
+        load_dataset("ogbg-molhiv", str(tmp_path))
+    with pytest.raises(MissingDataError, match="peptide_multi_class_dataset.csv.gz"):
+        load_dataset("peptides-func", str(tmp_path))
+    with pytest.raises(MissingDataError, match="root"):
+        load_dataset("ogbg-molhiv")
+
+
+def test_peptides_loader_on_small_release_layout(tmp_path):
+    smiles = ["CC(=O)NC", "NCC(=O)O", "CCO", "c1ccccc1O"]
+    (tmp_path / "raw").mkdir()
+    with gzip.open(tmp_path / "raw" / "peptide_multi_class_dataset.csv.gz", "wt") as f:
+        f.write(",smiles,peptide_seq,labels,identifier\n")
+        for i, s in enumerate(smiles):
+            label = [0] * 10
+            label[i] = 1
+            f.write(f'{i},{s},X,"{label}",id{i}\n')
+    with open(tmp_path / "splits_random_stratified_peptide.pickle", "wb") as f:
+        pickle.dump({"train": [0, 1], "val": [2], "test": [3]}, f)
+    bench = load_dataset("peptides-func", str(tmp_path))
+    assert len(bench.dataset) == 4 and bench.num_tasks == 10 and bench.eval_metric == "ap"
+    assert bench.dataset[2].x.size(0) == 3  # CCO: three heavy atoms
+    assert bench.split["valid"].tolist() == [2]
+    y = torch.cat([d.y for d in bench.dataset])
+    assert bench.evaluator.eval({"y_true": y.numpy(), "y_pred": y.numpy()})["ap"] == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(not (SHARED / "lrgb-peptides-func").exists(), reason="shared LRGB data not present")
+def test_real_peptides_func_counts(tmp_path):
+    bench = load_dataset("peptides-func", str(SHARED / "lrgb-peptides-func"), cache_dir=str(tmp_path))
+    assert len(bench.dataset) == 15535
+    assert [len(bench.split[s]) for s in ("train", "valid", "test")] == [10873, 2331, 2331]
+    assert not (SHARED / "lrgb-peptides-func" / "processed").exists()  # read-only data stays untouched
