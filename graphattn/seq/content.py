@@ -159,7 +159,8 @@ class KMeansRouting(nn.Module):
     @torch.no_grad()
     def forward(self, q: Tensor, k: Tensor, seq_lengths: Optional[Sequence[int]] = None) -> SeqGraph:
         _check_qk(q, k, seq_lengths)
-        xq, xk = F.normalize(_flat(q).float(), dim=-1), F.normalize(_flat(k).float(), dim=-1)
+        dt = self.centroids.dtype
+        xq, xk = F.normalize(_flat(q).to(dt), dim=-1), F.normalize(_flat(k).to(dt), dim=-1)
         if xq.size(1) != self.dim:
             raise ValueError(f"q has heads * channels = {xq.size(1)}, the router expects {self.dim}")
         cq = (xq @ self.centroids.T).argmax(-1)
