@@ -1,0 +1,73 @@
+r"""MPNNVirtualNode: an MPNN (GINE / GatedGCN / GCN) with OGB-style residual virtual nodes."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..nn.virtual_node import VirtualNode
+from .encoders import EdgeInputEncoder, InputEncoder
+from .heads import PredictionHead
+from .local import LocalConv
+
+__all__ = ["MPNNVirtualNode"]
+
+
+class MPNNVirtualNode(torch.nn.Module):
+    r"""The OGB virtual-node MPNN (Cai et al. 2023, OGB variant): per layer :math:`l`
+
+    .. math::
+        \mathbf{h} \leftarrow \mathbf{h} + \mathbf{v}[\text{batch}],\quad
+        \mathbf{h}' = \operatorname{Dropout}(\sigma(\operatorname{BN}(\operatorname{MPNN}_l(\mathbf{h}))))
+        \;(+\,\mathbf{h}\ \text{residual}),
+
+    and for all but the last layer :math:`\mathbf{v} \leftarrow \mathbf{v} + \operatorname{Dropout}(\operatorname{MLP}(\sum_{i \in g}
+    \mathbf{h}_i + \mathbf{v}))` (:class:`~graphattn.nn.VirtualNode`); no activation after the
+    last layer. Edge features are embedded once and passed to every layer.
+
+    Args:
+        channels; out_channels; num_layers; local_conv (``"gine"``, ``"gatedgcn"``, ``"gcn"``);
+        num_virtual_nodes; residual; dropout; head_layers; level; pool;
+        node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories: see :class:`GraphTransformer`.
+    """
+
+    def __init__(self, channels: int, out_channels: int, num_layers: int = 5, local_conv: str = "gine",
+                 num_virtual_nodes: int = 1, residual: bool = True, dropout: float = 0.0,
+                 node_encoder: Union[str, int] = "ogb", edge_encoder: Union[str, int, None] = "ogb",
+                 lap_pe_dim: int = 0, rwse_dim: int = 0, head_layers: int = 1, level: str = "graph",
+                 pool: str = "mean", extra_categories: int = 0):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.residual, self.dropout = residual, dropout
+        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
+        self.edge_encoder = (EdgeInputEncoder(channels, edge_encoder, extra_categories)
+                             if edge_encoder is not None else None)
+        self.convs = torch.nn.ModuleList([LocalConv(local_conv, channels) for _ in range(num_layers)])
+        self.norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(channels) for _ in range(num_layers)])
+        self.virtual_node = VirtualNode(channels, num_virtual_nodes, dropout)
+        self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
+                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
+                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
+                virtual_mask: Optional[Tensor] = None) -> Tensor:
+        h = self.encoder(x, lap_pe, rwse)
+        if batch is None:
+            batch = torch.zeros(h.size(0), dtype=torch.long, device=h.device)
+            num_graphs = 1
+        elif num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
+        state = self.virtual_node.initial_state(num_graphs, h)
+        last = len(self.convs) - 1
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            h_in = self.virtual_node.broadcast(h, state, batch)
+            out = norm(conv(h_in, edge_index, e))
+            out = F.dropout(F.relu(out) if i < last else out, p=self.dropout, training=self.training)
+            h = out + h_in if self.residual else out
+            if i < last:
+                state = self.virtual_node.update(h_in, state, batch)
+        return self.head(h, batch, num_graphs, virtual_mask)
