@@ -1,0 +1,88 @@
+"""Benchmarks (``graphattn bench kernels``, ``graphattn bench seq-patterns``) and their timing helpers.
+
+Every benchmark compares against its baselines in the same run on the same device, records the
+device and library versions, and writes ``benchmarks/results/<name>-<device>.json`` plus a plot.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+
+__all__ = ["device_name", "device_tag", "synchronize", "median_ms", "peak_mb", "versions"]
+
+
+def device_name(device: torch.device) -> str:
+    """``torch.cuda.get_device_name`` on a GPU, ``cpu (<processor>, <n> cores)`` otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def device_tag(device: torch.device) -> str:
+    """A file-name-safe tag of the device: ``nvidia-h100-80gb-hbm3``, ``cpu``."""
+    if device.type != "cuda":
+        return device.type
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 3, reps: int = 10,
+              max_total_ms: float = 3000.0) -> float:
+    """Median milliseconds of ``fn()`` (CUDA events on a GPU) after ``warmup`` calls.
+
+    Slow functions get fewer repetitions (at least 3) so one measurement stays near ``max_total_ms``.
+    """
+    first = 0.0
+    for _ in range(max(warmup, 1)):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        first = (time.perf_counter() - t0) * 1e3
+    reps = max(3, min(reps, int(max_total_ms / max(first, 1e-3))))
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def peak_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
+    """Peak memory allocated by ``fn()`` above what was allocated before (MiB); ``None`` off the GPU."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+
+
+def versions() -> dict[str, Optional[str]]:
+    """Versions of torch, CUDA, Triton and PyG (``None`` where absent)."""
+    out: dict[str, Optional[str]] = {"torch": torch.__version__, "cuda": torch.version.cuda}
+    for name in ("triton", "torch_geometric"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = None
+    return out
