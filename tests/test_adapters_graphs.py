@@ -1,8 +1,10 @@
 """Attention graphs of a layer: against dense softmax probabilities and HF eager attention."""
+import copy
+
 import pytest
 import torch
 
-from graphattn.adapters import allowed_pairs, attention_graph, install_capture
+from graphattn.adapters import allowed_pairs, attention_graph, collect_attention_graphs
 
 transformers = pytest.importorskip("transformers")
 
@@ -107,7 +109,7 @@ def test_bad_arguments_raise():
 
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
-def test_captured_graph_equals_eager_attention_probabilities(family):
+def test_collected_graphs_equal_eager_attention_probabilities(family):
     torch.manual_seed(0)
     if family == "bert":
         config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -119,22 +121,19 @@ def test_captured_graph_equals_eager_attention_probabilities(family):
                                           num_key_value_heads=2, intermediate_size=64, vocab_size=50)
         cls = transformers.LlamaModel
         mask = torch.tensor([[1] * 6, [0] * 2 + [1] * 4])           # left padding
-    ids = torch.randint(0, 50, (2, 6))
+    inputs = {"input_ids": torch.randint(0, 50, (2, 6)), "attention_mask": mask}
     model = cls(config).eval()
-    eager = cls(config).eval()
+    eager = cls(copy.deepcopy(config)).eval()
     eager.load_state_dict(model.state_dict())
     eager.set_attn_implementation("eager")
     with torch.no_grad():
-        probs = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[0]
-    store = install_capture(model)
-    captured = []
-    store.hooks.append(model.get_submodule("encoder.layer.0.attention.self" if family == "bert"
-                                           else "layers.0.self_attn").register_forward_hook(
-        lambda *_: captured.append(store.last)))
-    with torch.no_grad():
-        model(input_ids=ids, attention_mask=mask)
-    cap = captured[0]
-    graph = attention_graph(cap.query, cap.key, cap.mask, is_causal=cap.is_causal, scaling=cap.scaling)
+        probs = eager(**inputs, output_attentions=True).attentions
+    before = model.config._attn_implementation
+    graphs = collect_attention_graphs(model, inputs)
+    assert len(graphs) == 2 and model.config._attn_implementation == before != "eager"   # restored
     valid = mask.bool()
-    expected = probs * (valid[:, None, :, None] & valid[:, None, None, :])   # padding rows dropped
-    torch.testing.assert_close(_dense(graph, 2, 6, 6), expected, rtol=1e-5, atol=1e-6)
+    for graph, layer_probs in zip(graphs, probs):
+        expected = layer_probs * (valid[:, None, :, None] & valid[:, None, None, :])   # padding rows dropped
+        torch.testing.assert_close(_dense(graph, 2, 6, 6), expected, rtol=1e-5, atol=1e-6)
+    top = collect_attention_graphs(model, inputs, top_k=2)
+    assert (top[0].in_degree() <= 2 * 4).all() and top[0].num_edges < graphs[0].num_edges

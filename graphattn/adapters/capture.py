@@ -23,9 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import torch
 from torch import Tensor, nn
 
-__all__ = ["AttentionCapture", "CaptureStore", "install_capture", "uninstall_capture", "attention_modules", "IMPLEMENTATION"]
+from ..graph import AttentionGraph
+from .attention_graphs import attention_graph
+
+__all__ = ["AttentionCapture", "CaptureStore", "install_capture", "uninstall_capture", "attention_modules",
+           "collect_attention_graphs", "IMPLEMENTATION"]
 
 #: Name of the capturing attention implementation registered with ``transformers``.
 IMPLEMENTATION = "graphattn"
@@ -58,6 +63,13 @@ class AttentionCapture:
         """``[B, H, L_k, D_v]``: grouped-query values repeated to every query head."""
         groups = self.query.size(1) // self.value.size(1)
         return self.value if groups == 1 else self.value.repeat_interleave(groups, dim=1)
+
+
+    def graph(self, **kwargs: Any) -> AttentionGraph:
+        """This call's attention as an :class:`AttentionGraph` (``kwargs`` go to
+        :func:`~graphattn.adapters.attention_graph`: ``threshold``, ``top_k``, ``reduce_heads``)."""
+        return attention_graph(self.query, self.key, self.mask, is_causal=self.is_causal,
+                               scaling=self.scaling, **kwargs)
 
 
 class CaptureStore:
@@ -150,3 +162,31 @@ def uninstall_capture(model: nn.Module) -> None:
         delattr(m, _STORE_ATTR)
     _set_implementation(model, store.previous_implementation or "sdpa")
 
+
+
+@torch.no_grad()
+def collect_attention_graphs(model: nn.Module, inputs: dict[str, Any], threshold: Optional[float] = None,
+                             top_k: Optional[int] = None, reduce_heads: Optional[str] = None) -> list[AttentionGraph]:
+    """Runs ``model(**inputs)`` once and returns every attention layer's graph, in model order.
+
+    The model's attention stays on SDPA; each layer's graph is rebuilt blockwise from its
+    captured ``query``/``key`` (see :func:`~graphattn.adapters.attention_graph` for the
+    options). A model that was not injected is restored afterwards.
+    """
+    modules = attention_modules(model)
+    installed_here = bool(modules) and getattr(modules[0][1], _STORE_ATTR, None) is None
+    store = install_capture(model)
+    graphs: list[AttentionGraph] = []
+
+    def hook(module, args, output):
+        graphs.append(store.take().graph(threshold=threshold, top_k=top_k, reduce_heads=reduce_heads))
+
+    handles = [m.register_forward_hook(hook) for _, m in modules]
+    try:
+        model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        if installed_here:
+            uninstall_capture(model)
+    return graphs

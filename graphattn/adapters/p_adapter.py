@@ -39,7 +39,6 @@ from torch import Tensor, nn
 import sparse_kernels as sk
 
 from ..graph import AttentionGraph
-from .attention_graphs import attention_graph
 from .capture import AttentionCapture
 
 __all__ = ["p_laplacian_step", "edge_diff_norm", "PAdapter"]
@@ -187,10 +186,9 @@ class PAdapter(nn.Module):
                                f"output projection's output {list(output.shape)}")
         nodes = project(value.transpose(1, 2).reshape(batch, length, -1))
         f = self.down(nodes.to(self.down.weight.dtype)).reshape(batch * length, self.num_heads, -1)
-        graph = attention_graph(capture.query, capture.key, capture.mask, is_causal=capture.is_causal,
-                                scaling=capture.scaling, threshold=self.threshold, top_k=self.top_k)
         if heads != self.num_heads:
             raise RuntimeError(f"adapter has {self.num_heads} heads, the attention {heads}")
+        graph = capture.graph(threshold=self.threshold, top_k=self.top_k)
         f = p_laplacian_step(f, graph, self.p, self.mu, self.eps).reshape(batch, length, -1)
         x = output.to(self.gate.weight.dtype)
         return self.up(F.gelu(self.gate(x)) * f).to(output.dtype)

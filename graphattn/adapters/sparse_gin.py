@@ -38,7 +38,6 @@ from torch import Tensor, nn
 import sparse_kernels as sk
 
 from ..graph import AttentionGraph
-from .attention_graphs import attention_graph
 from .capture import AttentionCapture
 
 __all__ = ["SparseGINAdapter", "RMSNorm", "sharpened_attention_graph"]
@@ -67,9 +66,7 @@ def sharpened_attention_graph(capture: AttentionCapture, sharpness: float = 10.0
     threshold = shift + math.log(cutoff / (1 - cutoff)) / sharpness
     if threshold >= 1.0:
         raise ValueError(f"sharpness/shift/cutoff keep no edge (summed attention must exceed {threshold:.3f} > 1)")
-    graph = attention_graph(capture.query, capture.key, capture.mask, is_causal=capture.is_causal,
-                            scaling=capture.scaling, threshold=threshold if threshold >= 0 else None,
-                            reduce_heads="sum")
+    graph = capture.graph(threshold=threshold if threshold >= 0 else None, reduce_heads="sum")
     weight = torch.sigmoid(sharpness * (graph.edge_weight.clamp(max=1.0) - shift))
     return AttentionGraph(graph.edge_index, graph.num_src_nodes, graph.num_dst_nodes, edge_weight=weight,
                           validate=False, _csr=graph.csr)
