@@ -39,8 +39,8 @@ class GPS(torch.nn.Module):
                  head_layers: int = 1, level: str = "graph", pool: str = "mean", extra_categories: int = 0):
         super().__init__()
         self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
-        self.edge_encoder = (EdgeInputEncoder(channels, edge_encoder, extra_categories)
-                             if edge_encoder is not None else None)
+        uses_edges = edge_encoder is not None and local_conv in ("gine", "gatedgcn")   # GCN ignores them
+        self.edge_encoder = EdgeInputEncoder(channels, edge_encoder, extra_categories) if uses_edges else None
         kwargs = {"dropout": attn_dropout, **(attn_kwargs or {})}
         self.attn_type = attn_type
         self.layers = torch.nn.ModuleList([

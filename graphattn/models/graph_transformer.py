@@ -40,8 +40,9 @@ class GraphTransformer(torch.nn.Module):
                              if edge_encoder is not None else None)
         edge_dim = channels if edge_encoder is not None else None
         self.layers = torch.nn.ModuleList([
-            GraphTransformerLayer(channels, heads, edge_dim=edge_dim, dropout=dropout, norm=norm, clamp=clamp)
-            for _ in range(num_layers)])
+            GraphTransformerLayer(channels, heads, edge_dim=edge_dim, dropout=dropout, norm=norm, clamp=clamp,
+                                  update_edges=i < num_layers - 1)
+            for i in range(num_layers)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
@@ -52,8 +53,8 @@ class GraphTransformer(torch.nn.Module):
         graph = AttentionGraph(edge_index, h.size(0))           # one CSR for all layers
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
         for layer in self.layers:
-            if e is None:
-                h = layer(h, graph)
-            else:
+            if layer.update_edges:
                 h, e = layer(h, graph, e)
+            else:
+                h = layer(h, graph, e)
         return self.head(h, batch, num_graphs, virtual_mask)

@@ -23,9 +23,9 @@ class MPNNVirtualNode(torch.nn.Module):
         \mathbf{h}' = \operatorname{Dropout}(\sigma(\operatorname{BN}(\operatorname{MPNN}_l(\mathbf{h}))))
         \;(+\,\mathbf{h}\ \text{residual}),
 
-    and for all but the last layer :math:`\mathbf{v} \leftarrow \mathbf{v} + \operatorname{Dropout}(\operatorname{MLP}(\sum_{i \in g}
-    \mathbf{h}_i + \mathbf{v}))` (:class:`~graphattn.nn.VirtualNode`); no activation after the
-    last layer. Edge features are embedded once and passed to every layer.
+    and for all but the last layer :math:`\mathbf{v} \leftarrow \mathbf{v} + \operatorname{Dropout}(\operatorname{MLP}_l(\sum_{i \in g}
+    \mathbf{h}_i + \mathbf{v}))` (one :class:`~graphattn.nn.VirtualNode` per layer, as in OGB);
+    no activation after the last layer. Edge features are embedded once and passed to every layer.
 
     Args:
         channels; out_channels; num_layers; local_conv (``"gine"``, ``"gatedgcn"``, ``"gcn"``);
@@ -41,13 +41,14 @@ class MPNNVirtualNode(torch.nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.residual, self.dropout = residual, dropout
+        self.residual, self.dropout, self.num_virtual_nodes = residual, dropout, num_virtual_nodes
         self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
-        self.edge_encoder = (EdgeInputEncoder(channels, edge_encoder, extra_categories)
-                             if edge_encoder is not None else None)
+        uses_edges = edge_encoder is not None and local_conv in ("gine", "gatedgcn")   # GCN ignores them
+        self.edge_encoder = EdgeInputEncoder(channels, edge_encoder, extra_categories) if uses_edges else None
         self.convs = torch.nn.ModuleList([LocalConv(local_conv, channels) for _ in range(num_layers)])
         self.norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(channels) for _ in range(num_layers)])
-        self.virtual_node = VirtualNode(channels, num_virtual_nodes, dropout)
+        self.virtual_nodes = torch.nn.ModuleList([VirtualNode(channels, num_virtual_nodes, dropout)
+                                                  for _ in range(num_layers - 1)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
@@ -61,13 +62,13 @@ class MPNNVirtualNode(torch.nn.Module):
         elif num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
-        state = self.virtual_node.initial_state(num_graphs, h)
+        state = h.new_zeros(num_graphs, self.num_virtual_nodes, h.size(-1))
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            h_in = self.virtual_node.broadcast(h, state, batch)
+            h_in = h + state.mean(dim=1)[batch]                            # VirtualNode.broadcast
             out = norm(conv(h_in, edge_index, e))
             out = F.dropout(F.relu(out) if i < last else out, p=self.dropout, training=self.training)
             h = out + h_in if self.residual else out
             if i < last:
-                state = self.virtual_node.update(h_in, state, batch)
+                state = self.virtual_nodes[i].update(h_in, state, batch)
         return self.head(h, batch, num_graphs, virtual_mask)

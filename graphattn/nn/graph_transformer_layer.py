@@ -65,15 +65,18 @@ class GraphTransformerLayer(torch.nn.Module):
         residual: add the residual connections.
         clamp: ``None`` (softmax) or the paper's clamp bound (``5.0``) for
           :math:`\exp(\operatorname{clamp}(s, -c, c))` weights.
+        update_edges: build and run the edge stream (with ``edge_dim``); ``False`` for the last
+          layer of a model, whose edge output nobody reads (edges still modulate the scores).
 
     Forward:
         ``x`` ``[N, C]``, ``edge_index`` ``[2, E]`` / sparse adjacency / ``AttentionGraph``,
         ``edge_attr`` ``[E, C]`` (when ``edge_dim``). Returns ``x'`` ``[N, C]``, and with edge
-        features ``(x', edge_attr')``.
+        features and ``update_edges`` ``(x', edge_attr')``.
     """
 
     def __init__(self, in_channels: int, heads: int = 8, edge_dim: Optional[int] = None, dropout: float = 0.0,
-                 norm: Optional[str] = "batch_norm", residual: bool = True, clamp: Optional[float] = None):
+                 norm: Optional[str] = "batch_norm", residual: bool = True, clamp: Optional[float] = None,
+                 update_edges: bool = True):
         super().__init__()
         if in_channels % heads != 0:
             raise ValueError(f"in_channels ({in_channels}) must be divisible by heads ({heads})")
@@ -93,8 +96,10 @@ class GraphTransformerLayer(torch.nn.Module):
         self.norm1_h, self.norm2_h = _norm(norm, C), _norm(norm, C)
         self.ffn_h = _ffn(C, dropout)
         self.use_edges = edge_dim is not None
+        self.update_edges = self.use_edges and update_edges
         if self.use_edges:
             self.E = torch.nn.Linear(C, C, bias=False)
+        if self.update_edges:
             self.O_e = torch.nn.Linear(C, C)
             self.norm1_e, self.norm2_e = _norm(norm, C), _norm(norm, C)
             self.ffn_e = _ffn(C, dropout)
@@ -146,7 +151,7 @@ class GraphTransformerLayer(torch.nn.Module):
             raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
         h, e = self._attend(x, graph, edge_attr)
         h = self._post(x, h.reshape(x.size(0), -1), self.O_h, self.norm1_h, self.ffn_h, self.norm2_h)
-        if e is None:
+        if not self.update_edges:
             return h
         e = self._post(edge_attr, e, self.O_e, self.norm1_e, self.ffn_e, self.norm2_e)
         return h, e
