@@ -19,6 +19,11 @@ def _bert():
     return transformers.BertModel(transformers.BertConfig(vocab_size=60, **SMALL)), _text_inputs(right=True)
 
 
+def _roberta():
+    config = transformers.RobertaConfig(vocab_size=60, pad_token_id=1, max_position_embeddings=20, **SMALL)
+    return transformers.RobertaModel(config), _text_inputs(right=True)
+
+
 def _llama():
     config = transformers.LlamaConfig(vocab_size=60, num_key_value_heads=2, **SMALL)
     return transformers.LlamaForCausalLM(config), _text_inputs(right=False)
@@ -40,7 +45,7 @@ def _text_inputs(right: bool):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-FAMILIES = {"bert": _bert, "llama": _llama, "vit": _vit}
+FAMILIES = {"bert": _bert, "roberta": _roberta, "llama": _llama, "vit": _vit}
 CONFIGS = {"p": lambda: PAdapterConfig(), "gin": lambda: SparseGINAdapterConfig(gin_hidden=8)}
 
 

@@ -9,17 +9,19 @@ r"""Attaching graph adapters to a pretrained model, the way ``peft`` attaches Lo
 Targets are the attention output projections, matched by regular expressions searched in
 the module names (:data:`DEFAULT_TARGETS` covers ``transformers`` 5.x):
 
-=====================  ==========================================
+=======================  ============================================
 BERT / RoBERTa / MiniLM  ``encoder.layer.N.attention.output.dense``
 Llama family             ``model.layers.N.self_attn.o_proj``
-ViT                      ``vit.encoder.layer.N.attention.o_proj``
-=====================  ==========================================
+ViT                      ``[vit.]layers.N.attention.o_proj``
+=======================  ============================================
 
 Each adapter becomes a child module ``graph_adapter`` of its target (the base weights keep
 their names, so the model's own checkpoint still loads) and runs in a forward hook that
 adds its update to the projection's output; the attention it needs is captured on the way
 (:mod:`~graphattn.adapters.capture`). Everything but the adapters is frozen unless
-``freeze_base=False`` (e.g. to train ``peft`` LoRA weights side by side).
+``freeze_base=False`` (e.g. to train ``peft`` LoRA weights side by side); a task head
+added to the model before the injection must be unfrozen by the caller (as ``peft``'s
+``modules_to_save``).
 """
 from __future__ import annotations
 
