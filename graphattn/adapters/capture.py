@@ -7,7 +7,8 @@ rotary embeddings) itself and then calls
 key, value, attention_mask, scaling=..., ...)``. :func:`install_capture` registers one more
 implementation, ``"graphattn"``, that records these arguments on the way to PyTorch's
 scaled-dot-product attention (SDPA) and returns SDPA's result unchanged; the masks are
-built as for ``"sdpa"``. The model thus keeps its fast attention; the adapters rebuild the
+built as for ``"sdpa"`` (a model set to another implementation, e.g. flash attention, runs
+on SDPA while captured). The model thus keeps its fast attention; the adapters rebuild the
 probabilities they need from ``query``/``key`` on the tokens' graph
 (:func:`~graphattn.adapters.attention_graph`), which needs no ``output_attentions`` and no
 eager attention.
@@ -63,7 +64,6 @@ class AttentionCapture:
         """``[B, H, L_k, D_v]``: grouped-query values repeated to every query head."""
         groups = self.query.size(1) // self.value.size(1)
         return self.value if groups == 1 else self.value.repeat_interleave(groups, dim=1)
-
 
     def graph(self, **kwargs: Any) -> AttentionGraph:
         """This call's attention as an :class:`AttentionGraph` (``kwargs`` go to
