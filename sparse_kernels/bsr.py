@@ -10,7 +10,11 @@ The attention mask of a graph (``[N_dst, N_src]``, entry ``(i, j)`` set for an e
 
 :class:`BSR` holds the non-empty tiles grouped by row block (``block_rowptr``,
 ``block_col``), ``mask_index`` (``-1`` for a full tile, else the tile's slot in ``masks``)
-and ``masks`` ``[P, block_m, block_n]`` (``uint8``) for the ``P`` partial tiles.
+and ``masks`` ``[P, block_m, block_n]`` (``uint8``) for the ``P`` partial tiles. Within a
+row block the full tiles come first (``block_split`` marks where the partial ones start), so
+a kernel runs two loops, the first with no mask at all. The transpose (tiles grouped by
+column block, full first; ``block_colptr``, ``block_split_t``, ``tile_row_t``,
+``mask_index_t``) serves the backward column pass for ``dk``, ``dv`` without atomics.
 Sliding windows, blocks, causal masks and global tokens have almost only full tiles;
 irregular graphs have almost only sparse partial tiles, which :func:`select_bsr` detects
 from the tile occupancy so that :func:`graphattn.graph_attention` keeps the CSR kernels for
@@ -43,9 +47,13 @@ class BSR:
         block_m, block_n: tile shape (rows = destinations, columns = sources).
         num_dst_nodes, num_src_nodes: the matrix shape.
         block_rowptr: ``[ceil(N_dst / block_m) + 1]`` offsets of each row block's tiles.
-        block_col: ``[T]`` source-block index of each tile (ascending within a row block).
+        block_split: ``[ceil(N_dst / block_m)]`` first partial tile of each row block.
+        block_col: ``[T]`` source-block index of each tile (full tiles first, then partial,
+            each ascending).
         mask_index: ``[T]`` int32, ``-1`` for a full tile, else the tile's slot in ``masks``.
         masks: ``[P, block_m, block_n]`` uint8 per-element masks of the partial tiles.
+        block_colptr, block_split_t, tile_row_t, mask_index_t: the same tiles grouped by
+            source block (``[ceil(N_src / block_n) + 1]``, ``[ceil(N_src / block_n)]``, ``[T]``, ``[T]``).
         num_edges: edges of the graph (each counted once).
         has_duplicates: the graph repeats an edge (the BSR then is not equivalent to the CSR).
     """
@@ -55,9 +63,14 @@ class BSR:
     num_dst_nodes: int
     num_src_nodes: int
     block_rowptr: Tensor
+    block_split: Tensor
     block_col: Tensor
     mask_index: Tensor
     masks: Tensor
+    block_colptr: Tensor
+    block_split_t: Tensor
+    tile_row_t: Tensor
+    mask_index_t: Tensor
     num_edges: int
     has_duplicates: bool = False
 
@@ -126,10 +139,25 @@ def bsr_from_csr(csr: CSR, block_m: int = 64, block_n: int = 64) -> BSR:
     partial = slot >= 0
     local = keys[partial] % area
     masks.view(-1, area)[slot[partial], local] = 1
-    block_counts = torch.zeros(nrb + 1, dtype=torch.long, device=device)
-    block_counts.scatter_add_(0, tile_row + 1, torch.ones_like(tile_row))
-    return BSR(block_m, block_n, n_dst, n_src, block_counts.cumsum(0), tile_col.contiguous(),
-               mask_index.to(torch.int32).contiguous(), masks, int(keys.numel()), has_duplicates)
+    rowptr, split, order = _group_full_first(tile_row, tile_col, full, nrb, ncb)
+    colptr, split_t, order_t = _group_full_first(tile_col, tile_row, full, ncb, nrb)
+    mask_index = mask_index.to(torch.int32)
+    return BSR(block_m, block_n, n_dst, n_src, rowptr, split, tile_col[order].contiguous(),
+               mask_index[order].contiguous(), masks, colptr, split_t, tile_row[order_t].contiguous(),
+               mask_index[order_t].contiguous(), int(keys.numel()), has_duplicates)
+
+
+def _group_full_first(group: Tensor, other: Tensor, full: Tensor, num_groups: int,
+                      num_other: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Orders tiles by ``(group, partial, other)``: ``(ptr [G + 1], split [G], order [T])``."""
+    partial = (~full).long()
+    order = torch.argsort((group * 2 + partial) * num_other + other)
+    ptr = torch.zeros(num_groups + 1, dtype=torch.long, device=group.device)
+    ptr.scatter_add_(0, group + 1, torch.ones_like(group))
+    ptr = ptr.cumsum(0)
+    num_full = torch.zeros(num_groups, dtype=torch.long, device=group.device)
+    num_full.scatter_add_(0, group, full.long())
+    return ptr, ptr[:-1] + num_full, order
 
 
 _SELECTED: dict[tuple, Optional[BSR]] = {}

@@ -33,7 +33,20 @@ def test_layout_roundtrip_and_classification(n, bm, bn):
         is_full = tile.shape == (bm, bn) and bool(tile.all())
         assert (int(layout.mask_index[t]) < 0) == is_full
         assert bool(tile.any())
-    assert torch.all(layout.block_col[1:][rb[1:] == rb[:-1]] > layout.block_col[:-1][rb[1:] == rb[:-1]])
+    # within a row block: full tiles first (up to block_split), each class ascending
+    for r in range(nrb):
+        a, s, b = int(layout.block_rowptr[r]), int(layout.block_split[r]), int(layout.block_rowptr[r + 1])
+        assert bool((layout.mask_index[a:s] < 0).all()) and bool((layout.mask_index[s:b] >= 0).all())
+        for lo, hi in ((a, s), (s, b)):
+            assert bool((layout.block_col[lo:hi].diff() > 0).all())
+    # the transpose holds the same tiles grouped by column block
+    ncb = layout.block_colptr.numel() - 1
+    cb = torch.repeat_interleave(torch.arange(ncb), layout.block_colptr.diff())
+    assert sorted(zip(rb.tolist(), layout.block_col.tolist(), layout.mask_index.tolist())) == \
+        sorted(zip(layout.tile_row_t.tolist(), cb.tolist(), layout.mask_index_t.tolist()))
+    for c in range(ncb):
+        a, s, b = int(layout.block_colptr[c]), int(layout.block_split_t[c]), int(layout.block_colptr[c + 1])
+        assert bool((layout.mask_index_t[a:s] < 0).all()) and bool((layout.mask_index_t[s:b] >= 0).all())
 
 
 def test_duplicates_and_selection():
@@ -79,3 +92,29 @@ def test_bsr_kernel_matches_reference(n, d, dv, extra):
     torch.testing.assert_close(lse.double()[dense.any(1)], ref_lse[dense.any(1)], atol=1e-5, rtol=1e-5)
     for a, b in ((dq, rq), (dk, rk), (dv_, rv)):
         torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.interpreter
+def test_bsr_kernel_bipartite_and_fp16():
+    from sparse_kernels.triton.bsr import bsr_attention
+
+    n_dst, n_src, h = 37, 53, 1
+    i, j = torch.arange(n_dst)[:, None], torch.arange(n_src)[None, :]
+    dense = ((j - i).abs() <= 20) | (j >= 48)
+    dst, src = dense.nonzero(as_tuple=True)
+    csr = build_csr(torch.stack([src, dst]), n_src, n_dst)
+    layout = bsr_from_csr(csr, 16, 16)
+    q = torch.randn(n_dst, h, 16, requires_grad=True)
+    k, v = (torch.randn(n_src, h, 16, requires_grad=True) for _ in range(2))
+    out = bsr_attention(q, k, v, layout)
+    grads = torch.autograd.grad(out.sum(), (q, k, v))
+    leaves = [x.detach().double().requires_grad_() for x in (q, k, v)]
+    ref = attention_with_stats(*leaves, csr)[0]
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+    for a, b in zip(grads, torch.autograd.grad(ref.sum(), leaves)):
+        torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+    half = bsr_attention(q.detach().half(), k.detach().half(), v.detach().half(), layout)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.double(), ref.detach(), atol=2e-2, rtol=2e-2)
+    with pytest.raises(TypeError, match="dtype"):
+        bsr_attention(q.double(), k.double(), v.double(), layout)

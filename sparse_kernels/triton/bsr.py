@@ -14,10 +14,12 @@ forward writes the output and the natural-log log-sum-exp per (row, head) — th
 ``stat`` as the CSR kernels and :mod:`sparse_kernels.reference` (``+inf`` for a row with no
 edge, whose output is zero).
 
-Backward (simpler than the forward's scheme, and correct): one pass over the same row
-blocks recomputes :math:`P = e^{S - \mathrm{lse}}`, writes :math:`dQ` per program and
-accumulates :math:`dK, dV` tile by tile with fp32 ``tl.atomic_add`` (non-deterministic
-summation order; no transposed layout needed).
+Backward without atomics (as FlashAttention-2's, deterministic): a row pass over the row
+blocks recomputes :math:`P = e^{S - \mathrm{lse}}` and writes :math:`dQ`; a column pass over
+the transposed tiles (grouped by key block) writes :math:`dK, dV`, with
+:math:`dS = P \circ (dO\,V^\top - \delta)`, :math:`\delta_i = \langle dO_i, O_i\rangle`.
+Within each row (column) block the full tiles are visited first in a loop with no masks and
+no bounds checks, the partial tiles after.
 
 Softmax only, no edge bias: :func:`graphattn.graph_attention` uses this path only for
 such calls (other normalisers and biases go to the CSR kernels). Importable without a GPU;
@@ -41,49 +43,59 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def _bsr_fwd_kernel(Q, K, V, O, LSE, ROWPTR, BCOL, MIDX, MASKS, N_Q, N_K, H, qk_scale,
+def _load_rows(X, offs, ok, h, H, C: tl.constexpr, offs_c, CHECK: tl.constexpr):
+    """``[len(offs), BLOCK_C]`` rows ``offs`` of head ``h`` of an ``[N, H, C]`` tensor."""
+    ptrs = X + (offs[:, None] * H + h) * C + offs_c[None, :]
+    if CHECK:
+        return tl.load(ptrs, mask=ok[:, None] & (offs_c[None, :] < C), other=0.0)
+    return tl.load(ptrs, mask=offs_c[None, :] < C, other=0.0)
+
+
+@triton.jit
+def _fwd_tile(q, K, V, MASKS, kb, mi, m_i, l_i, acc, N_K, H, h, qk_scale, D: tl.constexpr, DV: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+              PARTIAL: tl.constexpr):
+    """One tile of the online softmax: full tiles unmasked, partial tiles with their mask."""
+    offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = offs_n < N_K
+    k = _load_rows(K, offs_n, col_ok, h, H, D, tl.arange(0, BLOCK_D), PARTIAL)
+    v = _load_rows(V, offs_n, col_ok, h, H, DV, tl.arange(0, BLOCK_DV), PARTIAL)
+    s = tl.dot(q, tl.trans(k)) * qk_scale
+    if PARTIAL:
+        mask_offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+        keep = tl.load(MASKS + mi.to(tl.int64) * (BLOCK_M * BLOCK_N) + mask_offs) != 0
+        s = tl.where(keep, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.exp2(s - m_use[:, None])
+    alpha = tl.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _bsr_fwd_kernel(Q, K, V, O, LSE, ROWPTR, SPLIT, BCOL, MIDX, MASKS, N_Q, N_K, H, qk_scale,
                     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     pid_m = tl.program_id(0)
     h = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n0 = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     row_ok = offs_m < N_Q
-    q = tl.load(Q + (offs_m[:, None] * H + h) * D + offs_d[None, :],
-                mask=row_ok[:, None] & (offs_d[None, :] < D), other=0.0)
+    q = _load_rows(Q, offs_m, row_ok, h, H, D, tl.arange(0, BLOCK_D), True)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
     start = tl.load(ROWPTR + pid_m)
+    split = tl.load(SPLIT + pid_m)
     end = tl.load(ROWPTR + pid_m + 1)
-    mask_offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + offs_n0[None, :]
-    for t in range(start, end):
-        kb = tl.load(BCOL + t)
-        mi = tl.load(MIDX + t)
-        offs_n = kb * BLOCK_N + offs_n0
-        if mi < 0:  # full tile: no bounds, no mask
-            k = tl.load(K + (offs_n[:, None] * H + h) * D + offs_d[None, :],
-                        mask=offs_d[None, :] < D, other=0.0)
-            v = tl.load(V + (offs_n[:, None] * H + h) * DV + offs_dv[None, :],
-                        mask=offs_dv[None, :] < DV, other=0.0)
-            s = tl.dot(q, tl.trans(k)) * qk_scale
-        else:
-            col_ok = offs_n < N_K
-            k = tl.load(K + (offs_n[:, None] * H + h) * D + offs_d[None, :],
-                        mask=col_ok[:, None] & (offs_d[None, :] < D), other=0.0)
-            v = tl.load(V + (offs_n[:, None] * H + h) * DV + offs_dv[None, :],
-                        mask=col_ok[:, None] & (offs_dv[None, :] < DV), other=0.0)
-            keep = tl.load(MASKS + mi.to(tl.int64) * (BLOCK_M * BLOCK_N) + mask_offs) != 0
-            s = tl.where(keep, tl.dot(q, tl.trans(k)) * qk_scale, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(s - m_use[:, None])
-        alpha = tl.exp2(m_i - m_use)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    for t in range(start, split):          # full tiles: no bounds, no mask
+        m_i, l_i, acc = _fwd_tile(q, K, V, MASKS, tl.load(BCOL + t), -1, m_i, l_i, acc, N_K, H, h, qk_scale,
+                                  D, DV, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, False)
+    for t in range(split, end):            # partial tiles
+        m_i, l_i, acc = _fwd_tile(q, K, V, MASKS, tl.load(BCOL + t), tl.load(MIDX + t), m_i, l_i, acc, N_K, H,
+                                  h, qk_scale, D, DV, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, True)
     has = l_i > 0
     out = acc / tl.where(has, l_i, 1.0)[:, None]
     lse = tl.where(has, (m_i + tl.log2(tl.where(has, l_i, 1.0))) * 0.6931471805599453, float("inf"))
@@ -93,50 +105,106 @@ def _bsr_fwd_kernel(Q, K, V, O, LSE, ROWPTR, BCOL, MIDX, MASKS, N_Q, N_K, H, qk_
 
 
 @triton.jit
-def _bsr_bwd_kernel(Q, K, V, DO, LSE, DELTA, DQ, DK, DV_, ROWPTR, BCOL, MIDX, MASKS, N_Q, N_K, H,
-                    scale, D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+def _probs(q, k, lse, scale, MASKS, mi, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PARTIAL: tl.constexpr):
+    """``P = exp(scale * q k^T - lse)`` of a tile ``[BLOCK_M, BLOCK_N]`` (zero off the mask)."""
+    p = tl.exp(tl.dot(q, tl.trans(k)) * scale - lse[:, None])
+    if PARTIAL:
+        mask_offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
+        keep = tl.load(MASKS + mi.to(tl.int64) * (BLOCK_M * BLOCK_N) + mask_offs) != 0
+        p = tl.where(keep, p, 0.0)
+    return p
+
+
+@triton.jit
+def _dq_tile(q, do, lse, delta, dq, K, V, MASKS, kb, mi, N_K, H, h, scale, D: tl.constexpr, DV: tl.constexpr,
+             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+             PARTIAL: tl.constexpr):
+    offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = offs_n < N_K
+    k = _load_rows(K, offs_n, col_ok, h, H, D, tl.arange(0, BLOCK_D), PARTIAL)
+    v = _load_rows(V, offs_n, col_ok, h, H, DV, tl.arange(0, BLOCK_DV), PARTIAL)
+    p = _probs(q, k, lse, scale, MASKS, mi, BLOCK_M, BLOCK_N, PARTIAL)
+    ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+    return dq + tl.dot(ds.to(k.dtype), k)
+
+
+@triton.jit
+def _bsr_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, ROWPTR, SPLIT, BCOL, MIDX, MASKS, N_Q, N_K, H, scale,
+                       D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """Row pass: ``dq_i = scale * sum_j ds_ij k_j`` with ``ds = P * (do v^T - delta)``."""
     pid_m = tl.program_id(0)
     h = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n0 = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    offs_dv = tl.arange(0, BLOCK_DV)
     row_ok = offs_m < N_Q
-    q = tl.load(Q + (offs_m[:, None] * H + h) * D + offs_d[None, :],
-                mask=row_ok[:, None] & (offs_d[None, :] < D), other=0.0)
-    do = tl.load(DO + (offs_m[:, None] * H + h) * DV + offs_dv[None, :],
-                 mask=row_ok[:, None] & (offs_dv[None, :] < DV), other=0.0)
+    q = _load_rows(Q, offs_m, row_ok, h, H, D, offs_d, True)
+    do = _load_rows(DO, offs_m, row_ok, h, H, DV, tl.arange(0, BLOCK_DV), True)
     lse = tl.load(LSE + offs_m * H + h, mask=row_ok, other=float("inf"))
     delta = tl.load(DELTA + offs_m * H + h, mask=row_ok, other=0.0)
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     start = tl.load(ROWPTR + pid_m)
+    split = tl.load(SPLIT + pid_m)
     end = tl.load(ROWPTR + pid_m + 1)
-    mask_offs = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + offs_n0[None, :]
-    for t in range(start, end):
-        kb = tl.load(BCOL + t)
-        mi = tl.load(MIDX + t)
-        offs_n = kb * BLOCK_N + offs_n0
-        col_ok = offs_n < N_K
-        k = tl.load(K + (offs_n[:, None] * H + h) * D + offs_d[None, :],
-                    mask=col_ok[:, None] & (offs_d[None, :] < D), other=0.0)
-        v = tl.load(V + (offs_n[:, None] * H + h) * DV + offs_dv[None, :],
-                    mask=col_ok[:, None] & (offs_dv[None, :] < DV), other=0.0)
-        p = tl.exp(tl.dot(q, tl.trans(k)) * scale - lse[:, None])
-        if mi >= 0:
-            keep = tl.load(MASKS + mi.to(tl.int64) * (BLOCK_M * BLOCK_N) + mask_offs) != 0
-            p = tl.where(keep, p, 0.0)
-        dv = tl.dot(tl.trans(p.to(do.dtype)), do)
-        dp = tl.dot(do, tl.trans(v))
-        ds = p * (dp - delta[:, None])
-        dq += tl.dot(ds.to(k.dtype), k)
-        dk = tl.dot(tl.trans(ds.to(q.dtype)), q)
-        tl.atomic_add(DV_ + (offs_n[:, None] * H + h) * DV + offs_dv[None, :], dv,
-                      mask=col_ok[:, None] & (offs_dv[None, :] < DV))
-        tl.atomic_add(DK + (offs_n[:, None] * H + h) * D + offs_d[None, :], dk * scale,
-                      mask=col_ok[:, None] & (offs_d[None, :] < D))
+    for t in range(start, split):
+        dq = _dq_tile(q, do, lse, delta, dq, K, V, MASKS, tl.load(BCOL + t), -1, N_K, H, h, scale, D, DV,
+                      BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, False)
+    for t in range(split, end):
+        dq = _dq_tile(q, do, lse, delta, dq, K, V, MASKS, tl.load(BCOL + t), tl.load(MIDX + t), N_K, H, h, scale,
+                      D, DV, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, True)
     tl.store(DQ + (offs_m[:, None] * H + h) * D + offs_d[None, :], (dq * scale).to(DQ.dtype.element_ty),
              mask=row_ok[:, None] & (offs_d[None, :] < D))
+
+
+@triton.jit
+def _dkdv_tile(k, v, dk, dv, Q, DO, LSE, DELTA, MASKS, rb, mi, N_Q, H, h, scale, D: tl.constexpr,
+               DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+               BLOCK_DV: tl.constexpr, PARTIAL: tl.constexpr):
+    offs_m = rb * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = offs_m < N_Q
+    q = _load_rows(Q, offs_m, row_ok, h, H, D, tl.arange(0, BLOCK_D), PARTIAL)
+    do = _load_rows(DO, offs_m, row_ok, h, H, DV, tl.arange(0, BLOCK_DV), PARTIAL)
+    if PARTIAL:
+        lse = tl.load(LSE + offs_m * H + h, mask=row_ok, other=float("inf"))
+        delta = tl.load(DELTA + offs_m * H + h, mask=row_ok, other=0.0)
+    else:
+        lse = tl.load(LSE + offs_m * H + h)
+        delta = tl.load(DELTA + offs_m * H + h)
+    p = _probs(q, k, lse, scale, MASKS, mi, BLOCK_M, BLOCK_N, PARTIAL)      # [BLOCK_M, BLOCK_N]
+    dv += tl.dot(tl.trans(p.to(do.dtype)), do)
+    ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+    dk += tl.dot(tl.trans(ds.to(q.dtype)), q)
+    return dk, dv
+
+
+@triton.jit
+def _bsr_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_, COLPTR, SPLIT_T, TROW, MIDX_T, MASKS, N_Q, N_K, H,
+                         scale, D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                         BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """Column pass over the transposed tiles: ``dv_j = sum_i P_ij do_i``, ``dk_j = scale sum_i ds_ij q_i``."""
+    pid_n = tl.program_id(0)
+    h = tl.program_id(1)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_dv = tl.arange(0, BLOCK_DV)
+    col_ok = offs_n < N_K
+    k = _load_rows(K, offs_n, col_ok, h, H, D, offs_d, True)
+    v = _load_rows(V, offs_n, col_ok, h, H, DV, offs_dv, True)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
+    start = tl.load(COLPTR + pid_n)
+    split = tl.load(SPLIT_T + pid_n)
+    end = tl.load(COLPTR + pid_n + 1)
+    for t in range(start, split):
+        dk, dv = _dkdv_tile(k, v, dk, dv, Q, DO, LSE, DELTA, MASKS, tl.load(TROW + t), -1, N_Q, H, h, scale, D,
+                            DV, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, False)
+    for t in range(split, end):
+        dk, dv = _dkdv_tile(k, v, dk, dv, Q, DO, LSE, DELTA, MASKS, tl.load(TROW + t), tl.load(MIDX_T + t), N_Q,
+                            H, h, scale, D, DV, BLOCK_M, BLOCK_N, BLOCK_D, BLOCK_DV, True)
+    tl.store(DK + (offs_n[:, None] * H + h) * D + offs_d[None, :], (dk * scale).to(DK.dtype.element_ty),
+             mask=col_ok[:, None] & (offs_d[None, :] < D))
+    tl.store(DV_ + (offs_n[:, None] * H + h) * DV + offs_dv[None, :], dv.to(DV_.dtype.element_ty),
+             mask=col_ok[:, None] & (offs_dv[None, :] < DV))
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, layout: BSR) -> None:
@@ -172,27 +240,29 @@ def bsr_attention_forward(q: Tensor, k: Tensor, v: Tensor, layout: BSR,
     lse = torch.empty(n_q, heads, dtype=torch.float32, device=q.device)
     grid = (layout.block_rowptr.numel() - 1, heads)
     if n_q and heads:
-        _bsr_fwd_kernel[grid](q, k, v, out, lse, layout.block_rowptr, layout.block_col, layout.mask_index,
-                              layout.masks, n_q, k.size(0), heads, scale * _LOG2E,
+        _bsr_fwd_kernel[grid](q, k, v, out, lse, layout.block_rowptr, layout.block_split, layout.block_col,
+                              layout.mask_index, layout.masks, n_q, k.size(0), heads, scale * _LOG2E,
                               **_launch_cfg(layout, q, v))
     return out, lse
 
 
 def bsr_attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
                            layout: BSR, scale: Optional[float] = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Backward: ``(dq, dk, dv)`` in the inputs' dtypes (``dk``, ``dv`` accumulated in fp32)."""
+    """Backward: ``(dq, dk, dv)`` in the inputs' dtypes (row pass for ``dq``, column pass for ``dk, dv``)."""
     scale = 1.0 / math.sqrt(q.size(2)) if scale is None else float(scale)
     grad_out = grad_out.contiguous()
     delta = (grad_out.float() * out.float()).sum(-1).contiguous()
-    dq = torch.empty_like(q)
-    dk = torch.zeros(k.shape, dtype=torch.float32, device=k.device)
-    dv = torch.zeros(v.shape, dtype=torch.float32, device=v.device)
-    grid = (layout.block_rowptr.numel() - 1, q.size(1))
-    if q.size(0) and q.size(1):
-        _bsr_bwd_kernel[grid](q, k, v, grad_out, lse, delta, dq, dk, dv, layout.block_rowptr,
-                              layout.block_col, layout.mask_index, layout.masks, q.size(0), k.size(0),
-                              q.size(1), scale, **_launch_cfg(layout, q, v))
-    return dq, dk.to(k.dtype), dv.to(v.dtype)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    heads, cfg = q.size(1), _launch_cfg(layout, q, v)
+    if q.size(0) and heads:
+        _bsr_bwd_dq_kernel[(layout.block_rowptr.numel() - 1, heads)](
+            q, k, v, grad_out, lse, delta, dq, layout.block_rowptr, layout.block_split, layout.block_col,
+            layout.mask_index, layout.masks, q.size(0), k.size(0), heads, scale, **cfg)
+    if k.size(0) and heads:
+        _bsr_bwd_dkdv_kernel[(layout.block_colptr.numel() - 1, heads)](
+            q, k, v, grad_out, lse, delta, dk, dv, layout.block_colptr, layout.block_split_t, layout.tile_row_t,
+            layout.mask_index_t, layout.masks, q.size(0), k.size(0), heads, scale, **cfg)
+    return dq, dk, dv
 
 
 class _BSRAttention(torch.autograd.Function):
