@@ -47,6 +47,7 @@ def test_default_chunk_and_launch_table(monkeypatch):
             block_d = 1 << (width - 1).bit_length()
             assert cfg["BLOCK_H"] * block_d <= 1024
             assert cfg["BLOCK_E"] * cfg["BLOCK_H"] * block_d <= 8192 or cfg["BLOCK_E"] == 4
-    assert schedule.launch_config(64, 8, 32.0) == {"BLOCK_E": 16, "BLOCK_H": 8, "num_warps": 4}
+    assert schedule.launch_config(64, 8, 32.0) == {"BLOCK_E": 16, "BLOCK_H": 8, "num_warps": 8}
+    assert schedule.launch_config(64, 8, 3.0) == {"BLOCK_E": 4, "BLOCK_H": 8, "num_warps": 4}
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert schedule.launch_config(64, 8, 32.0) == {"BLOCK_E": 8, "BLOCK_H": 8, "num_warps": 4}

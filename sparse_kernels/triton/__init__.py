@@ -24,19 +24,17 @@ import functools
 from typing import Callable, Iterator
 
 from ..ops import REFERENCE_KERNELS, backend_override, register_backend
+from . import attention_bwd, attention_fwd, edge_softmax, schedule, sddmm, spmm
 from ._common import KERNEL_DTYPES, interpreting
-from .attention_bwd import attention_bwd
-from .attention_fwd import attention_fwd
-from .edge_softmax import edge_softmax, edge_softmax_bwd
 from .schedule import chunk_override, plan_for
-from .sddmm import sddmm
-from .spmm import spmm
 
 __all__ = ["kernels", "register", "interpreter_backend", "chunk_override", "plan_for", "attention_fwd",
-           "attention_bwd", "sddmm", "spmm", "edge_softmax", "edge_softmax_bwd"]
+           "attention_bwd", "sddmm", "spmm", "edge_softmax", "schedule"]
 
-_KERNELS: dict[str, Callable] = {"attention_fwd": attention_fwd, "attention_bwd": attention_bwd, "sddmm": sddmm,
-                                 "spmm": spmm, "edge_softmax": edge_softmax, "edge_softmax_bwd": edge_softmax_bwd}
+_KERNELS: dict[str, Callable] = {
+    "attention_fwd": attention_fwd.attention_fwd, "attention_bwd": attention_bwd.attention_bwd,
+    "sddmm": sddmm.sddmm, "spmm": spmm.spmm, "edge_softmax": edge_softmax.edge_softmax,
+    "edge_softmax_bwd": edge_softmax.edge_softmax_bwd}
 
 
 def _with_fallback(name: str, kernel: Callable) -> Callable:

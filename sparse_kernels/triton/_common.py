@@ -23,8 +23,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-#: Normaliser codes (``constexpr`` in the kernels). ``SUM`` is a plain per-node sum.
+#: Normaliser codes passed as the kernels' ``NORM``; ``SUM`` is a plain per-node sum. The kernels
+#: compare with the ``NORM_*`` twins (Triton reads globals only as ``constexpr``).
 SOFTMAX, SIGMOID, SOFTPLUS, SUM = 0, 1, 2, 3
+NORM_SOFTMAX, NORM_SIGMOID, NORM_SOFTPLUS, NORM_SUM = (tl.constexpr(c) for c in (SOFTMAX, SIGMOID, SOFTPLUS, SUM))
 NORM_CODES = {"softmax": SOFTMAX, "sigmoid": SIGMOID, "softplus": SOFTPLUS}
 
 #: Input dtypes the kernels take; others (float64) fall back to the reference.
@@ -57,9 +59,9 @@ def softplus(s):
 @triton.jit
 def edge_weights(s, stat, NORM: tl.constexpr):
     """Attention weights from scores and the row statistic (``exp(s - lse)``, ``softplus(s)/Z``, ``sigmoid(s)``)."""
-    if NORM == SOFTMAX:
+    if NORM == NORM_SOFTMAX:
         a = tl.exp(s - stat)
-    elif NORM == SOFTPLUS:
+    elif NORM == NORM_SOFTPLUS:
         a = softplus(s) * tl.exp(-stat)
     else:
         a = sigmoid(s)
@@ -69,9 +71,9 @@ def edge_weights(s, stat, NORM: tl.constexpr):
 @triton.jit
 def score_grad(da, a, s, stat, delta, NORM: tl.constexpr):
     """:math:`\\partial s` from :math:`\\partial a` (see ``reference.edge_normalize_backward``)."""
-    if NORM == SOFTMAX:
+    if NORM == NORM_SOFTMAX:
         ds = a * (da - delta)
-    elif NORM == SOFTPLUS:
+    elif NORM == NORM_SOFTPLUS:
         ds = (da - delta) * sigmoid(s) * tl.exp(-stat)
     else:
         ds = da * a * (1.0 - a)
@@ -86,7 +88,7 @@ def online_update(m, l, s, NORM: tl.constexpr):
     the factor ``alpha [BH]`` that rescales earlier accumulations (1 without softmax).
     Masked scores must be ``-inf``; a row whose scores are all ``-inf`` keeps ``m = -inf``, ``l = 0``.
     """
-    if NORM == SOFTMAX:
+    if NORM == NORM_SOFTMAX:
         m_new = tl.maximum(m, tl.max(s, 0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m - m_safe)
@@ -94,7 +96,7 @@ def online_update(m, l, s, NORM: tl.constexpr):
         l = l * alpha + tl.sum(p, 0)
         m = m_new
     else:
-        if NORM == SOFTPLUS:
+        if NORM == NORM_SOFTPLUS:
             p = softplus(s)
         else:
             p = sigmoid(s)
@@ -107,11 +109,11 @@ def online_update(m, l, s, NORM: tl.constexpr):
 def finalize_stat(m, l, NORM: tl.constexpr):
     """The row statistic: lse (softmax), log Z (softplus), 0 (sigmoid), l (SUM); +inf for empty rows."""
     log_l = tl.log(tl.where(l > 0, l, 1.0))
-    if NORM == SOFTMAX:
+    if NORM == NORM_SOFTMAX:
         stat = tl.where(l > 0, tl.where(m == float("-inf"), 0.0, m) + log_l, float("inf"))
-    elif NORM == SOFTPLUS:
+    elif NORM == NORM_SOFTPLUS:
         stat = tl.where(l > 0, log_l, float("inf"))
-    elif NORM == SIGMOID:
+    elif NORM == NORM_SIGMOID:
         stat = tl.zeros(l.shape, tl.float32)
     else:
         stat = l
@@ -121,7 +123,7 @@ def finalize_stat(m, l, NORM: tl.constexpr):
 @triton.jit
 def finalize_acc(acc, l, NORM: tl.constexpr):
     """``acc / l`` for softmax and softplus (zero for empty rows), ``acc`` otherwise."""
-    if NORM == SOFTMAX or NORM == SOFTPLUS:
+    if NORM == NORM_SOFTMAX or NORM == NORM_SOFTPLUS:
         acc = acc / tl.where(l > 0, l, 1.0)[:, None]
     return acc
 
@@ -177,7 +179,7 @@ def _combine_kernel(splits_ptr, pm_ptr, pl_ptr, pacc_ptr, stat_ptr, acc_ptr, H, 
         beta = tl.full([BLOCK_H], 1.0, tl.float32)
         if HAS_STAT:
             pl = tl.load(pl_ptr + slot * H + offs_h, mask=mask_h, other=0.0)
-            if NORM == SOFTMAX:
+            if NORM == NORM_SOFTMAX:
                 pm = tl.load(pm_ptr + slot * H + offs_h, mask=mask_h, other=float("-inf"))
                 m_new = tl.maximum(m, pm)
                 m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, SIGMOID, SUM, combine, edge_offsets, edge_weights, gather_nodes, load_node,
+from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, combine, edge_offsets, edge_weights, gather_nodes, load_node,
                       score_grad, store_node)
 from .schedule import launch_config, plan_for
 
@@ -50,7 +50,7 @@ def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, 
     do = load_node(do_ptr, node, offs_h, offs_dv, H, DV)
     stat = tl.load(stat_ptr + node * H + offs_h, mask=mask_h, other=0.0)
     delta = tl.zeros([BLOCK_H], tl.float32)
-    if NORM != SIGMOID:
+    if NORM != NORM_SIGMOID:
         delta = tl.load(delta_ptr + node * H + offs_h, mask=mask_h, other=0.0)
     dq = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
     for e0 in range(start, end, BLOCK_E):
@@ -113,7 +113,7 @@ def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, q_ptr, k_ptr, v_ptr, b
         do = gather_nodes(do_ptr, i, mask_c, offs_h, offs_dv, H, DV)
         da = tl.sum(do * v[None, :, :], 2)
         delta = tl.zeros([BLOCK_E, BLOCK_H], tl.float32)
-        if NORM != SIGMOID:
+        if NORM != NORM_SIGMOID:
             delta = tl.load(delta_ptr + node_h, mask=mask_ch, other=0.0)
         ds = tl.where(mask_ch, score_grad(da, a, s, stat, delta, NORM), 0.0)
         dk += tl.sum(ds[:, :, None] * q, 0)

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, SIGMOID, SUM, combine, edge_offsets, edge_weights, finalize_stat, online_update,
+from ._common import (NORM_CODES, NORM_SIGMOID, NORM_SUM, SIGMOID, SUM, combine, edge_offsets, edge_weights, finalize_stat, online_update,
                       score_grad)
 from .schedule import edge_tile, launch_config, plan_for
 
@@ -42,7 +42,7 @@ def _row_stat_kernel(items_ptr, x_ptr, y_ptr, stat_ptr, pm_ptr, pl_ptr, H,
         offs_e = e0 + tl.arange(0, BLOCK_E)
         mask_eh = (offs_e < end)[:, None] & mask_h[None, :]
         offs = edge_offsets(offs_e, offs_h, H)
-        if NORM == SUM:
+        if NORM == NORM_SUM:
             x = tl.load(x_ptr + offs, mask=mask_eh, other=0.0).to(tl.float32)
             l += tl.sum(x * tl.load(y_ptr + offs, mask=mask_eh, other=0.0).to(tl.float32), 0)
         else:
@@ -69,12 +69,12 @@ def _edge_kernel(s_ptr, a_ptr, da_ptr, segment_ptr, stat_ptr, delta_ptr, out_ptr
     node_h = tl.load(segment_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)[:, None] * H + offs_h[None, :]
     stat = tl.zeros([BLOCK_E, BLOCK_H], tl.float32)
     delta = tl.zeros([BLOCK_E, BLOCK_H], tl.float32)
-    if NORM != SIGMOID:
+    if NORM != NORM_SIGMOID:
         stat = tl.load(stat_ptr + node_h, mask=mask_eh, other=0.0)
     if GRAD:
         a = tl.load(a_ptr + offs, mask=mask_eh, other=0.0).to(tl.float32)
         da = tl.load(da_ptr + offs, mask=mask_eh, other=0.0).to(tl.float32)
-        if NORM != SIGMOID:
+        if NORM != NORM_SIGMOID:
             delta = tl.load(delta_ptr + node_h, mask=mask_eh, other=0.0)
         r = score_grad(da, a, s, stat, delta, NORM)
     else:
