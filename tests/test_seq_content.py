@@ -80,6 +80,8 @@ def test_kmeans_routing_one_cluster_is_full_and_ema_updates_in_training():
     router = KMeansRouting(dim=8, num_clusters=1, causal=True)
     out = graph_attention(q, k, v, router(q, k))
     torch.testing.assert_close(out, graph_attention(q, k, v, causal(33)), atol=1e-12, rtol=0)
+    out = graph_attention(q, k, v, KMeansRouting(dim=8, num_clusters=1)(q, k))
+    torch.testing.assert_close(out, graph_attention(q, k, v, full(33)), atol=1e-12, rtol=0)
     router = KMeansRouting(dim=8, num_clusters=3, decay=0.5)
     before = router.centroids.clone()
     router.eval()

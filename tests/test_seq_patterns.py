@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import dense_attention
 
-from graphattn import graph_attention
+from graphattn import AttentionGraph, graph_attention
 from graphattn.seq import patterns as P
 
 PATTERNS = [
@@ -105,4 +105,6 @@ def test_bad_arguments(bad):
 
 def test_batch_rejects_plain_graphs():
     with pytest.raises(TypeError, match="SeqGraph"):
-        P.batch([P.causal(3).to("cpu")])
+        P.batch([AttentionGraph(P.causal(3).edge_index, 3)])
+    moved = P.sliding_window(9, 2).to("cpu")
+    assert isinstance(moved, P.SeqGraph) and torch.equal(moved.to_dense(), P.sliding_window(9, 2).to_dense())

@@ -132,6 +132,9 @@ class SeqGraph(AttentionGraph):
         idx = torch.arange(self.num_dst_nodes, device=self.device)
         return self.mask_mod()(0, 0, idx[:, None], idx[None, :])
 
+    def to(self, device: DeviceLike) -> "SeqGraph":
+        return SeqGraph(self.csr.row.to(device), self.csr.col.to(device), self.seq_lengths, self.pattern)
+
     def __or__(self, other: "SeqGraph") -> "SeqGraph":
         return graph_union(self, other)
 
