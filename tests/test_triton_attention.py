@@ -143,23 +143,26 @@ def test_float64_falls_back_to_reference():
 
 
 def test_compiles_fullgraph_without_recompiling_for_new_sizes():
+    """A function of (features, CSR) traces with fullgraph=True; new graph sizes reuse the frame."""
     from torch._dynamo.testing import CompileCounter
 
     counter = CompileCounter()
 
     @torch.compile(fullgraph=True, dynamic=True, backend=counter)
-    def layer(q, k, v, rowptr, col, row, colptr, row_t, perm_t):
-        return torch.ops.sparse_kernels.attention_fwd(q, k, v, rowptr, col, row, colptr, row_t, perm_t, None,
-                                                      0.25, "softmax")[0].sum(-1)
+    def loss_fn(q, k, v, csr):
+        return sk.attention(q, k, v, csr, scale=0.25).square().sum()
 
     torch._dynamo.reset()
     with interpreter_backend():
         for kind in ("random", "hub"):
             csr = make_graph(kind)
-            csc = csr.transpose()
-            q = torch.randn(csr.num_dst_nodes, 2, 16)
+            csr.transpose()  # built outside: the transpose sorts (data-dependent shapes)
+            q = torch.randn(csr.num_dst_nodes, 2, 16, requires_grad=True)
             k, v = torch.randn(csr.num_src_nodes, 2, 16), torch.randn(csr.num_src_nodes, 2, 16)
-            got = layer(q, k, v, csr.rowptr, csr.col, csr.row, csc.colptr, csc.row, csc.perm)
-            want = reference.attention_forward(q, k, v, csr.row, csr.col, None, 0.25, "softmax")[0].sum(-1)
-            assert rel_err(got, want) <= 1e-5
+            loss = loss_fn(q, k, v, csr)
+            (dq,) = torch.autograd.grad(loss, q)
+            ref_q = q.detach().double().requires_grad_()
+            out = reference.attention_forward(ref_q, k.double(), v.double(), csr.row, csr.col, None, 0.25, "softmax")[0]
+            (ref_dq,) = torch.autograd.grad(out.square().sum(), ref_q)
+            assert rel_err(loss, out.square().sum()) <= 1e-5 and rel_err(dq, ref_dq) <= 1e-5
     assert counter.frame_count == 1

@@ -23,6 +23,8 @@ import contextlib
 import functools
 from typing import Callable, Iterator
 
+import torch
+
 from ..ops import REFERENCE_KERNELS, backend_override, register_backend
 from . import attention_bwd, attention_fwd, edge_softmax, schedule, sddmm, spmm
 from ._common import KERNEL_DTYPES, interpreting
@@ -38,7 +40,7 @@ _KERNELS: dict[str, Callable] = {
 
 
 def _with_fallback(name: str, kernel: Callable) -> Callable:
-    """``kernel`` for fp32/fp16/bf16 features, the reference for anything else (float64)."""
+    """``kernel`` for fp32/fp16/bf16 features (on their device), the reference for anything else (float64)."""
     reference = REFERENCE_KERNELS[name]
 
     @functools.wraps(kernel)
@@ -46,6 +48,9 @@ def _with_fallback(name: str, kernel: Callable) -> Callable:
         features = args[0] if name != "attention_bwd" else args[1]
         if features.dtype not in KERNEL_DTYPES:
             return reference(*args, **kwargs)
+        if features.device.type == "cuda":  # launch on the tensors' GPU, not the current one
+            with torch.cuda.device(features.device):
+                return kernel(*args, **kwargs)
         return kernel(*args, **kwargs)
 
     return run
