@@ -6,6 +6,8 @@ forward+backward of
 * ``graphattn`` — :func:`graphattn.graph_attention` on the pattern's :class:`SeqGraph`
   (automatic CSR/BSR choice; the chosen path and tile fill are recorded);
 * ``graphattn_csr`` — the CSR kernels forced (to show what the BSR path buys);
+* ``graphattn_bsr<M>x<N>`` — the BSR kernel forced with ``M x N`` tiles (``--bsr-blocks``,
+  to pick :data:`sparse_kernels.bsr.DEFAULT_BLOCK` on a new card);
 * ``flex`` — :func:`torch.nn.attention.flex_attention.flex_attention` (compiled on CUDA) with
   the block mask of the same rule (``SeqGraph.mask_mod``);
 * ``sdpa_mask`` — :func:`~torch.nn.functional.scaled_dot_product_attention` with the dense
@@ -106,9 +108,12 @@ def _peak_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
     return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
 
 
-def _methods_for(pattern: Pattern, device: torch.device, n: int, dense_max: int) -> dict[str, bool]:
-    return {"graphattn": True, "graphattn_csr": device.type == "cuda", "flex": True,
-            "sdpa_mask": n <= dense_max, "sdpa_flash": isinstance(pattern, (Full, Causal))}
+def _methods_for(pattern: Pattern, device: torch.device, n: int, args) -> dict[str, bool]:
+    """Methods that apply, FlexAttention first (the others' outputs are compared with it)."""
+    methods = {"flex": True, "graphattn": True, "graphattn_csr": device.type == "cuda"}
+    methods.update({f"graphattn_bsr{b}": device.type == "cuda" for b in args.bsr_blocks})
+    methods.update({"sdpa_mask": n <= args.dense_max, "sdpa_flash": isinstance(pattern, (Full, Causal))})
+    return methods
 
 
 def _attention_fns(name: str, pattern: Pattern, graph: SeqGraph, device: torch.device, compile_flex: bool):
@@ -118,6 +123,12 @@ def _attention_fns(name: str, pattern: Pattern, graph: SeqGraph, device: torch.d
     if name == "graphattn_csr":
         csr = graph.csr
         return lambda q, k, v, qb, kb, vb: sk.attention(q, k, v, csr)
+    if name.startswith("graphattn_bsr"):
+        from sparse_kernels.bsr import bsr_from_csr
+        from sparse_kernels.triton.bsr import bsr_attention
+        block_m, block_n = (int(b) for b in name[len("graphattn_bsr"):].split("x"))
+        layout = bsr_from_csr(graph.csr, block_m, block_n)
+        return lambda q, k, v, qb, kb, vb: bsr_attention(q, k, v, layout)
     if name == "flex":
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
         mask_mod = graph.mask_mod()
@@ -166,8 +177,8 @@ def _bench_one(pattern_name: str, n: int, args, device: torch.device, dtype: tor
     bhnd = [x.transpose(0, 1).unsqueeze(0).contiguous().requires_grad_() for x in base]
     grad_b = grad.transpose(0, 1).unsqueeze(0).contiguous()
     reference_out = None
-    for method, applies in _methods_for(pattern, device, n, args.dense_max).items():
-        if method not in args.methods or not applies:
+    for method, applies in _methods_for(pattern, device, n, args).items():
+        if not applies or (method not in args.methods and not method.startswith("graphattn_bsr")):
             continue
         row = dict(info, method=method)
         try:
@@ -204,13 +215,6 @@ def _bench_one(pattern_name: str, n: int, args, device: torch.device, dtype: tor
                 torch.cuda.empty_cache()
         rows.append(row)
         print(_fmt_row(row), flush=True)
-    # graphattn ran before flex: compare it now that flex's output exists
-    if reference_out is not None:
-        for row in rows:
-            if row["method"] == "graphattn" and "error" not in row:
-                with torch.no_grad():
-                    out = graph_attention(*nhd, graph)
-                row["max_abs_diff_vs_flex"] = float((out.float() - reference_out).abs().max())
     return rows
 
 
@@ -258,7 +262,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     patterns = list(dict.fromkeys(r["pattern"] for r in rows))
     fig, axes = plt.subplots(1, len(patterns), figsize=(5 * len(patterns), 4), squeeze=False)
     for ax, p in zip(axes[0], patterns):
-        for method in METHODS:
+        for method in dict.fromkeys(r["method"] for r in rows):
             pts = sorted((r["n"], r["fwd_bwd_ms"]) for r in rows
                          if r["pattern"] == p and r["method"] == method and "fwd_bwd_ms" in r)
             if pts:
@@ -321,6 +325,8 @@ def parse_args(argv=None):
     parser.add_argument("--lengths", nargs="+", type=int, default=None,
                         help=f"default {DEFAULT_LENGTHS} ([256] with --quick)")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--bsr-blocks", nargs="*", default=[], metavar="MxN",
+                        help="also time the BSR kernel forced with these tiles, e.g. 64x64 128x64 (GPU)")
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"],
@@ -333,6 +339,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (CPU)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
+    for block in args.bsr_blocks:
+        if not re.fullmatch(r"(16|32|64|128|256)x(16|32|64|128|256)", block):
+            parser.error(f"--bsr-blocks entries look like 64x64 (powers of two >= 16), got {block!r}")
     if args.dtype is None:
         args.dtype = "fp32" if args.device == "cpu" else "bf16"
     quick = dict(lengths=[256], reps=2, warmup=1) if args.quick else {}

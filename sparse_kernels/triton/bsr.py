@@ -78,7 +78,7 @@ def _fwd_tile(q, K, V, MASKS, kb, mi, m_i, l_i, acc, N_K, H, h, qk_scale, D: tl.
 def _bsr_fwd_kernel(Q, K, V, O, LSE, ROWPTR, SPLIT, BCOL, MIDX, MASKS, N_Q, N_K, H, qk_scale,
                     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    pid_m = tl.program_id(0)
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)   # longest rows (causal: last) first
     h = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -133,7 +133,7 @@ def _bsr_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, ROWPTR, SPLIT, BCOL, MIDX, M
                        D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                        BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """Row pass: ``dq_i = scale * sum_j ds_ij k_j`` with ``ds = P * (do v^T - delta)``."""
-    pid_m = tl.program_id(0)
+    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)   # longest rows (causal: last) first
     h = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -226,7 +226,8 @@ def _check(q: Tensor, k: Tensor, v: Tensor, layout: BSR) -> None:
 def _launch_cfg(layout: BSR, q: Tensor, v: Tensor) -> dict:
     return dict(D=q.size(2), DV=v.size(2), BLOCK_M=layout.block_m, BLOCK_N=layout.block_n,
                 BLOCK_D=max(16, triton.next_power_of_2(q.size(2))),
-                BLOCK_DV=max(16, triton.next_power_of_2(v.size(2))))
+                BLOCK_DV=max(16, triton.next_power_of_2(v.size(2))),
+                num_warps=4 if layout.block_m * layout.block_n <= 64 * 64 else 8)
 
 
 def bsr_attention_forward(q: Tensor, k: Tensor, v: Tensor, layout: BSR,
