@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch_geometric.nn import TransformerConv
+from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
 from graphattn import AttentionGraph
 from graphattn.nn import GraphAttnConv
@@ -42,16 +43,27 @@ def test_sparse_adjacency_and_attention_graph():
     out = conv(data.x, data.edge_index, data.edge_attr)
     graph = AttentionGraph(data.edge_index, 9)
     torch.testing.assert_close(conv(data.x, graph, data.edge_attr), out)
-    # a sparse adjacency [dst, src] without duplicates; edge order = coalesced row-major order
     ei = torch.unique(data.edge_index, dim=1)
-    order = torch.argsort(ei[1] * 9 + ei[0])
-    ei = ei[:, order]
-    adj = torch.sparse_coo_tensor(torch.stack([ei[1], ei[0]]), torch.ones(ei.size(1)), (9, 9))
-    conv_plain = GraphAttnConv(4, 3, heads=2).eval()
-    out_sp, adj_w = conv_plain(data.x, adj, return_attention_weights=True)
-    out_ei, (_, alpha) = conv_plain(data.x, ei, return_attention_weights=True)
-    torch.testing.assert_close(out_sp, out_ei)
-    torch.testing.assert_close(adj_w.coalesce().values(), alpha)
+    ref = TransformerConv(4, 3, heads=2).eval()
+    plain = GraphAttnConv(4, 3, heads=2).eval()
+    plain.load_state_dict(ref.state_dict())
+    for adj in (to_torch_csr_tensor(ei.flip(0), size=(9, 9)), to_torch_coo_tensor(ei.flip(0), size=(9, 9))):
+        out_ref, (adj_ref, alpha_ref) = ref(data.x, adj, return_attention_weights=True)
+        out, (adj_out, alpha) = plain(data.x, adj, return_attention_weights=True)
+        torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(alpha, alpha_ref, atol=1e-5, rtol=0)
+        assert adj_out is adj
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("root_weight", [True, False])
+def test_bias_and_root_weight_options(bias, root_weight):
+    data = random_graph(8, 20, 5, 2)
+    ref = TransformerConv(5, 3, heads=2, beta=True, bias=bias, root_weight=root_weight, edge_dim=2).eval()
+    conv = GraphAttnConv(5, 3, heads=2, beta=True, bias=bias, root_weight=root_weight, edge_dim=2).eval()
+    conv.load_state_dict(ref.state_dict())
+    torch.testing.assert_close(conv(data.x, data.edge_index, data.edge_attr),
+                               ref(data.x, data.edge_index, data.edge_attr), atol=1e-5, rtol=0)
 
 
 def test_per_graph_permutation_and_gradients():

@@ -58,8 +58,9 @@ class GraphAttnConv(torch.nn.Module):
           sparse ``[N_dst, N_src]`` adjacency or an :class:`~graphattn.AttentionGraph`, edge
           features :math:`(|\mathcal{E}|, D)` *(optional)*.
         - **output:** :math:`(|\mathcal{V}_t|, H \cdot C)` (``concat``) or :math:`(|\mathcal{V}_t|, C)`;
-          with ``return_attention_weights`` also ``(edge_index, alpha [E, H])`` (for a sparse
-          adjacency: the adjacency with the weights as values, ``[N_dst, N_src, H]``).
+          with ``return_attention_weights`` also ``(edge_index, alpha [E, H])`` as PyG returns it: for a
+          ``torch.sparse`` adjacency ``(adj, alpha)`` with ``alpha`` in row-major (coalesced) order,
+          for a ``SparseTensor`` the adjacency with ``alpha`` as values.
     """
 
     def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int, heads: int = 1,
@@ -126,14 +127,11 @@ class GraphAttnConv(torch.nn.Module):
                 out = out + x_r
         if not need_weights:
             return out
-        if isinstance(edge_index, Tensor) and edge_index.layout == torch.strided:
+        if isinstance(edge_index, Tensor):              # edge_index or torch.sparse adjacency, as PyG
             return out, (edge_index, alpha)
         if isinstance(edge_index, AttentionGraph):
             return out, (edge_index.edge_index, alpha)
-        idx = graph.edge_index
-        adj = torch.sparse_coo_tensor(torch.stack([idx[1], idx[0]]), alpha,
-                                      (graph.num_dst_nodes, graph.num_src_nodes, H))
-        return out, adj
+        return out, edge_index.set_value(alpha, layout="coo")      # torch_sparse.SparseTensor, as PyG
 
     def _attend_with_edges(self, query: Tensor, key: Tensor, value: Tensor, graph: AttentionGraph,
                            edge_attr: Tensor, p: float) -> Tuple[Tensor, Tensor]:
