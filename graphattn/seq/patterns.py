@@ -13,8 +13,9 @@ query :math:`i` attends key :math:`j`. Every pattern here is a small hashable *s
 Specs compose with ``|`` (union) and ``&`` (intersection), and
 :meth:`Pattern.batch` / :func:`batch` put sequences of different lengths into one
 block-diagonal graph (no padding). The functional constructors (:func:`sliding_window`,
-:func:`causal`, ...) take ``n`` and return the cached graph; their ``*_pattern``
-counterparts are the :class:`Pattern` classes themselves.
+:func:`causal`, ...) take ``n`` and return the cached graph; the classes
+(:class:`SlidingWindow`, :class:`Causal`, ...) are the specs, which models take so that
+one pattern serves every sequence length.
 
 Example::
 
