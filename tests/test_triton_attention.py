@@ -10,8 +10,10 @@ import torch
 import sparse_kernels as sk
 from sparse_kernels import reference
 from sparse_kernels.triton import chunk_override, interpreter_backend
+from sparse_kernels.triton._common import interpreting
 
-pytestmark = pytest.mark.interpreter
+pytestmark = [pytest.mark.interpreter,
+              pytest.mark.skipif(not interpreting(), reason="CPU tests of the kernels need TRITON_INTERPRET=1")]
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3}
 

@@ -4,10 +4,12 @@ import torch
 
 import sparse_kernels as sk
 from sparse_kernels.triton import chunk_override, interpreter_backend
+from sparse_kernels.triton._common import interpreting
 
 from test_triton_attention import TOL, make_graph, rel_err
 
-pytestmark = pytest.mark.interpreter
+pytestmark = [pytest.mark.interpreter,
+              pytest.mark.skipif(not interpreting(), reason="CPU tests of the kernels need TRITON_INTERPRET=1")]
 
 
 def pipeline(csr, q, k, v, normalizer, weight):
