@@ -1,25 +1,40 @@
 """Training and evaluation loops for graph-level prediction with official evaluators.
 
-A model maps a PyG ``Batch`` to predictions ``[num_graphs, num_tasks]`` (logits for
-classification). Labels may be missing (NaN, as in ogbg-molpcba): the loss and the
-evaluator only see labelled entries, as OGB prescribes.
+A model is called as ``model(**model_inputs(batch))`` (see :func:`graphattn.models.model_inputs`)
+and returns predictions ``[num_graphs, num_tasks]`` (logits for classification). Labels may
+be missing (NaN, as in ogbg-molpcba): the loss and the evaluator only see labelled entries,
+as OGB prescribes. :func:`fit` selects the epoch with the best validation metric, writes
+per-epoch logs and checkpoints, resumes from its last checkpoint, and runs data-parallel
+under ``torchrun`` (see :mod:`graphattn.distributed`).
 """
 from __future__ import annotations
 
+import csv
+import json
 import math
+import os
+import os.path as osp
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from .config import OptimConfig
 from .data.benchmarks import GraphBenchmark
+from .distributed import DistContext, gather_objects, shard_indices
+from .models.inputs import model_inputs
 
-__all__ = ["masked_loss", "train_epoch", "predict", "evaluate", "EpochRecord", "fit"]
+__all__ = ["masked_loss", "train_epoch", "predict", "evaluate", "EpochRecord", "FitResult", "fit",
+           "build_optimizer", "build_scheduler"]
+
+SINGLE = DistContext(0, 1, torch.device("cpu"))
 
 
 def masked_loss(pred: Tensor, target: Tensor, task_type: str) -> Tensor:
@@ -32,16 +47,18 @@ def masked_loss(pred: Tensor, target: Tensor, task_type: str) -> Tensor:
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, task_type: str,
-                device: torch.device, progress: bool = False, desc: str = "train",
+                device: torch.device, progress: bool = False, desc: str = "train", grad_clip: float = 0.0,
                 step_hook: Optional[Callable[[], None]] = None) -> float:
-    """One pass over ``loader``; returns the mean training loss per graph."""
+    """One pass over ``loader``; returns the mean training loss per graph (this rank's share)."""
     model.train()
     total, count = 0.0, 0
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss = masked_loss(model(batch), batch.y, task_type)
+        loss = masked_loss(model(**model_inputs(batch)), batch.y, task_type)
         loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         if step_hook is not None:
             step_hook()
@@ -51,24 +68,57 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(y_true, y_pred)`` over ``loader`` on the CPU."""
+def predict(model: nn.Module, dataset, device: torch.device, batch_size: int,
+            ctx: DistContext = SINGLE) -> tuple[Tensor, Tensor]:
+    """``(y_true, y_pred)`` on the CPU for every graph of ``dataset``, in dataset order.
+
+    Under data parallelism each rank predicts its shard and the shards are gathered, so every
+    rank returns the same tensors.
+    """
     model.eval()
+    index = shard_indices(len(dataset), ctx)
     trues, preds = [], []
-    for batch in loader:
+    for batch in DataLoader(dataset[index], batch_size=batch_size):
         batch = batch.to(device)
-        pred = model(batch)
+        pred = model(**model_inputs(batch))
         trues.append(batch.y.view(pred.shape).float().cpu())
         preds.append(pred.float().cpu())
-    return torch.cat(trues), torch.cat(preds)
+    shards = gather_objects((index, torch.cat(trues) if trues else None, torch.cat(preds) if preds else None), ctx)
+    order = torch.cat([i for i, _, _ in shards]).argsort()
+    return (torch.cat([t for _, t, _ in shards if t is not None])[order],
+            torch.cat([p for _, _, p in shards if p is not None])[order])
 
 
-def evaluate(model: nn.Module, loader: DataLoader, benchmark: GraphBenchmark,
-             device: torch.device) -> float:
-    """The official metric (``benchmark.evaluator``) of ``model`` on ``loader``."""
-    y_true, y_pred = predict(model, loader, device)
+def evaluate(model: nn.Module, dataset, benchmark: GraphBenchmark, device: torch.device, batch_size: int = 256,
+             ctx: DistContext = SINGLE) -> float:
+    """The official metric (``benchmark.evaluator``) of ``model`` on ``dataset``."""
+    y_true, y_pred = predict(model, dataset, device, batch_size, ctx)
     return float(benchmark.evaluator.eval({"y_true": y_true.numpy(), "y_pred": y_pred.numpy()})[
         benchmark.eval_metric])
+
+
+def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+    return cls([p for p in model.parameters() if p.requires_grad], lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, epochs: int):
+    """Per-epoch schedule: linear warm-up then cosine decay (GraphGPS's ``cosine_with_warmup``),
+    reduce-on-plateau of the validation metric, or constant."""
+    if optim.scheduler == "cosine":
+        warmup = optim.warmup_epochs
+
+        def factor(epoch: int) -> float:
+            if epoch < warmup:
+                return (epoch + 1) / (warmup + 1)
+            progress = (epoch - warmup) / max(1, epochs - warmup)
+            return max(optim.min_lr / optim.lr, 0.5 * (1 + math.cos(math.pi * progress)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if optim.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=optim.plateau_factor,
+                                                          patience=optim.plateau_patience, min_lr=optim.min_lr)
+    return None
 
 
 @dataclass
@@ -78,6 +128,7 @@ class EpochRecord:
     valid: float
     test: float
     seconds: float
+    lr: float
 
 
 @dataclass
@@ -85,31 +136,101 @@ class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     best: Optional[EpochRecord] = None
 
+    @property
+    def mean_epoch_seconds(self) -> float:
+        return sum(r.seconds for r in self.history) / max(1, len(self.history))
 
-def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size: int = 128, lr: float = 1e-3,
-        weight_decay: float = 0.0, device: torch.device | str = "cpu", progress: bool = True,
-        log: Callable[[str], None] = print, seed: int = 0) -> FitResult:
-    """Trains with Adam, evaluates valid/test every epoch, keeps the best-valid epoch."""
-    device = torch.device(device)
+
+def _better(record: EpochRecord, best: Optional[EpochRecord], higher_is_better: bool) -> bool:
+    if best is None or math.isnan(best.valid):
+        return True
+    return record.valid > best.valid if higher_is_better else record.valid < best.valid
+
+
+def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size: int = 128,
+        optim: Optional[OptimConfig] = None, ctx: DistContext = SINGLE, out_dir: Optional[str] = None,
+        resume: bool = False, progress: bool = True, log: Callable[[str], None] = print, seed: int = 0,
+        num_workers: int = 0, compile_model: bool = False) -> FitResult:
+    """Trains ``model`` on ``benchmark``'s train split, evaluating valid and test every epoch.
+
+    Args:
+        optim: optimiser and schedule (default: Adam, lr 1e-3, constant).
+        ctx: the data-parallel context (:func:`graphattn.distributed.init_distributed`).
+        out_dir: where ``metrics.csv``, ``last.pt`` (resumable state) and ``best.pt`` go (rank 0).
+        resume: continue from ``out_dir/last.pt`` when it exists.
+
+    Returns:
+        The per-epoch history and the best-validation epoch (whose test metric is the result).
+    """
+    optim = optim or OptimConfig()
+    device = ctx.device
     model.to(device)
+    optimizer = build_optimizer(model, optim)
+    scheduler = build_scheduler(optimizer, optim, epochs)
+    result, start_epoch = FitResult(), 1
+    last_path = osp.join(out_dir, "last.pt") if out_dir else None
+    if resume and last_path and osp.exists(last_path):
+        state = torch.load(last_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        result = FitResult([EpochRecord(**r) for r in state["history"]],
+                           EpochRecord(**state["best"]) if state["best"] else None)
+        start_epoch = state["epoch"] + 1
+        log(f"resumed from {last_path} after epoch {state['epoch']}")
+    train_model = DistributedDataParallel(model) if ctx.enabled else model
+    if compile_model:
+        train_model = torch.compile(train_model, dynamic=True)
+    train_set = benchmark.subset("train")
+    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.enabled else None
     generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(benchmark.subset("train"), batch_size=batch_size, shuffle=True, generator=generator)
-    valid = DataLoader(benchmark.subset("valid"), batch_size=batch_size)
-    test = DataLoader(benchmark.subset("test"), batch_size=batch_size)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sign = 1.0 if benchmark.higher_is_better else -1.0
-    result = FitResult()
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        loss = train_epoch(model, train, optimizer, benchmark.task_type, device, progress,
-                           desc=f"epoch {epoch}/{epochs}")
-        seconds = time.perf_counter() - start
-        record = EpochRecord(epoch, loss, evaluate(model, valid, benchmark, device),
-                             evaluate(model, test, benchmark, device), seconds)
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=generator if sampler is None else None, num_workers=num_workers)
+    valid_set, test_set = benchmark.subset("valid"), benchmark.subset("test")
+    metric = benchmark.eval_metric
+    for epoch in range(start_epoch, epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        begin = time.perf_counter()
+        loss = train_epoch(train_model, loader, optimizer, benchmark.task_type, device,
+                           progress and ctx.is_main, f"epoch {epoch}/{epochs}", optim.grad_clip)
+        seconds = time.perf_counter() - begin
+        loss = sum(gather_objects(loss, ctx)) / ctx.world_size
+        record = EpochRecord(epoch, loss, evaluate(model, valid_set, benchmark, device, 256, ctx),
+                             evaluate(model, test_set, benchmark, device, 256, ctx), seconds, lr)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(record.valid if benchmark.higher_is_better else -record.valid)
+        elif scheduler is not None:
+            scheduler.step()
         result.history.append(record)
-        if result.best is None or sign * record.valid > sign * result.best.valid or math.isnan(result.best.valid):
+        improved = _better(record, result.best, benchmark.higher_is_better)
+        if improved:
             result.best = record
-        m = benchmark.eval_metric
-        log(f"epoch {epoch:3d}  train loss {loss:.4f}  valid {m} {record.valid:.4f}  "
-            f"test {m} {record.test:.4f}  ({seconds:.1f} s)")
+        log(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metric} {record.valid:.4f}  "
+            f"test {metric} {record.test:.4f}  lr {lr:.2e}  {seconds:.1f} s{'  *' if improved else ''}")
+        if out_dir and ctx.is_main:
+            _write_epoch(out_dir, record, improved, model, optimizer, scheduler, result)
     return result
+
+
+def _write_epoch(out_dir: str, record: EpochRecord, improved: bool, model: nn.Module,
+                 optimizer: torch.optim.Optimizer, scheduler, result: FitResult) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    metrics = osp.join(out_dir, "metrics.csv")
+    new_file = not osp.exists(metrics)
+    with open(metrics, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(record)))
+        if new_file:
+            writer.writeheader()
+        writer.writerow(asdict(record))
+    if improved:
+        torch.save(model.state_dict(), osp.join(out_dir, "best.pt"))
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict() if scheduler is not None else None, "epoch": record.epoch,
+             "history": [asdict(r) for r in result.history], "best": asdict(result.best) if result.best else None}
+    torch.save(state, osp.join(out_dir, "last.pt.tmp"))
+    os.replace(osp.join(out_dir, "last.pt.tmp"), osp.join(out_dir, "last.pt"))
+    with open(osp.join(out_dir, "history.json"), "w") as f:
+        json.dump([asdict(r) for r in result.history], f, indent=1)

@@ -82,6 +82,11 @@ def load_dataset(name: str, root: Optional[str] = None, *, cache_dir: Optional[s
     """
     from ogb.graphproppred import Evaluator
 
+    if name not in PEPTIDES and not name.startswith("ogbg-"):
+        raise ValueError(f"unknown dataset {name!r}: use an ogbg-* name (OGB layout) or one of "
+                         f"{sorted(PEPTIDES)}")
+    if name not in PEPTIDES:
+        ogb_meta(name)  # raises ValueError for an unknown name before touching the disk
     embedded = root is None
     if embedded:
         if name not in EMBEDDED:
@@ -96,14 +101,10 @@ def load_dataset(name: str, root: Optional[str] = None, *, cache_dir: Optional[s
             evaluator.num_tasks = dataset.num_tasks
         else:
             evaluator = MAEEvaluator()
-    elif name.startswith("ogbg-"):
-        ogb_meta(name)  # raises ValueError for an unknown name before touching the disk
+    else:
         dataset = OGBGraphDataset(name, root, cache_dir=cache_dir, transform=transform,
                                   pre_transform=pre_transform, use_cache=embedded)
         evaluator = Evaluator(name)
-    else:
-        raise ValueError(f"unknown dataset {name!r}: use an ogbg-* name (OGB layout) or one of "
-                         f"{sorted(PEPTIDES)}")
     return GraphBenchmark(name=name, dataset=dataset, split=dataset.get_idx_split(), evaluator=evaluator,
                           eval_metric=dataset.eval_metric, task_type=dataset.task_type,
                           num_tasks=dataset.num_tasks)
