@@ -59,12 +59,12 @@ def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, 
         mask_eh = mask_e[:, None] & mask_h[None, :]
         j = tl.load(col_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
         k = gather_nodes(k_ptr, j, mask_e, offs_h, offs_d, H, D)
+        v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)
         s = tl.sum(q[None, :, :] * k, 2) * scale
         if HAS_BIAS:
             s += tl.load(bias_ptr + edge_offsets(offs_e, offs_h, H), mask=mask_eh, other=0.0).to(tl.float32)
         s = tl.where(mask_eh, s, float("-inf"))
         a = edge_weights(s, stat[None, :], NORM)
-        v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)
         da = tl.sum(do[None, :, :] * v, 2)
         ds = tl.where(mask_eh, score_grad(da, a, s, stat[None, :], delta[None, :], NORM), 0.0)
         if HAS_BIAS:
@@ -102,6 +102,7 @@ def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, q_ptr, k_ptr, v_ptr, b
         mask_ch = mask_c[:, None] & mask_h[None, :]
         i = tl.load(row_t_ptr + offs_c, mask=mask_c, other=0).to(tl.int64)
         q = gather_nodes(q_ptr, i, mask_c, offs_h, offs_d, H, D)
+        do = gather_nodes(do_ptr, i, mask_c, offs_h, offs_dv, H, DV)
         s = tl.sum(q * k[None, :, :], 2) * scale
         if HAS_BIAS:
             e = tl.load(perm_t_ptr + offs_c, mask=mask_c, other=0)
@@ -110,7 +111,6 @@ def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, q_ptr, k_ptr, v_ptr, b
         node_h = i[:, None] * H + offs_h[None, :]
         stat = tl.load(stat_ptr + node_h, mask=mask_ch, other=0.0)
         a = edge_weights(s, stat, NORM)
-        do = gather_nodes(do_ptr, i, mask_c, offs_h, offs_dv, H, DV)
         da = tl.sum(do * v[None, :, :], 2)
         delta = tl.zeros([BLOCK_E, BLOCK_H], tl.float32)
         if NORM != NORM_SIGMOID:

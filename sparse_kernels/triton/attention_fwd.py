@@ -58,12 +58,12 @@ def _attention_fwd_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, out
         mask_eh = mask_e[:, None] & mask_h[None, :]
         j = tl.load(col_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
         k = gather_nodes(k_ptr, j, mask_e, offs_h, offs_d, H, D)
+        v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)  # both gathers in flight at once
         s = tl.sum(q[None, :, :] * k, 2) * scale
         if HAS_BIAS:
             s += tl.load(bias_ptr + edge_offsets(offs_e, offs_h, H), mask=mask_eh, other=0.0).to(tl.float32)
         s = tl.where(mask_eh, s, float("-inf"))
         m, l, p, alpha = online_update(m, l, s, NORM)
-        v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)
         acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v, 0)
 
     if slot < 0:
