@@ -10,8 +10,10 @@ Four public ops, each on edges in CSR order (see :mod:`sparse_kernels.csr`):
 Each is registered as ``torch.ops.sparse_kernels.*`` with a fake (meta) kernel, so
 ``torch.compile(fullgraph=True)`` traces through it and shapes stay symbolic (a new graph
 size does not force a recompile). The default implementation is the plain-PyTorch
-reference (:mod:`sparse_kernels.reference`); device backends (the Triton kernels) register
-themselves per device type with :func:`register_backend`.
+reference (:mod:`sparse_kernels.reference`, also in :data:`REFERENCE_KERNELS`); device backends
+(the Triton kernels) register themselves per device type with :func:`register_backend`, and
+:func:`backend_override` swaps a device's kernels for a ``with`` block (tests run the Triton
+kernels on CPU tensors in Triton's interpreter this way).
 
 Index tensors of an edge list travel as ``(ptr, gather, segment)``: the offsets, the node
 read by each edge and the node each edge reduces into; for the CSR that is
@@ -41,8 +43,8 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
 
 # --------------------------------------------------------------------------- attention
 def _attention_fwd_reference(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
-                   colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
-                   scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
+                             colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
+                             scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
     out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer)
     return out, stat.to(_stat_dtype(q.dtype))
 
@@ -57,9 +59,9 @@ def _(q, k, v, rowptr, col, row, colptr, row_t, perm_t, bias, scale, normalizer)
 
 
 def _attention_bwd_reference(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
-                   rowptr: Tensor, col: Tensor, row: Tensor, colptr: Tensor, row_t: Tensor,
-                   perm_t: Tensor, bias: Optional[Tensor], scale: float,
-                   normalizer: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                             rowptr: Tensor, col: Tensor, row: Tensor, colptr: Tensor, row_t: Tensor,
+                             perm_t: Tensor, bias: Optional[Tensor], scale: float,
+                             normalizer: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     dq, dk, dv, dbias = reference.attention_backward(grad_out, q, k, v, out, stat, row, col, bias,
                                                      scale, normalizer)
     return dq, dk, dv, (dbias if dbias is not None else q.new_empty(0))
