@@ -135,3 +135,13 @@ def test_content_modules_and_errors():
         topk_graph(q, k[:5], 2)
     with pytest.raises(ValueError, match="region_size"):
         region_routing_graph(q, k, 0, 2)
+
+
+def test_region_routing_batched_matches_dense():
+    q, k, v = _qkv(43)
+    graph = region_routing_graph(q, k, 5, 2, causal=True, seq_lengths=[17, 26])
+    mask = torch.zeros(43, 43, dtype=torch.bool)
+    mask[:17, :17] = _dense_region_mask(q[:17], k[:17], 5, 2, True)
+    mask[17:, 17:] = _dense_region_mask(q[17:], k[17:], 5, 2, True)
+    assert torch.equal(graph.to_dense(), mask)
+    _assert_same_attention(graph, q, k, v, mask)
