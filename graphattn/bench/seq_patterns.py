@@ -245,7 +245,8 @@ def targets(rows: list[dict], n: int = 16384) -> list[dict]:
         return None if x is None or y is None else x / y
     for p in ("window512", "causal_window512_sinks4"):
         r = ratio(p, "graphattn", "flex")
-        checks.append(dict(check=f"{p}: graphattn / flex fwd+bwd <= 1.25", value=r, ok=None if r is None else r <= 1.25))
+        checks.append(dict(check=f"{p}: graphattn / flex fwd+bwd <= 1.25", value=r,
+                           ok=None if r is None else r <= 1.25))
         r = ratio(p, "graphattn", "sdpa_mask")
         checks.append(dict(check=f"{p}: graphattn faster than dense masked SDPA", value=r,
                            ok=None if r is None else r < 1.0))

@@ -353,7 +353,8 @@ class Dilated(Pattern):
 
 @dataclass(frozen=True)
 class Blocks(Pattern):
-    r"""Block-diagonal local attention: :math:`\lfloor i/b \rfloor = \lfloor j/b \rfloor` (causal: and :math:`j \le i`)."""
+    r"""Block-diagonal local attention: :math:`\lfloor i/b \rfloor = \lfloor j/b \rfloor`
+    (causal: and :math:`j \le i`)."""
 
     block_size: int
     causal: bool = False
