@@ -32,6 +32,9 @@ def test_plan_is_cached_on_the_offsets():
     with schedule.chunk_override(8):
         assert schedule.plan_for(csr.rowptr).chunk == 8
     assert schedule.plan_for(csr.rowptr) is first
+    with torch.inference_mode():  # inference tensors have no version counter
+        rowptr = sk.build_csr(torch.randint(0, 50, (2, 300)), 50, 50).rowptr
+        assert schedule.plan_for(rowptr) is schedule.plan_for(rowptr)
     empty = schedule.build_plan(torch.zeros(1, dtype=torch.long), chunk=64)
     assert empty.items.shape == (0, 4) and empty.splits.shape == (0, 3)
 

@@ -114,9 +114,17 @@ def build_plan(ptr: Tensor, chunk: int) -> Plan:
                 num_edges=num_edges, mean_degree=num_edges / max(num_nodes, 1), max_degree=max_degree)
 
 
+def _version(t: Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors keep no version counter
+        return 0
+
+
 def plan_for(ptr: Tensor) -> Plan:
     """The cached :class:`Plan` of ``ptr`` (built on first use, rebuilt if ``ptr`` was modified)."""
-    key = (_chunk_override, ptr._version)
+    version = _version(ptr)
+    key = (_chunk_override, version)
     cache = getattr(ptr, "_sparse_kernels_plans", None)
     if cache is not None and key in cache:
         return cache[key]
@@ -125,7 +133,7 @@ def plan_for(ptr: Tensor) -> Plan:
         chunk = default_chunk(ptr.numel() - 1, int(ptr[-1]) if ptr.numel() > 1 else 0)
     plan = build_plan(ptr, chunk)
     try:
-        if cache is None or any(k[1] != ptr._version for k in cache):
+        if cache is None or any(k[1] != version for k in cache):
             cache = {}
             ptr._sparse_kernels_plans = cache
         cache[key] = plan
