@@ -11,7 +11,8 @@ from torch_geometric.data import Batch, Data
 def random_graph(num_nodes: int, num_edges: int, channels: int, edge_dim: Optional[int] = None,
                  dtype: torch.dtype = torch.float32) -> Data:
     """Random directed multigraph (self-loops allowed) with float features."""
-    edge_index = torch.randint(0, max(num_nodes, 1), (2, num_edges)) if num_nodes else torch.zeros(2, 0, dtype=torch.long)
+    edge_index = (torch.randint(0, num_nodes, (2, num_edges)) if num_nodes
+                  else torch.zeros(2, 0, dtype=torch.long))
     data = Data(x=torch.randn(num_nodes, channels, dtype=dtype), edge_index=edge_index, num_nodes=num_nodes)
     if edge_dim is not None:
         data.edge_attr = torch.randn(num_edges, edge_dim, dtype=dtype)

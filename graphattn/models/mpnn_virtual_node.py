@@ -23,8 +23,8 @@ class MPNNVirtualNode(torch.nn.Module):
         \mathbf{h}' = \operatorname{Dropout}(\sigma(\operatorname{BN}(\operatorname{MPNN}_l(\mathbf{h}))))
         \;(+\,\mathbf{h}\ \text{residual}),
 
-    and for all but the last layer :math:`\mathbf{v} \leftarrow \mathbf{v} + \operatorname{Dropout}(\operatorname{MLP}_l(\sum_{i \in g}
-    \mathbf{h}_i + \mathbf{v}))` (one :class:`~graphattn.nn.VirtualNode` per layer, as in OGB);
+    and for all but the last layer :math:`\mathbf{v} \leftarrow \mathbf{v}
+    + \operatorname{Dropout}(\operatorname{MLP}_l(\sum_{i \in g} \mathbf{h}_i + \mathbf{v}))` (one :class:`~graphattn.nn.VirtualNode` per layer, as in OGB);
     no activation after the last layer. Edge features are embedded once and passed to every layer.
 
     Args:

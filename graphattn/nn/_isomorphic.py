@@ -2,7 +2,7 @@ r"""Shared parts of the graph-aware isomorphic attention layers (:class:`GINAtte
 :class:`PNAAttention`): the attention adjacency and the per-head MLP."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -24,8 +24,10 @@ class GPSLayer(torch.nn.Module):
     `"Recipe for a General, Powerful, Scalable Graph Transformer" <https://arxiv.org/abs/2205.12454>`_:
 
     .. math::
-        \mathbf{h}^{M} = \operatorname{Norm}_1(\mathbf{x} + \operatorname{Dropout}(\operatorname{MPNN}(\mathbf{x}, \mathbf{A}))),\quad
-        \mathbf{h}^{T} = \operatorname{Norm}_2(\mathbf{x} + \operatorname{Dropout}(\operatorname{GlobalAttn}(\mathbf{x}))),
+        \mathbf{h}^{M} = \operatorname{Norm}_1(\mathbf{x}
+        + \operatorname{Dropout}(\operatorname{MPNN}(\mathbf{x}, \mathbf{A}))),\quad
+        \mathbf{h}^{T} = \operatorname{Norm}_2(\mathbf{x}
+        + \operatorname{Dropout}(\operatorname{GlobalAttn}(\mathbf{x}))),
 
     .. math::
         \mathbf{x}' = \operatorname{Norm}_3(\mathbf{h} + \operatorname{MLP}(\mathbf{h})),\qquad

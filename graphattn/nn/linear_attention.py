@@ -121,4 +121,5 @@ class LinearGraphAttention(torch.nn.Module):
         return self.dropout(self.attn_out(out))
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(heads={self.heads}, head_channels={self.head_channels}, kernel={self.kernel})"
+        return (f"{self.__class__.__name__}(heads={self.heads}, head_channels={self.head_channels}, "
+                f"kernel={self.kernel})")
