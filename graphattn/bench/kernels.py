@@ -20,13 +20,15 @@ inside each molecule) read from ``--molhiv-root`` (OGB layout; skipped when abse
 Per entry: forward and forward+backward median ms (CUDA events, after warm-up), peak memory of
 forward+backward, and for ``graphattn`` the fraction of the *gather floor* reached — the time
 to move ``E * H * (D + Dv)`` feature bytes (every edge gathers ``k_j`` and ``v_j`` once) at the
-copy bandwidth measured in the same run — and the error of bf16/fp16/fp32 outputs and gradients
-against the fp32 reference. Out-of-memory is recorded as ``"OOM"`` and the run goes on; a time
-budget stops starting new entries so that one command finishes within ten minutes. Writes
-``<out-dir>/kernels-<device>.json``, a PNG plot and a Markdown table, and prints the table and
-the issue's acceptance checks last.
+copy bandwidth measured in the same run — and the error of its output and gradients against
+the fp32 reference (half precisions at every width, fp32 at ``--baseline-dims``).
+Out-of-memory is recorded as ``"OOM"`` and the run goes on; a time budget stops starting new
+entries so that one command finishes within ten minutes. Entries run D=64 first (with every
+baseline), then the other widths (graphattn only). Writes ``<out-dir>/kernels-<device>.json``,
+a PNG plot and a Markdown table, and prints the table and the issue's acceptance checks last.
 
-GPU (one command, < 10 min)::
+GPU (one command, < 10 min; correctness first with
+``TRITON_INTERPRET=0 python -m pytest tests/test_triton_gpu.py``)::
 
     python benchmarks/kernels.py --molhiv-root /path/to/ogbg_molhiv
 
@@ -67,7 +69,7 @@ GRAPHS: dict[str, tuple[str, int, int]] = {
 DEFAULT_GRAPHS = ["uniform_16k", "uniform_65k", "uniform_262k", "uniform_1m", "rmat_16k", "rmat_65k",
                   "rmat_262k", "rmat_1m", "molhiv", "molhiv_full"]
 QUICK_GRAPHS = ["uniform_1k", "rmat_1k", "molhiv"]
-METHODS = ["graphattn", "pyg", "pyg_compiled", "flex", "sdpa"]
+METHODS = ["graphattn", "pyg", "pyg_compiled", "sdpa", "flex"]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 #: Copy bandwidth of an H100 80GB (DESIGN.md anchors), used when it cannot be measured (CPU).
 H100_COPY_TBPS = 2.86
@@ -289,7 +291,7 @@ def bench_entry(method: str, graph: BenchGraph, dtype: torch.dtype, heads: int, 
             if copy_tbps is not None:
                 row["gather_floor_ms"] = round(floor_bytes / (copy_tbps * 1e12) * 1e3, 4)
                 row["floor_fraction"] = round(row["gather_floor_ms"] / row["fwd_ms"], 4)
-            if not args.no_accuracy:
+            if not args.no_accuracy and (dtype != torch.float32 or dim in args.baseline_dims):
                 row.update(accuracy(graph, q, k, v, grad))
     except torch.OutOfMemoryError:
         row["error"] = "OOM"
@@ -369,7 +371,8 @@ def format_row(r: dict) -> str:
 
 def markdown_table(result: dict) -> str:
     lines = [f"Device: {result['device']} (torch {result['versions']['torch']}, triton {result['versions']['triton']}), "
-             f"H={result['heads']}, copy bandwidth {result['copy_TBps'] or '-'} TB/s, median ms.", "",
+             f"H={result['heads']}, copy bandwidth {result['copy_TBps'] or '-'} TB/s, median ms; "
+             f"graphattn = {result['graphattn_engine']}.", "",
              "| graph | nodes | edges | dtype | D | method | fwd ms | fwd+bwd ms | peak MB | % gather floor |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -460,6 +463,7 @@ def run(args) -> dict:
                     rows.append(row)
                     print(format_row(row), flush=True)
     result = dict(device=device_name(device), versions=versions(), heads=args.heads,
+                  graphattn_engine="Triton kernels" if device.type == "cuda" else "plain-PyTorch reference (CPU)",
                   copy_TBps=None if copy_tbps is None else round(copy_tbps, 3),
                   gather_floor=f"E*H*(D+Dv)*bytes / copy bandwidth (measured; {H100_COPY_TBPS} TB/s on the anchor H100)",
                   reps=args.reps, warmup=args.warmup, rows=rows,
@@ -505,7 +509,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--budget-s", type=float, default=480.0, help="no new entries start after this many seconds")
     parser.add_argument("--compile-on-cpu", action="store_true", help="also run the compiled baselines on the CPU")
-    parser.add_argument("--no-accuracy", action="store_true", help="skip the comparison with the fp32 reference")
+    parser.add_argument("--no-accuracy", action="store_true",
+                        help="skip the comparison with the fp32 reference (otherwise: bf16/fp16 always, fp32 at "
+                             "--baseline-dims)")
     parser.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
     parser.add_argument("--quick", action="store_true", help="small graphs, D=64 only, few repetitions (CPU smoke test)")
     parser.add_argument("--no-plot", action="store_true")
