@@ -170,7 +170,8 @@ def device_name(device: str) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"], help="autocast dtype on CUDA")
+    p.add_argument("--dtype", default=None, choices=["bf16", "fp32"],
+                   help="compute dtype: bf16 autocast (CUDA default) or fp32 (the CPU always)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--context", type=int, default=4096)
     p.add_argument("--batch", type=int, default=1)
@@ -188,7 +189,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--out", default=None, help="JSON path (default runs/seq_char_lm-<device>.json)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.dtype is None or args.device == "cpu":
+        args.dtype = "bf16" if args.device.startswith("cuda") else "fp32"
+    return args
 
 
 def main(argv=None) -> list[dict]:
