@@ -45,10 +45,10 @@ _LOG2E = 1.4426950408889634
 @triton.jit
 def _load_rows(X, offs, ok, h, H, C: tl.constexpr, offs_c, CHECK: tl.constexpr):
     """``[len(offs), BLOCK_C]`` rows ``offs`` of head ``h`` of an ``[N, H, C]`` tensor."""
-    ptrs = X + (offs[:, None] * H + h) * C + offs_c[None, :]
+    mask = offs_c[None, :] < C
     if CHECK:
-        return tl.load(ptrs, mask=ok[:, None] & (offs_c[None, :] < C), other=0.0)
-    return tl.load(ptrs, mask=offs_c[None, :] < C, other=0.0)
+        mask = mask & ok[:, None]
+    return tl.load(X + (offs[:, None] * H + h) * C + offs_c[None, :], mask=mask, other=0.0)
 
 
 @triton.jit
