@@ -145,3 +145,19 @@ def test_region_routing_batched_matches_dense():
     mask[17:, 17:] = _dense_region_mask(q[17:], k[17:], 5, 2, True)
     assert torch.equal(graph.to_dense(), mask)
     _assert_same_attention(graph, q, k, v, mask)
+
+
+def test_content_pattern_union_with_static_pattern():
+    from graphattn.seq import SlidingWindow, sliding_window
+
+    q, k, v = _qkv(26)
+    router = KMeansRouting(dim=8, num_clusters=4, causal=True).eval()
+    combined = router | SlidingWindow(3, causal=True)
+    graph = combined(q, k, [10, 16])
+    expect = router(q, k, [10, 16]).to_dense() | SlidingWindow(3, causal=True).batch([10, 16]).to_dense()
+    assert torch.equal(graph.to_dense(), expect)
+    _assert_same_attention(graph, q, k, v, expect)
+    assert torch.equal((TopK(2) | SlidingWindow(1))(q, k).to_dense(),
+                       topk_graph(q, k, 2).to_dense() | sliding_window(26, 1).to_dense())
+    with pytest.raises(TypeError):
+        TopK(2) | "window"

@@ -77,7 +77,8 @@ def test_attention_layer_sdpa_path_equals_graph_path(pattern):
 
 
 @pytest.mark.parametrize("pattern", [SlidingWindow(4, causal=True) | GlobalTokens(2, causal=True), Causal(),
-                                     TopK(5, causal=True), KMeansRouting(16, 3, causal=True)], ids=repr)
+                                     TopK(5, causal=True), KMeansRouting(16, 3, causal=True),
+                                     KMeansRouting(16, 3, causal=True) | SlidingWindow(2, causal=True)], ids=repr)
 def test_packed_batch_equals_separate_sequences(pattern):
     model = SeqGraphTransformer(50, 16, 2, 2, pattern, relative_bias="alibi").double().eval()
     tokens = torch.randint(0, 50, (31,))

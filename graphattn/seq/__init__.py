@@ -5,7 +5,8 @@ A sparse-attention scheme is an attention graph (:mod:`.patterns`: static, cache
 (:mod:`.positions`), run by :func:`graphattn.graph_attention`; :mod:`.model` stacks it into
 :class:`SeqGraphTransformer`.
 """
-from .content import KMeansRouting, RegionRouting, TopK, region_routing_graph, routing_graph, topk_graph
+from .content import (ContentPattern, ContentUnion, KMeansRouting, RegionRouting, TopK, region_routing_graph,
+                      routing_graph, topk_graph)
 from .model import SeqGraphAttention, SeqGraphTransformer
 from .patterns import (Blocks, Causal, Dilated, Full, GlobalTokens, IntersectionPattern, Pattern, RandomKeys,
                        SeqGraph, SlidingWindow, Strided, UnionPattern, batch, blocks, causal, clear_cache,
@@ -18,7 +19,7 @@ __all__ = [
     "SeqGraph", "Pattern", "Full", "Causal", "SlidingWindow", "Dilated", "Blocks", "Strided", "GlobalTokens",
     "RandomKeys", "UnionPattern", "IntersectionPattern", "full", "causal", "sliding_window", "dilated",
     "blocks", "strided", "global_tokens", "random", "batch", "graph_union", "graph_intersection",
-    "clear_cache", "topk_graph", "routing_graph", "region_routing_graph", "TopK", "KMeansRouting",
+    "clear_cache", "ContentPattern", "ContentUnion", "topk_graph", "routing_graph", "region_routing_graph", "TopK", "KMeansRouting",
     "RegionRouting", "RotaryEmbedding", "alibi_slopes", "alibi_bias", "RelativePositionBias", "length_bias",
     "sequence_positions", "SeqGraphAttention", "SeqGraphTransformer",
 ]

@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .patterns import SeqGraph, batch, expand_segments
+from .patterns import Pattern, SeqGraph, batch, expand_segments, graph_union
 
-__all__ = ["topk_graph", "routing_graph", "region_routing_graph", "KMeansRouting", "TopK", "RegionRouting"]
+__all__ = ["topk_graph", "routing_graph", "region_routing_graph", "ContentPattern", "ContentUnion",
+           "KMeansRouting", "TopK", "RegionRouting"]
 
 
 def _check_qk(q: Tensor, k: Tensor, seq_lengths: Optional[Sequence[int]]) -> tuple[int, ...]:
@@ -131,7 +132,36 @@ def routing_graph(query_cluster: Tensor, key_cluster: Tensor, *, causal: bool = 
     return SeqGraph(row, order[slot], lengths)
 
 
-class KMeansRouting(nn.Module):
+class ContentPattern(nn.Module):
+    """Base of content-pattern modules: ``pattern(q, k, seq_lengths) -> SeqGraph``.
+
+    ``content | static`` (a :class:`~graphattn.seq.patterns.Pattern`) adds the static edges,
+    e.g. ``KMeansRouting(...) | SlidingWindow(64, causal=True)`` (routing plus local attention,
+    as in the Routing Transformer).
+    """
+
+    def __or__(self, other: Pattern) -> "ContentUnion":
+        return ContentUnion(self, other)
+
+
+class ContentUnion(ContentPattern):
+    """Union of a content pattern's graph and a static pattern's graph, per call."""
+
+    def __init__(self, content: ContentPattern, static: Pattern):
+        super().__init__()
+        if not isinstance(content, nn.Module) or not isinstance(static, Pattern):
+            raise TypeError("ContentUnion needs a content-pattern module and a static Pattern")
+        self.content, self.static = content, static
+
+    def forward(self, q: Tensor, k: Tensor, seq_lengths: Optional[Sequence[int]] = None) -> SeqGraph:
+        lengths = _check_qk(q, k, seq_lengths)
+        return graph_union(self.content(q, k, lengths), self.static.batch(lengths, q.device))
+
+    def extra_repr(self) -> str:
+        return f"static={self.static!r}"
+
+
+class KMeansRouting(ContentPattern):
     r"""Routing Transformer attention graph from online k-means (shared query/key centroids).
 
     Queries and keys (heads concatenated, normalised to the unit sphere) go to the nearest
@@ -223,7 +253,7 @@ def region_routing_graph(q: Tensor, k: Tensor, region_size: int, topk: int, *, c
     return _per_sequence(build, q, k, lengths)
 
 
-class TopK(nn.Module):
+class TopK(ContentPattern):
     """Content pattern: :func:`topk_graph` with fixed arguments (``pattern(q, k, seq_lengths)``)."""
 
     def __init__(self, topk: int, causal: bool = False, block_size: int = 512):
@@ -238,7 +268,7 @@ class TopK(nn.Module):
         return f"topk={self.topk}, causal={self.causal}"
 
 
-class RegionRouting(nn.Module):
+class RegionRouting(ContentPattern):
     """Content pattern: :func:`region_routing_graph` with fixed arguments."""
 
     def __init__(self, region_size: int, topk: int, causal: bool = False):
