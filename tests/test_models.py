@@ -39,6 +39,7 @@ MODELS = {
     "vn_gine": lambda **kw: MPNNVirtualNode(C, 2, num_layers=3, local_conv="gine", num_virtual_nodes=2, **kw),
     "vn_gatedgcn": lambda **kw: MPNNVirtualNode(C, 2, num_layers=2, local_conv="gatedgcn", **kw),
     "vn_gcn": lambda **kw: MPNNVirtualNode(C, 2, num_layers=2, local_conv="gcn", rwse_dim=4, **kw),
+    "mpnn_no_vn": lambda **kw: MPNNVirtualNode(C, 2, num_layers=2, local_conv="gine", num_virtual_nodes=0, **kw),
 }
 
 

@@ -1,6 +1,7 @@
-"""Ready-made models: GraphTransformer, GPS and MPNNVirtualNode, with OGB atom/bond encoders,
-positional encodings and graph- or node-level heads."""
+"""Ready-made models: GraphTransformer, GPS, MPNNVirtualNode and GINAttentionNet, with OGB
+atom/bond encoders, positional encodings and graph- or node-level heads."""
 from .encoders import AtomEncoder, BondEncoder, CategoricalEncoder, EdgeInputEncoder, InputEncoder
+from .gin_attention_net import GINAttentionNet
 from .gps import GPS
 from .graph_transformer import GraphTransformer
 from .heads import PredictionHead
@@ -8,6 +9,6 @@ from .inputs import model_inputs
 from .local import LOCAL_CONVS, LocalConv
 from .mpnn_virtual_node import MPNNVirtualNode
 
-__all__ = ["GraphTransformer", "GPS", "MPNNVirtualNode", "PredictionHead", "LocalConv", "LOCAL_CONVS",
-           "AtomEncoder", "BondEncoder", "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder",
+__all__ = ["GraphTransformer", "GPS", "MPNNVirtualNode", "GINAttentionNet", "PredictionHead", "LocalConv",
+           "LOCAL_CONVS", "AtomEncoder", "BondEncoder", "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder",
            "model_inputs"]

@@ -29,7 +29,8 @@ class MPNNVirtualNode(torch.nn.Module):
 
     Args:
         channels; out_channels; num_layers; local_conv (``"gine"``, ``"gatedgcn"``, ``"gcn"``);
-        num_virtual_nodes; residual; dropout; head_layers; level; pool;
+        num_virtual_nodes (0: the plain MPNN baseline, no virtual node); residual; dropout;
+        head_layers; level; pool;
         node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories: see :class:`GraphTransformer`.
     """
 
@@ -41,6 +42,8 @@ class MPNNVirtualNode(torch.nn.Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if num_virtual_nodes < 0:
+            raise ValueError(f"num_virtual_nodes must be >= 0, got {num_virtual_nodes}")
         self.residual, self.dropout, self.num_virtual_nodes = residual, dropout, num_virtual_nodes
         self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
         uses_edges = edge_encoder is not None and local_conv in ("gine", "gatedgcn")   # GCN ignores them
@@ -48,7 +51,7 @@ class MPNNVirtualNode(torch.nn.Module):
         self.convs = torch.nn.ModuleList([LocalConv(local_conv, channels) for _ in range(num_layers)])
         self.norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(channels) for _ in range(num_layers)])
         self.virtual_nodes = torch.nn.ModuleList([VirtualNode(channels, num_virtual_nodes, dropout)
-                                                  for _ in range(num_layers - 1)])
+                                                  for _ in range(num_layers - 1 if num_virtual_nodes else 0)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
@@ -62,13 +65,13 @@ class MPNNVirtualNode(torch.nn.Module):
         elif num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
-        state = h.new_zeros(num_graphs, self.num_virtual_nodes, h.size(-1))
+        state = h.new_zeros(num_graphs, max(self.num_virtual_nodes, 1), h.size(-1))
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            h_in = h + state.mean(dim=1)[batch]                            # VirtualNode.broadcast
+            h_in = h + state.mean(dim=1)[batch] if self.num_virtual_nodes else h   # VirtualNode.broadcast
             out = norm(conv(h_in, edge_index, e))
             out = F.dropout(F.relu(out) if i < last else out, p=self.dropout, training=self.training)
             h = out + h_in if self.residual else out
-            if i < last:
+            if i < len(self.virtual_nodes):
                 state = self.virtual_nodes[i].update(h_in, state, batch)
         return self.head(h, batch, num_graphs, virtual_mask)
