@@ -137,7 +137,8 @@ def test_rows_with_only_masked_scores_give_zeros_not_nan():
 
 def test_float64_falls_back_to_reference():
     csr = make_graph("random")
-    q, k, v = torch.randn(23, 1, 8, dtype=torch.float64), *(torch.randn(17, 1, 8, dtype=torch.float64) for _ in range(2))
+    q = torch.randn(23, 1, 8, dtype=torch.float64)
+    k, v = torch.randn(17, 1, 8, dtype=torch.float64), torch.randn(17, 1, 8, dtype=torch.float64)
     with interpreter_backend():
         out = sk.attention(q, k, v, csr)
     ref = reference.attention_forward(q, k, v, csr.row, csr.col, None, 8 ** -0.5, "softmax")[0]

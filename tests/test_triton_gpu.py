@@ -59,7 +59,8 @@ def test_fused_attention_matches_reference(dtype, normalizer):
 def test_head_widths(dim, dim_v):
     csr = skewed_graph(e=20000, hub_edges=5000)
     n = csr.num_dst_nodes
-    q, k, v = torch.randn(n, 8, dim, device="cuda"), torch.randn(n, 8, dim, device="cuda"), torch.randn(n, 8, dim_v, device="cuda")
+    q, k = torch.randn(n, 8, dim, device="cuda"), torch.randn(n, 8, dim, device="cuda")
+    v = torch.randn(n, 8, dim_v, device="cuda")
     out = sk.attention(q, k, v, csr)
     ref = reference.attention_forward(q, k, v, csr.row, csr.col, None, dim ** -0.5, "softmax")[0]
     assert rel_err(out, ref) <= 1e-5

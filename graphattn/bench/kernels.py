@@ -360,7 +360,8 @@ HEADER = (f"{'graph':>13} {'nodes':>8} {'edges':>9} {'dtype':>5} {'D':>4} {'meth
 
 
 def format_row(r: dict) -> str:
-    head = f"{r['graph']:>13} {r.get('nodes', 0):>8} {r.get('edges', 0):>9} {r['dtype']:>5} {r['dim']:>4} {r['method']:>13}"
+    head = (f"{r['graph']:>13} {r.get('nodes', 0):>8} {r.get('edges', 0):>9} {r['dtype']:>5} {r['dim']:>4} "
+            f"{r['method']:>13}")
     if "error" in r or "skipped" in r:
         return f"{head}  {r.get('error') or r.get('skipped')}"
     frac = r.get("floor_fraction")
@@ -370,7 +371,8 @@ def format_row(r: dict) -> str:
 
 
 def markdown_table(result: dict) -> str:
-    lines = [f"Device: {result['device']} (torch {result['versions']['torch']}, triton {result['versions']['triton']}), "
+    ver = result["versions"]
+    lines = [f"Device: {result['device']} (torch {ver['torch']}, triton {ver['triton']}), "
              f"H={result['heads']}, copy bandwidth {result['copy_TBps'] or '-'} TB/s, median ms; "
              f"graphattn = {result['graphattn_engine']}.", "",
              "| graph | nodes | edges | dtype | D | method | fwd ms | fwd+bwd ms | peak MB | % gather floor |",
@@ -465,7 +467,8 @@ def run(args) -> dict:
     result = dict(device=device_name(device), versions=versions(), heads=args.heads,
                   graphattn_engine="Triton kernels" if device.type == "cuda" else "plain-PyTorch reference (CPU)",
                   copy_TBps=None if copy_tbps is None else round(copy_tbps, 3),
-                  gather_floor=f"E*H*(D+Dv)*bytes / copy bandwidth (measured; {H100_COPY_TBPS} TB/s on the anchor H100)",
+                  gather_floor=f"E*H*(D+Dv)*bytes / copy bandwidth (measured here; {H100_COPY_TBPS} TB/s "
+                               "on the anchor H100)",
                   reps=args.reps, warmup=args.warmup, rows=rows,
                   checks=acceptance_checks(rows, args.heads) if device.type == "cuda" else [],
                   wall_s=round(time.perf_counter() - start, 1))
@@ -502,7 +505,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="widths at which the baselines run too (graphattn runs at every --dims)")
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    parser.add_argument("--molhiv-root", default=None, help="an ogbg_molhiv folder in OGB layout (raw/edge.csv.gz, ...)")
+    parser.add_argument("--molhiv-root", default=None,
+                        help="an ogbg_molhiv folder in OGB layout (raw/edge.csv.gz, ...)")
     parser.add_argument("--molhiv-graphs", type=int, default=4096, help="molecules in the molhiv batch")
     parser.add_argument("--dense-max", type=int, default=65536, help="largest N for FlexAttention and dense SDPA")
     parser.add_argument("--reps", type=int, default=10)
@@ -513,7 +517,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="skip the comparison with the fp32 reference (otherwise: bf16/fp16 always, fp32 at "
                              "--baseline-dims)")
     parser.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
-    parser.add_argument("--quick", action="store_true", help="small graphs, D=64 only, few repetitions (CPU smoke test)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small graphs, D=64 only, few repetitions (CPU smoke test)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     if args.graphs is None:

@@ -24,8 +24,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, combine, edge_offsets, edge_weights, gather_nodes, load_node,
-                      score_grad, store_node)
+from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, combine, edge_offsets, edge_weights, gather_nodes,
+                      load_node, score_grad, store_node)
 from .schedule import launch_config, plan_for
 
 __all__ = ["attention_bwd"]

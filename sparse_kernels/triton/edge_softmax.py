@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, NORM_SIGMOID, NORM_SUM, SIGMOID, SUM, combine, edge_offsets, edge_weights, finalize_stat, online_update,
-                      score_grad)
+from ._common import (NORM_CODES, NORM_SIGMOID, NORM_SUM, SIGMOID, SUM, combine, edge_offsets, edge_weights,
+                      finalize_stat, online_update, score_grad)
 from .schedule import edge_tile, launch_config, plan_for
 
 __all__ = ["edge_softmax", "edge_softmax_bwd"]

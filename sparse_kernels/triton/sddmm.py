@@ -6,7 +6,6 @@ so the result does not depend on the launch.
 """
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
