@@ -21,6 +21,9 @@ the transposed tiles (grouped by key block) writes :math:`dK, dV`, with
 Within each row (column) block the full tiles are visited first in a loop with no masks and
 no bounds checks, the partial tiles after.
 
+Tile shapes come from the layout (``64 x 64`` by default, :data:`sparse_kernels.bsr.DEFAULT_BLOCK`);
+on a GPU the warps and pipeline stages are autotuned per (length, tile shape, width).
+
 Softmax only, no edge bias: :func:`graphattn.graph_attention` uses this path only for
 such calls (other normalisers and biases go to the CSR kernels). Importable without a GPU;
 the kernels also run in Triton's CPU interpreter (``TRITON_INTERPRET=1``) for tests.
@@ -28,6 +31,7 @@ the kernels also run in Triton's CPU interpreter (``TRITON_INTERPRET=1``) for te
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional
 
 import torch
@@ -223,11 +227,25 @@ def _check(q: Tensor, k: Tensor, v: Tensor, layout: BSR) -> None:
         raise ValueError("BSR tiles must be at least 16 x 16 for tl.dot")
 
 
+def _tuned(kernel):
+    """On a GPU, ``kernel`` autotuned over warps and pipeline stages per (length, tiles, width);
+    in Triton's interpreter (one config only) the kernel itself."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return kernel
+    configs = [triton.Config({}, num_warps=w, num_stages=s) for w in (4, 8) for s in (2, 3)]
+    return triton.autotune(configs, key=["N_Q", "N_K", "BLOCK_M", "BLOCK_N", "D", "DV"])(kernel)
+
+
+_FWD, _BWD_DQ, _BWD_DKDV = (_tuned(k) for k in (_bsr_fwd_kernel, _bsr_bwd_dq_kernel, _bsr_bwd_dkdv_kernel))
+
+
 def _launch_cfg(layout: BSR, q: Tensor, v: Tensor) -> dict:
-    return dict(D=q.size(2), DV=v.size(2), BLOCK_M=layout.block_m, BLOCK_N=layout.block_n,
-                BLOCK_D=max(16, triton.next_power_of_2(q.size(2))),
-                BLOCK_DV=max(16, triton.next_power_of_2(v.size(2))),
-                num_warps=4 if layout.block_m * layout.block_n <= 64 * 64 else 8)
+    cfg = dict(D=q.size(2), DV=v.size(2), BLOCK_M=layout.block_m, BLOCK_N=layout.block_n,
+               BLOCK_D=max(16, triton.next_power_of_2(q.size(2))),
+               BLOCK_DV=max(16, triton.next_power_of_2(v.size(2))))
+    if _FWD is _bsr_fwd_kernel:          # not autotuned: pick the warps here
+        cfg["num_warps"] = 4 if layout.block_m * layout.block_n <= 64 * 64 else 8
+    return cfg
 
 
 def bsr_attention_forward(q: Tensor, k: Tensor, v: Tensor, layout: BSR,
@@ -241,9 +259,9 @@ def bsr_attention_forward(q: Tensor, k: Tensor, v: Tensor, layout: BSR,
     lse = torch.empty(n_q, heads, dtype=torch.float32, device=q.device)
     grid = (layout.block_rowptr.numel() - 1, heads)
     if n_q and heads:
-        _bsr_fwd_kernel[grid](q, k, v, out, lse, layout.block_rowptr, layout.block_split, layout.block_col,
-                              layout.mask_index, layout.masks, n_q, k.size(0), heads, scale * _LOG2E,
-                              **_launch_cfg(layout, q, v))
+        _FWD[grid](q, k, v, out, lse, layout.block_rowptr, layout.block_split, layout.block_col,
+                   layout.mask_index, layout.masks, n_q, k.size(0), heads, scale * _LOG2E,
+                   **_launch_cfg(layout, q, v))
     return out, lse
 
 
@@ -256,11 +274,11 @@ def bsr_attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, ou
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     heads, cfg = q.size(1), _launch_cfg(layout, q, v)
     if q.size(0) and heads:
-        _bsr_bwd_dq_kernel[(layout.block_rowptr.numel() - 1, heads)](
+        _BWD_DQ[(layout.block_rowptr.numel() - 1, heads)](
             q, k, v, grad_out, lse, delta, dq, layout.block_rowptr, layout.block_split, layout.block_col,
             layout.mask_index, layout.masks, q.size(0), k.size(0), heads, scale, **cfg)
     if k.size(0) and heads:
-        _bsr_bwd_dkdv_kernel[(layout.block_colptr.numel() - 1, heads)](
+        _BWD_DKDV[(layout.block_colptr.numel() - 1, heads)](
             q, k, v, grad_out, lse, delta, dk, dv, layout.block_colptr, layout.block_split_t, layout.tile_row_t,
             layout.mask_index_t, layout.masks, q.size(0), k.size(0), heads, scale, **cfg)
     return dq, dk, dv
