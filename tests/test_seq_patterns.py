@@ -108,3 +108,12 @@ def test_batch_rejects_plain_graphs():
         P.batch([AttentionGraph(P.causal(3).edge_index, 3)])
     moved = P.sliding_window(9, 2).to("cpu")
     assert isinstance(moved, P.SeqGraph) and torch.equal(moved.to_dense(), P.sliding_window(9, 2).to_dense())
+
+
+def test_cache_is_bounded_by_edges(monkeypatch):
+    P.clear_cache()
+    monkeypatch.setattr(P, "CACHE_MAX_EDGES", 2000)
+    a = P.full(40)                       # 1600 edges
+    P.full(41)                           # 1681: the older graph is dropped
+    assert P.full(40) is not a
+    assert len(P._CACHE) == 1

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 import sparse_kernels as sk
 from graphattn import graph_attention
 from graphattn.functional import _block_sparse_layout
-from graphattn.seq.patterns import Blocks, Causal, Dilated, Full, GlobalTokens, Pattern, SeqGraph, SlidingWindow
+from graphattn.seq.patterns import (Blocks, Causal, Dilated, Full, GlobalTokens, Pattern, SeqGraph, SlidingWindow,
+                                    clear_cache)
 
 __all__ = ["PATTERNS", "run", "main"]
 
@@ -296,6 +297,7 @@ def run(args) -> dict:
                 rows.append(dict(pattern=p, n=n, method="-", error="skipped: time budget"))
                 continue
             rows.extend(_bench_one(p, n, args, device, dtype))
+            clear_cache()                                   # free the graph before the next config
     result = dict(device=_device_name(device), dtype=args.dtype, heads=args.heads, dim=args.dim,
                   torch=torch.__version__, reps=args.reps, patterns={p: PATTERNS[p][1] for p in args.patterns},
                   rows=rows, targets=targets(rows) if device.type == "cuda" else [],

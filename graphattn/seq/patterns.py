@@ -44,6 +44,8 @@ DeviceLike = Union[torch.device, str, None]
 
 #: Maximum number of cached graphs (least recently used are dropped).
 CACHE_SIZE = 64
+#: Maximum total edges held by the cache (a 16k-token causal graph alone has 134M).
+CACHE_MAX_EDGES = 1 << 28
 _CACHE: "OrderedDict[tuple, SeqGraph]" = OrderedDict()
 
 
@@ -57,7 +59,8 @@ def _cached(key: tuple, build: Callable[[], "SeqGraph"]) -> "SeqGraph":
     if graph is None:
         graph = build()
         _CACHE[key] = graph
-        while len(_CACHE) > CACHE_SIZE:
+        while len(_CACHE) > 1 and (len(_CACHE) > CACHE_SIZE or
+                                   sum(g.num_edges for g in _CACHE.values()) > CACHE_MAX_EDGES):
             _CACHE.popitem(last=False)
     else:
         _CACHE.move_to_end(key)
