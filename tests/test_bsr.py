@@ -1,9 +1,14 @@
 """BSR layout (tile occupancy, partial masks) and the BSR Triton kernels in the interpreter."""
+import os
+
 import pytest
 import torch
 
 from sparse_kernels import attention_with_stats, build_csr
 from sparse_kernels.bsr import BSR, bsr_from_csr, select_bsr
+
+needs_interpreter = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET", "0") != "1",
+                                       reason="CPU tests of the kernels need TRITON_INTERPRET=1")
 
 
 def _window_csr(n, w, extra=()):
@@ -68,6 +73,7 @@ def test_empty_graph_layout():
 
 
 @pytest.mark.interpreter
+@needs_interpreter
 @pytest.mark.parametrize("n,d,dv,extra", [(70, 16, 16, (0, 3)), (53, 24, 8, ())])
 def test_bsr_kernel_matches_reference(n, d, dv, extra):
     from sparse_kernels.triton.bsr import bsr_attention_with_stats
@@ -95,6 +101,7 @@ def test_bsr_kernel_matches_reference(n, d, dv, extra):
 
 
 @pytest.mark.interpreter
+@needs_interpreter
 def test_bsr_kernel_bipartite_and_fp16():
     from sparse_kernels.triton.bsr import bsr_attention
 

@@ -1,7 +1,10 @@
 """On a GPU: the BSR path in bf16/fp16 against dense masked SDPA in float32, and the automatic choice.
 
-Skipped without CUDA (CI); a GPU session runs ``pytest tests/test_bsr_gpu.py`` before timing.
+Skipped without CUDA (CI) or under the interpreter; a GPU session runs
+``TRITON_INTERPRET=0 pytest tests/test_bsr_gpu.py`` before timing.
 """
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +13,8 @@ from graphattn import graph_attention
 from graphattn.functional import _block_sparse_layout
 from graphattn.seq import Causal, GlobalTokens, SlidingWindow, random
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1",
+                                reason="needs a CUDA GPU and the interpreter off (TRITON_INTERPRET=0)")
 
 PATTERNS = [SlidingWindow(256), SlidingWindow(512, causal=True) | GlobalTokens(4, causal=True), Causal()]
 
