@@ -33,18 +33,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import statistics
 import time
 import warnings
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 import sparse_kernels as sk
 from graphattn import graph_attention
+from graphattn.bench import device_name, device_tag, median_ms, peak_mb, synchronize, versions
 from graphattn.functional import _block_sparse_layout
 from graphattn.seq.patterns import (Blocks, Causal, Dilated, Full, GlobalTokens, Pattern, SeqGraph, SlidingWindow,
                                     clear_cache)
@@ -64,49 +63,6 @@ PATTERNS: dict[str, tuple[Pattern, str]] = {
 DEFAULT_PATTERNS = ["window512", "causal_window512_sinks4", "causal"]
 DEFAULT_LENGTHS = [1024, 4096, 16384, 65536]
 METHODS = ["graphattn", "graphattn_csr", "flex", "sdpa_mask", "sdpa_flash"]
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(fn: Callable[[], object], device: torch.device, warmup: int, reps: int) -> float:
-    """Median milliseconds of ``fn``."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def _peak_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    fn()
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
 
 
 def _methods_for(pattern: Pattern, device: torch.device, n: int, args) -> dict[str, bool]:
@@ -162,7 +118,7 @@ def _bench_one(pattern_name: str, n: int, args, device: torch.device, dtype: tor
         graph = pattern.graph(n, device)
         probe = torch.empty(n, 1, 16, dtype=dtype, device=device)   # the choice graph_attention makes
         layout = _block_sparse_layout(probe, probe, probe, graph.csr, None, "softmax")
-        _sync(device)
+        synchronize(device)
     except torch.OutOfMemoryError as err:
         torch.cuda.empty_cache()
         return [dict(pattern=pattern_name, n=n, method="graphattn", error=f"OOM building the graph: {err}"[:200])]
@@ -200,11 +156,11 @@ def _bench_one(pattern_name: str, n: int, args, device: torch.device, dtype: tor
             elif reference_out is not None:
                 row["max_abs_diff_vs_flex"] = float((out.float() - reference_out).abs().max())
             with torch.no_grad():
-                row["fwd_ms"] = round(_time(call_fwd, device, args.warmup, args.reps), 4)
-                row["fwd_peak_mb"] = _peak_mb(call_fwd, device)
+                row["fwd_ms"] = round(median_ms(call_fwd, device, args.warmup, args.reps), 4)
+                row["fwd_peak_mb"] = peak_mb(call_fwd, device)
             try:
-                row["fwd_bwd_ms"] = round(_time(fwd_bwd, device, args.warmup, args.reps), 4)
-                row["fwd_bwd_peak_mb"] = _peak_mb(fwd_bwd, device)
+                row["fwd_bwd_ms"] = round(median_ms(fwd_bwd, device, args.warmup, args.reps), 4)
+                row["fwd_bwd_peak_mb"] = peak_mb(fwd_bwd, device)
             except NotImplementedError as err:        # e.g. eager FlexAttention on the CPU: forward only
                 row["fwd_bwd_error"] = f"NotImplementedError: {str(err)[:120]}"
         except torch.OutOfMemoryError as err:
@@ -298,13 +254,12 @@ def run(args) -> dict:
                 continue
             rows.extend(_bench_one(p, n, args, device, dtype))
             clear_cache()                                   # free the graph before the next config
-    result = dict(device=_device_name(device), dtype=args.dtype, heads=args.heads, dim=args.dim,
-                  torch=torch.__version__, reps=args.reps, patterns={p: PATTERNS[p][1] for p in args.patterns},
+    result = dict(device=device_name(device), dtype=args.dtype, heads=args.heads, dim=args.dim,
+                  versions=versions(), reps=args.reps, patterns={p: PATTERNS[p][1] for p in args.patterns},
                   rows=rows, targets=targets(rows) if device.type == "cuda" else [],
                   wall_s=round(time.perf_counter() - start, 1))
     os.makedirs(args.out_dir, exist_ok=True)
-    tag = re.sub(r"[^A-Za-z0-9]+", "-", "cpu" if device.type == "cpu" else result["device"]).strip("-")
-    stem = os.path.join(args.out_dir, f"seq_patterns-{tag}{'-quick' if args.quick else ''}")
+    stem = os.path.join(args.out_dir, f"seq_patterns-{device_tag(device)}{'-quick' if args.quick else ''}")
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=1)
     if not args.no_plot:
