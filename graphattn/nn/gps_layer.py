@@ -2,7 +2,7 @@ r"""GPSLayer: PyG's :class:`~torch_geometric.nn.conv.GPSConv` with the global at
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +58,14 @@ class GPSLayer(torch.nn.Module):
         ``attn_graph`` (optional, the precomputed ``AttentionGraph.full_per_graph(batch)`` to
         share across layers), ``num_graphs`` (optional, avoids a device sync), ``**kwargs``
         for ``conv`` (e.g. ``edge_attr``). Returns ``[N, C]``.
+
+        Sparsification hooks (``multihead`` only, all ``None`` by default; see
+        :mod:`graphattn.sparsify`): ``attn_nodes`` ``[N']`` runs the global attention on these
+        tokens only (``attn_graph`` is then over the ``N'`` tokens; the others get a zero attention
+        output); ``attn_edge_mask`` ``[E]`` and ``attn_head_mask`` ``[H]`` are passed to
+        :class:`MultiheadGraphAttention`; ``attn_scale`` (scalar or ``[N]``) multiplies the
+        attention output (drop-path, token masks). ``self.attn = None`` removes the global
+        attention block: :math:`\mathbf{h}^{T} = \operatorname{Norm}_2(\mathbf{x})`.
     """
 
     def __init__(self, channels: int, conv: Optional[torch.nn.Module], heads: int = 1, dropout: float = 0.0,
@@ -89,7 +97,8 @@ class GPSLayer(torch.nn.Module):
     def reset_parameters(self) -> None:
         if self.conv is not None:
             self.conv.reset_parameters()
-        self.attn.reset_parameters()
+        if self.attn is not None:
+            self.attn.reset_parameters()
         for layer in self.mlp:
             if hasattr(layer, "reset_parameters"):
                 layer.reset_parameters()
@@ -103,7 +112,9 @@ class GPSLayer(torch.nn.Module):
         return norm(h, batch=batch) if self.norm_with_batch else norm(h)
 
     def forward(self, x: Tensor, edge_index: Any, batch: Optional[Tensor] = None,
-                attn_graph: Optional[AttentionGraph] = None, num_graphs: Optional[int] = None,
+                attn_graph: Optional[AttentionGraph] = None, num_graphs: Optional[int] = None, *,
+                attn_nodes: Optional[Tensor] = None, attn_edge_mask: Optional[Tensor] = None,
+                attn_head_mask: Optional[Tensor] = None, attn_scale: Union[Tensor, float, None] = None,
                 **kwargs: Any) -> Tensor:
         if x.dim() != 2 or x.size(-1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {list(x.shape)}")
@@ -115,17 +126,36 @@ class GPSLayer(torch.nn.Module):
             h = self.conv(x, edge_index, **kwargs)
             h = F.dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm1, h + x, batch))
-        if self.attn_type == "multihead":
-            if attn_graph is None:
-                attn_graph = AttentionGraph.full_per_graph(batch, num_graphs)
-            h = self.attn(x, attn_graph)
+        sparsified = any(a is not None for a in (attn_nodes, attn_edge_mask, attn_head_mask, attn_scale))
+        if sparsified and self.attn_type != "multihead":
+            raise ValueError("attn_nodes/attn_edge_mask/attn_head_mask/attn_scale need attn_type='multihead'")
+        if self.attn is None:
+            hs.append(self._norm(self.norm2, x, batch))
         else:
-            h = self.attn(x, batch, num_graphs)
-        h = F.dropout(h, p=self.dropout, training=self.training)
-        hs.append(self._norm(self.norm2, h + x, batch))
+            if self.attn_type == "multihead":
+                h = self._global_attention(x, batch, num_graphs, attn_graph, attn_nodes, attn_edge_mask,
+                                           attn_head_mask)
+                h = h if attn_scale is None else h * (attn_scale.unsqueeze(-1) if isinstance(attn_scale, Tensor)
+                                                      and attn_scale.dim() == 1 else attn_scale)
+            else:
+                h = self.attn(x, batch, num_graphs)
+            h = F.dropout(h, p=self.dropout, training=self.training)
+            hs.append(self._norm(self.norm2, h + x, batch))
         out = sum(hs)
         out = out + self.mlp(out)
         return self._norm(self.norm3, out, batch)
+
+    def _global_attention(self, x: Tensor, batch: Tensor, num_graphs: Optional[int],
+                          attn_graph: Optional[AttentionGraph], attn_nodes: Optional[Tensor],
+                          edge_mask: Optional[Tensor], head_mask: Optional[Tensor]) -> Tensor:
+        if attn_nodes is None:
+            if attn_graph is None:
+                attn_graph = AttentionGraph.full_per_graph(batch, num_graphs)
+            return self.attn(x, attn_graph, edge_mask, head_mask)
+        if attn_graph is None:
+            attn_graph = AttentionGraph.full_per_graph(batch[attn_nodes], num_graphs)
+        out = self.attn(x[attn_nodes], attn_graph, edge_mask, head_mask)
+        return x.new_zeros(x.shape).index_copy(0, attn_nodes, out)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, conv={self.conv}, heads={self.heads}, "

@@ -1,14 +1,15 @@
 r"""Multi-head attention on an attention graph, with :class:`torch.nn.MultiheadAttention`'s parameters."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from ..functional import graph_attention
+from ..functional import as_attention_graph, graph_attention
+from ._edge_ops import attention_weights, aggregate, segment_sum
 
 __all__ = ["MultiheadGraphAttention"]
 
@@ -33,8 +34,16 @@ class MultiheadGraphAttention(torch.nn.Module):
         dropout: dropout probability of the attention weights (training only).
         bias: learn the input and output biases.
 
+    Optional masks (used by :mod:`graphattn.sparsify`; both default to ``None``, the plain layer):
+    ``edge_mask`` ``[E]`` (user edge order) re-weights the edges,
+    :math:`a_{ij} = m_{ij} e^{s_{ij}} / \sum_{j'} m_{ij'} e^{s_{ij'}}` (rows with no kept edge
+    give 0); ``head_mask`` ``[H]`` scales each head's output before ``out_proj``. Both are
+    differentiable, so they carry straight-through gradients. :meth:`prune_heads` removes heads
+    from the projections, so that the engine runs with fewer heads.
+
     Shapes:
-        - **input:** ``x`` ``[N, C]``, ``graph`` (anything :func:`~graphattn.graph_attention` takes).
+        - **input:** ``x`` ``[N, C]``, ``graph`` (anything :func:`~graphattn.graph_attention` takes),
+          ``edge_mask`` ``[E]``, ``head_mask`` ``[H]``.
         - **output:** ``[N, C]``.
     """
 
@@ -60,13 +69,51 @@ class MultiheadGraphAttention(torch.nn.Module):
         self.out_proj.reset_parameters()
         self._reset_parameters()
 
-    def forward(self, x: Tensor, graph: Any) -> Tensor:
+    @torch.no_grad()
+    def prune_heads(self, keep: Tensor) -> None:
+        """Keeps only the heads ``keep`` (indices, at least one): slices the rows of ``in_proj``
+        and the columns of ``out_proj``, so the attention runs with ``len(keep)`` heads."""
+        keep = torch.as_tensor(keep, dtype=torch.long, device=self.in_proj_weight.device).unique()
+        if keep.numel() == 0 or int(keep.min()) < 0 or int(keep.max()) >= self.num_heads:
+            raise ValueError(f"keep must hold 1..{self.num_heads} head indices in [0, {self.num_heads})")
+        d = self.in_proj_weight.size(0) // (3 * self.num_heads)
+        cols = (keep.view(-1, 1) * d + torch.arange(d, device=keep.device)).view(-1)      # [H' d]
+        rows = torch.cat([cols + i * self.num_heads * d for i in range(3)])
+        self.in_proj_weight = torch.nn.Parameter(self.in_proj_weight[rows].clone())
+        if self.in_proj_bias is not None:
+            self.in_proj_bias = torch.nn.Parameter(self.in_proj_bias[rows].clone())
+        out = NonDynamicallyQuantizableLinear(cols.numel(), self.embed_dim, bias=self.out_proj.bias is not None)
+        out = out.to(self.out_proj.weight)
+        out.weight.copy_(self.out_proj.weight[:, cols])
+        if self.out_proj.bias is not None:
+            out.bias.copy_(self.out_proj.bias)
+        self.out_proj, self.num_heads = out, keep.numel()
+
+    def forward(self, x: Tensor, graph: Any, edge_mask: Optional[Tensor] = None,
+                head_mask: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 2 or x.size(-1) != self.embed_dim:
             raise ValueError(f"x must have shape [N, {self.embed_dim}], got {list(x.shape)}")
+        if head_mask is not None and head_mask.shape != (self.num_heads,):
+            raise ValueError(f"head_mask must have shape [{self.num_heads}], got {list(head_mask.shape)}")
         n, h = x.size(0), self.num_heads
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(n, 3, h, -1).unbind(1)
-        out = graph_attention(q, k, v, graph, dropout=self.dropout if self.training else 0.0)
-        return self.out_proj(out.reshape(n, self.embed_dim))
+        dropout = self.dropout if self.training else 0.0
+        if edge_mask is None:
+            out = graph_attention(q, k, v, graph, dropout=dropout)
+        else:
+            out = self._masked_attention(q, k, v, as_attention_graph(graph, n, n), edge_mask, dropout)
+        if head_mask is not None:
+            out = out * head_mask.to(out.dtype).view(1, h, 1)
+        return self.out_proj(out.reshape(n, -1))
+
+    @staticmethod
+    def _masked_attention(q: Tensor, k: Tensor, v: Tensor, graph: Any, edge_mask: Tensor, dropout: float) -> Tensor:
+        if edge_mask.shape != (graph.num_edges,):
+            raise ValueError(f"edge_mask must have shape [{graph.num_edges}], got {list(edge_mask.shape)}")
+        w = attention_weights(q, k, graph) * edge_mask.to(q.dtype).unsqueeze(-1)        # [E, H]
+        z = segment_sum(w, graph.edge_index[1], graph.num_dst_nodes)
+        w = w / torch.where(z > 0, z, torch.ones_like(z))[graph.edge_index[1]]
+        return aggregate(F.dropout(w, p=dropout, training=dropout > 0), v, graph)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"

@@ -1,0 +1,139 @@
+r"""SparseGPS: a :class:`~graphattn.models.GPS` run with GTSP's masks (training) or with the
+pruned parts removed (the exported model)."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from sparse_kernels.csr import csr_from_sorted_rows
+
+from ..graph import AttentionGraph
+from ..models.gps import GPS
+from ..nn.multihead_attention import MultiheadGraphAttention
+from .config import GTSPConfig
+from .edge_mask import EdgeMask
+from .token_mask import TokenMask
+
+__all__ = ["SparseGPS"]
+
+
+def _edge_subgraph(graph: AttentionGraph, keep: Tensor) -> AttentionGraph:
+    """The edges ``keep`` of a graph whose user order is its CSR order (as ``full_per_graph``'s)."""
+    col, row = graph.edge_index[:, keep]
+    n_src, n_dst = graph.num_src_nodes, graph.num_dst_nodes
+    return AttentionGraph(torch.stack([col, row]), n_src, n_dst, validate=False,
+                          _csr=csr_from_sorted_rows(row, col, n_src, n_dst))
+
+
+class SparseGPS(torch.nn.Module):
+    r"""A GPS model with the four GTSP components (:class:`~graphattn.sparsify.GTSPConfig`).
+
+    **Masked mode** (``structural=False``, training and the reference): everything is computed and
+    multiplied by masks — the global attention of layer :math:`l` runs on the full per-graph
+    attention graph with the edge mask :math:`m_{ij} = t_i t_j e_{ij}` (token mask :math:`t`,
+    edge mask :math:`e`), head mask :math:`\mathbf{m}^{(l)}_{head}`, and output scale
+    :math:`g_l \cdot t_i \cdot \text{drop-path}` (layer gate :math:`g_l`). The masks carry
+    straight-through gradients; ``head_mask`` and ``layer_gate`` also receive gradients (their
+    importance scores) through :attr:`live_head_mask` and :attr:`live_layer_gate`.
+
+    **Structural mode** (``structural=True``, what :meth:`GTSP.export` returns): pruned tokens and
+    edges are not in the attention graph (``full_per_graph`` over the kept tokens, then a smaller
+    CSR), pruned heads are gone from the projections, removed attention blocks are ``None``.
+    Evaluation outputs equal the masked mode's.
+
+    Args:
+        model: the :class:`~graphattn.models.GPS` (``attn_type="multihead"``), used in place.
+        config: the GTSP configuration.
+    """
+
+    def __init__(self, model: GPS, config: GTSPConfig):
+        super().__init__()
+        if not isinstance(model, GPS):
+            raise TypeError(f"model must be a graphattn.models.GPS, got {type(model).__name__}")
+        if model.attn_type != "multihead":
+            raise ValueError(f"GTSP needs attn_type='multihead', got {model.attn_type!r}")
+        self.model, self.config, self.structural = model, config, False
+        channels = model.layers[0].channels
+        heads = model.layers[0].attn.num_heads
+        self.token_mask = TokenMask(channels, config.token_ratio, config.tau) if config.prunes_tokens else None
+        self.edge_mask = (EdgeMask(channels, config.edge_ratio, config.edge_rank, config.tau)
+                          if config.prunes_edges else None)
+        self.register_buffer("head_mask", torch.ones(len(model.layers), heads))
+        self.register_buffer("layer_gate", torch.ones(len(model.layers)))
+        self.live_head_mask: Optional[Tensor] = None
+        self.live_layer_gate: Optional[Tensor] = None
+
+    def attention_inputs(self, h: Tensor, batch: Tensor, num_graphs: int
+                         ) -> Tuple[Optional[Tensor], AttentionGraph, Optional[Tensor], Optional[Tensor]]:
+        """``(attn_nodes, attn_graph, edge_mask, token_mask)`` of the batch's global attention."""
+        graph = AttentionGraph.full_per_graph(batch, num_graphs)
+        if self.structural:
+            nodes = None
+            if self.token_mask is not None:
+                nodes = self.token_mask.select(h, batch, num_graphs).nonzero().view(-1)
+                h, batch = h[nodes], batch[nodes]
+                graph = AttentionGraph.full_per_graph(batch, num_graphs)
+            if self.edge_mask is not None:
+                graph = _edge_subgraph(graph, self.edge_mask.select(h, graph, batch, num_graphs))
+            return nodes, graph, None, None
+        tokens = self.token_mask(h, batch, num_graphs) if self.token_mask is not None else None
+        src, dst = graph.edge_index
+        edges = None if tokens is None else tokens[src] * tokens[dst]
+        if self.edge_mask is not None:
+            valid = None if edges is None else edges.detach() > 0
+            mask = self.edge_mask(h, graph, batch, num_graphs, valid)
+            edges = mask if edges is None else edges * mask
+        return None, graph, edges, tokens
+
+    def _attn_scale(self, layer: int, tokens: Optional[Tensor], batch: Tensor, num_graphs: int) -> Tensor:
+        gate = self.live_layer_gate if self.live_layer_gate is not None else self.layer_gate
+        scale = gate[layer]
+        p = self.config.drop_path if self.config.prunes_layers else 0.0
+        if self.training and p > 0:
+            keep = torch.rand(num_graphs, device=batch.device) >= p
+            scale = scale * (keep.to(gate.dtype) / (1 - p))[batch]
+        if tokens is not None:
+            scale = scale * tokens
+        return scale
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
+                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
+                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
+                virtual_mask: Optional[Tensor] = None) -> Tensor:
+        gps = self.model
+        h = gps.encoder(x, lap_pe, rwse)
+        if batch is None:
+            batch = torch.zeros(h.size(0), dtype=torch.long, device=h.device)
+            num_graphs = 1
+        elif num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        e = gps.edge_encoder(edge_attr) if gps.edge_encoder is not None else None
+        nodes, graph, edges, tokens = self.attention_inputs(h, batch, num_graphs)
+        if not self.structural and self.training:
+            self.live_head_mask = self.head_mask.clone().requires_grad_(True)
+            self.live_layer_gate = self.layer_gate.clone().requires_grad_(True)
+        else:
+            self.live_head_mask = self.live_layer_gate = None
+        heads = self.live_head_mask if self.live_head_mask is not None else self.head_mask
+        for i, layer in enumerate(gps.layers):
+            masks = {}
+            if not self.structural:
+                masks = {"attn_edge_mask": edges, "attn_head_mask": heads[i],
+                         "attn_scale": self._attn_scale(i, tokens, batch, num_graphs)}
+            h = layer(h, edge_index, batch, attn_graph=graph, num_graphs=num_graphs, attn_nodes=nodes,
+                      edge_attr=e, **masks)
+        return gps.head(h, batch, num_graphs, virtual_mask)
+
+    @torch.no_grad()
+    def make_structural(self) -> None:
+        """Removes what the masks prune, in place: attention blocks with gate 0, heads with mask 0."""
+        for i, layer in enumerate(self.model.layers):
+            if float(self.layer_gate[i]) == 0.0:
+                layer.attn, layer.heads = None, 0
+            elif isinstance(layer.attn, MultiheadGraphAttention) and bool((self.head_mask[i] == 0).any()):
+                layer.attn.prune_heads(self.head_mask[i].nonzero().view(-1))
+                layer.heads = layer.attn.num_heads
+        self.structural = True
+        self.live_head_mask = self.live_layer_gate = None

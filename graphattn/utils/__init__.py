@@ -1,0 +1,4 @@
+"""Utilities: cost accounting of graph models."""
+from .flops import FlopCount, count_flops
+
+__all__ = ["FlopCount", "count_flops"]
