@@ -27,6 +27,7 @@ import math
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -131,6 +132,49 @@ def evaluate(model, split, tokenizer, args, device) -> float:
     return correct / len(split)
 
 
+def train_step(model, optimizer, batch, device) -> tuple[float, float]:
+    """One optimisation step; returns ``(loss, seconds)``."""
+    ids, mask, labels = batch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    loss = nn.functional.cross_entropy(model(ids, mask), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return float(loss.detach()), time.perf_counter() - start
+
+
+def interleaved_step_times(args, sizes: dict) -> dict:
+    """Median step time of every method on one fixed batch, the methods taking turns step by
+    step (robust to a shared machine's changing load, unlike the per-run means)."""
+    from transformers import AutoTokenizer
+
+    from graphattn.data.sst2 import load_sst2
+
+    device = torch.device(args.device)
+    train = load_sst2(args.data)["train"]
+    tokenizer = AutoTokenizer.from_pretrained(args.model_path)
+    chosen = random.Random(0).sample(range(len(train)), args.batch_size)
+    batch = next(_batches(train, chosen, tokenizer, args.batch_size, args.max_len, device))
+    models = {}
+    for method in args.methods:
+        torch.manual_seed(0)
+        backbone = _build_backbone(method, args, sizes)
+        model = Classifier(backbone, backbone.config.hidden_size).to(device).train()
+        models[method] = (model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6))
+    times = {method: [] for method in models}
+    for round_ in range(args.timing_rounds + 1):                # round 0 warms up
+        for method, (model, optimizer) in models.items():
+            seconds = train_step(model, optimizer, batch, device)[1]
+            if round_:
+                times[method].append(seconds)
+    return {"batch_shape": list(batch[0].shape), "rounds": args.timing_rounds,
+            "median_step_s": {method: statistics.median(t) for method, t in times.items()}}
+
+
 def run_one(method: str, seed: int, args) -> dict:
     """Trains and evaluates one (method, seed); returns the measurements."""
     from transformers import AutoTokenizer
@@ -164,19 +208,11 @@ def run_one(method: str, seed: int, args) -> dict:
     for _ in range(args.epochs):
         rng.shuffle(subset)
         model.train()
-        for ids, mask, labels in _batches(train, subset, tokenizer, args.batch_size, args.max_len, device):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            loss = nn.functional.cross_entropy(model(ids, mask), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for batch in _batches(train, subset, tokenizer, args.batch_size, args.max_len, device):
+            loss, seconds = train_step(model, optimizer, batch, device)
             scheduler.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            step_times.append(time.perf_counter() - start)
-            losses.append(float(loss.detach()))
+            step_times.append(seconds)
+            losses.append(loss)
     accuracy = evaluate(model, test, tokenizer, args, device)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
@@ -220,6 +256,12 @@ def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[di
         "\n".join(lines) + "\n"
 
 
+def _device_name(args) -> str:
+    if args.device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores, shared), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/sst2", help="folder with train/dev/test.tsv")
@@ -235,6 +277,8 @@ def main(argv=None) -> None:
     parser.add_argument("--p-init", type=float, default=1.5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="examples/results/sst2_cpu", help="writes OUT.json and OUT.md")
+    parser.add_argument("--timing-rounds", type=int, default=0,
+                        help="only measure step times, the methods taking turns for this many rounds")
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -248,6 +292,13 @@ def main(argv=None) -> None:
     sizes = matched_sizes(args)
     print(f"LoRA r={args.lora_rank}: {sizes['lora_params']:,d} params; p-adapter bottleneck {sizes['p_adapter']}, "
           f"sparse GIN hidden {sizes['sparse_gin']}", flush=True)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    if args.timing_rounds:
+        timing = {"device": _device_name(args), **interleaved_step_times(args, sizes)}
+        with open(args.out + "_timing.json", "w") as handle:
+            json.dump(timing, handle, indent=2)
+        print(json.dumps(timing, indent=2))
+        return
     results = []
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
     for method in args.methods:
@@ -263,12 +314,7 @@ def main(argv=None) -> None:
             print(f"{method:10s} seed {seed}: acc {100 * result['test_accuracy']:.2f}  "
                   f"params {result['trainable_params']:,d}  {1000 * result['time_per_step_s']:.0f} ms/step  "
                   f"peak {result['peak_memory_mb']:.0f} MB", flush=True)
-    if args.device.startswith("cuda"):
-        device_name = torch.cuda.get_device_name(0)
-    else:
-        device_name = f"CPU ({os.cpu_count()} cores, shared), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
-    report, markdown = _table(results, args, sizes, device_name)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    report, markdown = _table(results, args, sizes, _device_name(args))
     with open(args.out + ".json", "w") as handle:
         json.dump(report, handle, indent=2)
     with open(args.out + ".md", "w") as handle:
