@@ -243,7 +243,8 @@ def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[di
     memory = "peak CUDA memory allocated" if args.device.startswith("cuda") else "peak process RSS"
     lines = [f"SST-2, MiniLM-L6 (all-MiniLM-L6-v2), test = GLUE dev (872 labelled sentences); device: {device_name}",
              f"schedule: {schedule}",
-             f"LoRA rank {args.lora_rank} on query/value; p-adapter bottleneck {sizes['p_adapter']}; "
+             f"LoRA rank {args.lora_rank} on query/value; p-adapter bottleneck {sizes['p_adapter']} "
+             f"(p_init {args.p_init}); "
              f"sparse GIN hidden {sizes['sparse_gin']} (counts include the {results[0]['head_params']}-parameter head)",
              "",
              f"| method | trainable params | test acc (mean ± std, {len(args.seeds)} seeds) | time / step | {memory} |",

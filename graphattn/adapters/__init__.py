@@ -14,7 +14,8 @@ from .inject import (ADAPTER_NAME, DEFAULT_TARGETS, PAdapterConfig, SparseGINAda
 from .p_adapter import PAdapter, edge_diff_norm, p_laplacian_step
 from .sparse_gin import RMSNorm, SparseGINAdapter, sharpened_attention_graph
 
-__all__ = ["attention_graph", "allowed_pairs", "AttentionCapture", "collect_attention_graphs", "install_capture", "uninstall_capture",
+__all__ = ["attention_graph", "allowed_pairs", "AttentionCapture", "collect_attention_graphs", "install_capture",
+           "uninstall_capture",
            "PAdapterConfig", "SparseGINAdapterConfig", "inject_adapters", "remove_adapters",
            "adapter_state_dict", "load_adapter_state_dict", "print_trainable_parameters", "count_parameters",
            "DEFAULT_TARGETS", "ADAPTER_NAME", "PAdapter", "p_laplacian_step", "edge_diff_norm",
