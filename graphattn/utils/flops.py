@@ -146,8 +146,7 @@ def count_flops(model: torch.nn.Module, batch: Any) -> FlopCount:
         if _is_linear(module):
             handles.append(module.register_forward_hook(on_linear))
         elif isinstance(module, MultiheadGraphAttention):
-            handles.append(module.register_forward_hook(on_mha, with_kwargs=True))
-            handles.append(module.out_proj.register_forward_hook(on_linear))
+            handles.append(module.register_forward_hook(on_mha, with_kwargs=True))    # out_proj: a linear
         elif isinstance(module, GraphTransformerLayer):
             handles.append(module.register_forward_hook(on_graph_transformer, with_kwargs=True))
         elif isinstance(module, LocalConv):
