@@ -4,9 +4,14 @@ Every attention is computed on an attention graph: scores on edges (SDDMM), a pe
 normalisation (softmax or an alternative) and aggregation (SpMM), on the engine in
 :mod:`sparse_kernels`.
 """
-from .functional import NORMALIZERS, as_attention_graph, graph_attention
+from .functional import NORMALIZERS, as_attention_graph, attention_weights, graph_attention
 from .graph import AttentionGraph
+
+from . import models, nn, seq  # noqa: E402  (layers import the functional API above)
+from .nn import GINAttention, GPSLayer, GraphAttnConv, GraphTransformerLayer, PNAAttention, VirtualNode  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["AttentionGraph", "graph_attention", "as_attention_graph", "NORMALIZERS", "__version__"]
+__all__ = ["AttentionGraph", "graph_attention", "attention_weights", "as_attention_graph", "NORMALIZERS",
+           "nn", "models", "seq", "GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "VirtualNode",
+           "GINAttention", "PNAAttention", "__version__"]

@@ -13,6 +13,7 @@ commands:
   train              train a model on an OGB / LRGB benchmark (see `graphattn train --help`)
   bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
+  bench models       GPS training-epoch time against the same model built from PyG's GPSConv
 """
 
 
@@ -31,6 +32,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         rest = rest[1:]
     elif command == "bench" and rest and rest[0] == "seq-patterns":
         from .bench.seq_patterns import main as run
+        rest = rest[1:]
+    elif command == "bench" and rest and rest[0] == "models":
+        from .bench.models import main as run
         rest = rest[1:]
     else:
         print(USAGE, file=sys.stderr)

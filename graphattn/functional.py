@@ -22,7 +22,7 @@ from sparse_kernels.bsr import BSR, select_bsr
 
 from .graph import AttentionGraph
 
-__all__ = ["graph_attention", "as_attention_graph", "NORMALIZERS"]
+__all__ = ["graph_attention", "attention_weights", "as_attention_graph", "NORMALIZERS"]
 
 NORMALIZERS = sk.NORMALIZERS
 
@@ -103,12 +103,33 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: 
             return bsr_attention(q, k, v, layout, scale)
         return sk.attention_with_stats(q, k, v, csr, bias_csr, scale, normalizer, validate=False)[0]
 
-    scores = sk.sddmm(q, k, csr) * scale
-    if bias_csr is not None:
-        scores = scores + bias_csr.to(scores.dtype)
-    weights = sk.edge_softmax(scores, csr, normalizer)
+    weights = _csr_weights(q, k, csr, bias_csr, scale, normalizer)
     dropped = F.dropout(weights, p=dropout) if dropout > 0.0 else weights
     out = sk.spmm(dropped, v, csr).to(q.dtype)
     if return_weights:
         return out, graph.to_user_order(weights)
     return out
+
+
+def _csr_weights(q: Tensor, k: Tensor, csr: sk.CSR, bias_csr: Optional[Tensor], scale: float,
+                 normalizer: str) -> Tensor:
+    scores = sk.sddmm(q, k, csr) * scale
+    if bias_csr is not None:
+        scores = scores + bias_csr.to(scores.dtype)
+    return sk.edge_softmax(scores, csr, normalizer)
+
+
+def attention_weights(q: Tensor, k: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
+                      scale: Optional[float] = None, normalizer: str = "softmax") -> Tensor:
+    r"""The normalised attention weights :math:`a_{ij}` ``[E, H]`` in the user's edge order
+    (SDDMM + edge normalisation), for layers that need per-edge values.
+
+    Args:
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; graph, bias, scale, normalizer: as in
+            :func:`graph_attention`.
+    """
+    graph = as_attention_graph(graph, q.size(0), k.size(0))
+    sk.validate_attention_inputs(q, k, k[..., :1], graph.csr, bias, normalizer)
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    bias_csr = None if bias is None else graph.to_csr_order(bias)
+    return graph.to_user_order(_csr_weights(q, k, graph.csr, bias_csr, scale, normalizer))

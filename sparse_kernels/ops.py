@@ -45,7 +45,7 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
 def _attention_fwd_reference(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
                              colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
                              scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
-    out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer)
+    out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer, rowptr)
     return out, stat.to(_stat_dtype(q.dtype))
 
 
@@ -63,7 +63,7 @@ def _attention_bwd_reference(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, 
                              perm_t: Tensor, bias: Optional[Tensor], scale: float,
                              normalizer: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     dq, dk, dv, dbias = reference.attention_backward(grad_out, q, k, v, out, stat, row, col, bias,
-                                                     scale, normalizer)
+                                                     scale, normalizer, rowptr, (colptr, row_t, perm_t))
     return dq, dk, dv, (dbias if dbias is not None else q.new_empty(0))
 
 
@@ -98,7 +98,7 @@ torch.library.register_autograd(f"{_LIB}::attention_fwd", _attention_backward,
 
 # --------------------------------------------------------------------------- sddmm
 def _sddmm_reference(a: Tensor, b: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
-    return reference.sddmm(a, b, segment, gather).to(a.dtype)
+    return reference.sddmm(a, b, segment, gather, ptr).to(a.dtype)
 
 
 _sddmm = torch.library.custom_op(f"{_LIB}::sddmm", mutates_args=())(_sddmm_reference)
@@ -111,7 +111,7 @@ def _(a, b, ptr, gather, segment):
 
 # --------------------------------------------------------------------------- spmm
 def _spmm_reference(weight: Tensor, x: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
-    return reference.spmm(weight, x, segment, gather, ptr.numel() - 1).to(x.dtype)
+    return reference.spmm(weight, x, segment, gather, ptr.numel() - 1, ptr).to(x.dtype)
 
 
 _spmm = torch.library.custom_op(f"{_LIB}::spmm", mutates_args=())(_spmm_reference)

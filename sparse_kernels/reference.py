@@ -30,6 +30,7 @@ int64. For the CSR ``gather = col`` and ``segment = row``; for its transpose
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -61,32 +62,71 @@ def _chunks(num_edges: int, width: int):
         yield slice(start, min(start + step, num_edges))
 
 
-def sddmm(a: Tensor, b: Tensor, segment: Tensor, gather: Tensor) -> Tensor:
+def _sparse_path(x: Tensor, ptr: Optional[Tensor]) -> bool:
+    """Whether the CSR can go to ``torch.sparse`` (CPU, fp32/fp64): MKL's sparse kernels then
+    replace the gathers, with no ``[C, H, D]`` temporary at all."""
+    return ptr is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _duplicate_free(ptr: Tensor, segment: Tensor, gather: Tensor, num_cols: int) -> bool:
+    """Whether no (segment, gather) pair repeats; ``torch.sparse.sampled_addmm`` rejects some
+    patterns with repeated entries. Cached on ``ptr`` (one graph's offsets) per ``gather`` tensor."""
+    key = (gather.data_ptr(), gather.numel())
+    cached = getattr(ptr, "_graphattn_duplicate_free", None)
+    if cached is None or cached[0] != key:
+        pairs = segment * num_cols + gather
+        cached = (key, torch.unique(pairs).numel() == pairs.numel())
+        ptr._graphattn_duplicate_free = cached
+    return cached[1]
+
+
+def _csr_matrix(ptr: Tensor, gather: Tensor, values: Tensor, num_cols: int) -> Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(ptr, gather, values, (ptr.numel() - 1, num_cols))
+
+
+def sddmm(a: Tensor, b: Tensor, segment: Tensor, gather: Tensor, ptr: Optional[Tensor] = None) -> Tensor:
     r"""Per-edge dot products :math:`s_e = \langle a_{\text{segment}(e)}, b_{\text{gather}(e)} \rangle`.
 
     Args:
-        a: ``[N_a, H, D]``; b: ``[N_b, H, D]``; segment, gather: ``[E]``.
+        a: ``[N_a, H, D]``; b: ``[N_b, H, D]``; segment, gather: ``[E]``;
+        ptr: optional ``[N_a + 1]`` offsets when ``segment`` is sorted (enables the sparse CPU path).
 
     Returns:
         ``[E, H]`` in the compute dtype (float32, or float64 for float64 inputs).
     """
     cdt = _compute_dtype(a.dtype)
     out = torch.empty(segment.numel(), a.size(1), dtype=cdt, device=a.device)
+    if _sparse_path(a, ptr) and segment.numel() and _duplicate_free(ptr, segment, gather, b.size(0)):
+        pattern = _csr_matrix(ptr, gather, a.new_zeros(gather.numel()), b.size(0))
+        for h in range(a.size(1)):
+            out[:, h] = torch.sparse.sampled_addmm(pattern, a[:, h].contiguous(), b[:, h].t().contiguous(),
+                                                   beta=0.0).values()
+        return out
     for c in _chunks(segment.numel(), a.size(1) * a.size(2)):
         out[c] = (a[segment[c]].to(cdt) * b[gather[c]].to(cdt)).sum(-1)
     return out
 
 
-def spmm(weight: Tensor, x: Tensor, segment: Tensor, gather: Tensor, num_out: int) -> Tensor:
+def spmm(weight: Tensor, x: Tensor, segment: Tensor, gather: Tensor, num_out: int,
+         ptr: Optional[Tensor] = None) -> Tensor:
     r"""Weighted aggregation :math:`o_n = \sum_{e:\,\text{segment}(e) = n} w_e\, x_{\text{gather}(e)}`.
 
     Args:
-        weight: ``[E, H]``; x: ``[N_x, H, D]``; segment, gather: ``[E]``; num_out: rows of the output.
+        weight: ``[E, H]``; x: ``[N_x, H, D]``; segment, gather: ``[E]``; num_out: rows of the output;
+        ptr: optional ``[num_out + 1]`` offsets when ``segment`` is sorted (enables the sparse CPU path).
 
     Returns:
         ``[num_out, H, D]`` in the compute dtype.
     """
     cdt = _compute_dtype(x.dtype)
+    if _sparse_path(x, ptr) and segment.numel():
+        out = torch.empty(num_out, x.size(1), x.size(2), dtype=cdt, device=x.device)
+        for h in range(x.size(1)):
+            matrix = _csr_matrix(ptr, gather, weight[:, h].to(cdt).contiguous(), x.size(0))
+            out[:, h] = matrix @ x[:, h].to(cdt)
+        return out
     out = torch.zeros(num_out, x.size(1), x.size(2), dtype=cdt, device=x.device)
     for c in _chunks(segment.numel(), x.size(1) * x.size(2)):
         out.index_add_(0, segment[c], weight[c].to(cdt).unsqueeze(-1) * x[gather[c]].to(cdt))
@@ -149,34 +189,39 @@ def _score_grad(centered: Tensor, a: Tensor, s: Tensor, stat: Tensor, segment: T
     return centered * torch.sigmoid(s) * torch.exp(-stat[segment])
 
 
-def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float) -> Tensor:
-    s = sddmm(q, k, row, col) * scale
+def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float,
+            rowptr: Optional[Tensor]) -> Tensor:
+    s = sddmm(q, k, row, col, rowptr) * scale
     if bias is not None:
         s = s + bias.to(s.dtype)
     return s
 
 
 def attention_forward(q: Tensor, k: Tensor, v: Tensor, row: Tensor, col: Tensor,
-                      bias: Optional[Tensor], scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
+                      bias: Optional[Tensor], scale: float, normalizer: str,
+                      rowptr: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Fused-semantics attention on a CSR edge list.
 
     Args:
         q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]``;
         row, col: ``[E]`` destination / source of each edge in CSR order;
-        bias: ``[E, H]`` in CSR order or ``None``.
+        bias: ``[E, H]`` in CSR order or ``None``;
+        rowptr: optional ``[N_dst + 1]`` CSR offsets (enables the sparse CPU path).
 
     Returns:
         ``out`` ``[N_dst, H, Dv]`` in ``q``'s dtype and ``stat`` ``[N_dst, H]`` in the compute dtype.
     """
-    s = _scores(q, k, row, col, bias, scale)
+    s = _scores(q, k, row, col, bias, scale, rowptr)
     a, stat = edge_normalize(s, row, q.size(0), normalizer)
-    out = spmm(a, v, row, col, q.size(0))
+    out = spmm(a, v, row, col, q.size(0), rowptr)
     return out.to(q.dtype), stat
 
 
 def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
                        row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float,
-                       normalizer: str) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+                       normalizer: str, rowptr: Optional[Tensor] = None,
+                       transpose: Optional[tuple[Tensor, Tensor, Tensor]] = None,
+                       ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
     r"""Gradients of :func:`attention_forward`, recomputing :math:`a_{ij}` from ``stat``.
 
     With :math:`\partial a_{ij} = \langle \partial o_i, v_j\rangle`, the score gradient
@@ -188,19 +233,27 @@ def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
         \partial k_j = \text{scale} \sum_i \partial s_{ij} q_i,\quad
         \partial v_j = \sum_i a_{ij}\, \partial o_i,\quad \partial b_{ij} = \partial s_{ij}.
 
-    Returns ``(dq, dk, dv, dbias)`` in the inputs' dtypes (``dbias`` is ``None`` without a bias).
+    ``rowptr`` and ``transpose = (colptr, csc_row, csc_perm)`` (see :class:`~sparse_kernels.csr.CSC`)
+    enable the sparse CPU path. Returns ``(dq, dk, dv, dbias)`` in the inputs' dtypes (``dbias``
+    is ``None`` without a bias).
     """
     cdt = _compute_dtype(q.dtype)
-    s = _scores(q, k, row, col, bias, scale)
+    s = _scores(q, k, row, col, bias, scale, rowptr)
     a = _weights_from_stat(s, stat.to(cdt), row, normalizer)
-    da = sddmm(grad_out, v, row, col)
+    da = sddmm(grad_out, v, row, col, rowptr)
     if normalizer == "sigmoid":
         ds = da * a * (1 - a)
     else:
         delta = (grad_out.to(cdt) * out.to(cdt)).sum(-1)
         ds = _score_grad(da - delta[row], a, s, stat.to(cdt), row, normalizer)
-    dq = spmm(ds, k, row, col, q.size(0)) * scale
-    dk = spmm(ds, q, col, row, k.size(0)) * scale
-    dv = spmm(a, grad_out, col, row, v.size(0))
+    dq = spmm(ds, k, row, col, q.size(0), rowptr) * scale
+    if transpose is not None:   # source-major pass over the transpose
+        colptr, csc_row, csc_perm = transpose
+        csc_col = col[csc_perm]
+        dk = spmm(ds[csc_perm], q, csc_col, csc_row, k.size(0), colptr) * scale
+        dv = spmm(a[csc_perm], grad_out, csc_col, csc_row, v.size(0), colptr)
+    else:
+        dk = spmm(ds, q, col, row, k.size(0)) * scale
+        dv = spmm(a, grad_out, col, row, v.size(0))
     dbias = None if bias is None else ds.to(bias.dtype)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias

@@ -85,3 +85,24 @@ def test_reference_chunks_do_not_change_results(monkeypatch):
 def test_register_backend_rejects_unknown_op():
     with pytest.raises(ValueError, match="unknown op"):
         sk.register_backend("cuda", not_an_op=lambda: None)
+
+
+def test_sparse_cpu_path_equals_chunked_path_with_duplicates():
+    ei = torch.cat([random_graph(9, 8, 30, hub=True, isolated=1), torch.tensor([[3, 3, 3], [2, 2, 2]])], 1)
+    csr = sk.build_csr(ei, 9, 8)
+    a, b = torch.randn(8, 2, 5, dtype=DT), torch.randn(9, 2, 5, dtype=DT)
+    w = torch.randn(ei.size(1), 2, dtype=DT)
+    torch.testing.assert_close(reference.sddmm(a, b, csr.row, csr.col, csr.rowptr),
+                               reference.sddmm(a, b, csr.row, csr.col))
+    torch.testing.assert_close(reference.spmm(w, b, csr.row, csr.col, 8, csr.rowptr),
+                               reference.spmm(w, b, csr.row, csr.col, 8))
+    csc = csr.transpose()
+    torch.testing.assert_close(reference.spmm(w[csc.perm], a, csc.col, csc.row, 9, csc.colptr),
+                               reference.spmm(w, a, csr.col, csr.row, 9))
+
+
+def test_sddmm_with_more_duplicates_than_matrix_entries():
+    ei = torch.tensor([[0, 1, 2, 0, 0, 1, 2, 1, 0, 1, 2, 2], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]])
+    csr = sk.build_csr(ei, 3, 3)
+    a, b = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
+    torch.testing.assert_close(sk.sddmm(a, b, csr), (a[csr.row] * b[csr.col]).sum(-1))

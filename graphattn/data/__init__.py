@@ -2,6 +2,9 @@
 from .benchmarks import EMBEDDED, GraphBenchmark, MAEEvaluator, embedded_root, load_dataset
 from .lrgb import PeptidesDataset
 from .ogb import MissingDataError, OGBGraphDataset, default_cache_dir
+from .positional import AddLapPE, AddRWSE, laplacian_pe, random_sign_flip
+from .virtual_node import AddVirtualNode
 
 __all__ = ["load_dataset", "GraphBenchmark", "OGBGraphDataset", "PeptidesDataset", "MissingDataError",
-           "MAEEvaluator", "embedded_root", "default_cache_dir", "EMBEDDED"]
+           "MAEEvaluator", "embedded_root", "default_cache_dir", "EMBEDDED", "AddLapPE", "AddRWSE", "laplacian_pe",
+           "random_sign_flip", "AddVirtualNode"]

@@ -14,7 +14,6 @@ graphs are the ones published models were trained on.
 from __future__ import annotations
 
 import ast
-import hashlib
 import os.path as osp
 import pickle
 from typing import Callable, Optional
@@ -76,7 +75,7 @@ class PeptidesDataset(InMemoryDataset):
 
     @property
     def processed_dir(self) -> str:
-        return processed_location(self.folder, self.name, self.cache_dir)
+        return processed_location(self.folder, self.name, self.cache_dir, pre_transform=self.pre_transform)
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -84,10 +83,7 @@ class PeptidesDataset(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> str:
-        stem = self.name.replace("-", "_")
-        if self.pre_transform is None:
-            return f"{stem}.pt"
-        return f"{stem}_{hashlib.sha1(repr(self.pre_transform).encode()).hexdigest()[:8]}.pt"
+        return f"{self.name.replace('-', '_')}.pt"
 
     def download(self) -> None:
         raise MissingDataError(f"{self.name}: raw/{self.csv_name} missing under {self.folder}")

@@ -62,14 +62,17 @@ def _writable(path: str) -> bool:
     return os.access(probe, os.W_OK) and bool(os.stat(probe).st_mode & stat.S_IWUSR)
 
 
-def processed_location(folder: str, stem: str, cache_dir: str, use_cache: bool = False) -> str:
+def processed_location(folder: str, stem: str, cache_dir: str, use_cache: bool = False,
+                       pre_transform: Optional[Callable] = None) -> str:
     """``<folder>/processed`` when writable (OGB's convention), else a cache folder keyed by
-    the data folder's path."""
-    local = osp.join(folder, "processed")
+    the data folder's path; a ``pre_transform`` gets a folder of its own (keyed by its repr),
+    so that datasets processed with different transforms live side by side."""
+    suffix = "" if pre_transform is None else "_" + hashlib.sha1(repr(pre_transform).encode()).hexdigest()[:8]
+    local = osp.join(folder, "processed" + suffix)
     if not use_cache and _writable(local):
         return local
     tag = hashlib.sha1(folder.encode()).hexdigest()[:10]
-    return osp.join(cache_dir, "processed", f"{stem}-{tag}")
+    return osp.join(cache_dir, "processed", f"{stem}-{tag}{suffix}")
 
 
 class OGBGraphDataset(InMemoryDataset):
@@ -118,7 +121,7 @@ class OGBGraphDataset(InMemoryDataset):
 
     @property
     def processed_dir(self) -> str:
-        return processed_location(self.folder, self.dir_name, self.cache_dir, self.use_cache)
+        return processed_location(self.folder, self.dir_name, self.cache_dir, self.use_cache, self.pre_transform)
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -131,9 +134,7 @@ class OGBGraphDataset(InMemoryDataset):
 
     @property
     def processed_file_names(self) -> str:
-        suffix = "" if self.pre_transform is None else "_" + hashlib.sha1(
-            repr(self.pre_transform).encode()).hexdigest()[:8]
-        return f"graphattn_data{suffix}.pt"
+        return "graphattn_data.pt"
 
     def download(self) -> None:  # files are checked in __init__; nothing is ever downloaded
         raise MissingDataError(f"{self.name}: raw files missing under {self.raw_dir}")

@@ -1,7 +1,6 @@
 r"""Per-edge helpers shared by the layers, built on the engine's ops (:mod:`sparse_kernels`).
 
-* :func:`attention_weights` — :math:`a_{ij} = \operatorname{normalise}_j(\text{scale}\,\langle q_i,k_j\rangle + b_{ij})`
-  as ``[E, H]`` in the user's edge order (SDDMM + edge normalisation).
+* :func:`attention_weights` — re-exported from :mod:`graphattn.functional`.
 * :func:`edge_feature_bias` — :math:`b_{ij,h} = \langle u_{i,h}, f_{ij}\rangle` for node vectors
   ``u [N_dst, H, F]`` and edge features ``f [E, F]``;
 * :func:`edge_feature_sum` — :math:`o_{i,h} = \sum_j w_{ij,h} f_{ij}` ``[N_dst, H, F]``.
@@ -19,25 +18,11 @@ from torch import Tensor
 
 import sparse_kernels as sk
 
+from ..functional import attention_weights
 from ..graph import AttentionGraph
 
 __all__ = ["attention_weights", "aggregate", "edge_source_graph", "edge_feature_bias", "edge_feature_sum",
            "segment_sum"]
-
-
-def attention_weights(q: Tensor, k: Tensor, graph: AttentionGraph, bias: Optional[Tensor] = None,
-                      scale: Optional[float] = None, normalizer: str = "softmax") -> Tensor:
-    r"""Normalised attention weights ``[E, H]`` in the user's edge order.
-
-    Args:
-        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``.
-        bias: optional ``[E, H]`` score bias in the user's edge order.
-    """
-    scale = q.size(-1) ** -0.5 if scale is None else scale
-    scores = sk.sddmm(q, k, graph.csr) * scale
-    if bias is not None:
-        scores = scores + graph.to_csr_order(bias).to(scores.dtype)
-    return graph.to_user_order(sk.edge_softmax(scores, graph.csr, normalizer))
 
 
 def aggregate(weights: Tensor, value: Tensor, graph: AttentionGraph) -> Tensor:

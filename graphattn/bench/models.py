@@ -1,0 +1,108 @@
+"""``graphattn bench models``: training-epoch time of graphattn's GPS against the same model built
+from PyG's own layers (``GPSConv`` + ``GINEConv``/``ResGatedGraphConv``), same data, same device.
+
+Both models have the same width, depth, heads, encoders, local layer and head; the only
+difference is where attention runs: PyG's ``GPSConv`` pads every batch to the largest graph
+(``to_dense_batch``) and calls ``torch.nn.MultiheadAttention``, graphattn runs the block-diagonal
+attention graph on its engine. Writes ``benchmarks/results/models-<device>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GPSConv, global_mean_pool
+
+from ..data import load_dataset
+from ..models import GPS, AtomEncoder, BondEncoder
+from ..models.local import LocalConv
+from ..training import train_epoch
+from . import device_name, device_tag, versions
+
+__all__ = ["PyGGPS", "main"]
+
+
+class PyGGPS(nn.Module):
+    """The baseline: OGB encoders -> ``num_layers`` PyG ``GPSConv`` (multihead attention) -> mean pool -> linear."""
+
+    def __init__(self, channels: int, out_channels: int, num_layers: int, heads: int, local_conv: str,
+                 attn_dropout: float, dropout: float):
+        super().__init__()
+        self.atom, self.bond = AtomEncoder(channels), BondEncoder(channels)
+        self.layers = nn.ModuleList(
+            GPSConv(channels, LocalConv(local_conv, channels).conv, heads=heads, dropout=dropout,
+                    attn_type="multihead", attn_kwargs={"dropout": attn_dropout})
+            for _ in range(num_layers))
+        self.head = nn.Linear(channels, out_channels)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor, batch: Tensor, **_) -> Tensor:
+        h, e = self.atom(x), self.bond(edge_attr)
+        for layer in self.layers:
+            h = layer(h, edge_index, batch, edge_attr=e)
+        return self.head(global_mean_pool(h, batch))
+
+
+def _epoch_seconds(model: nn.Module, loader, bench, device: torch.device, epochs: int) -> list[float]:
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        train_epoch(model, loader, optimizer, bench.task_type, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    from torch_geometric.loader import DataLoader
+
+    p = argparse.ArgumentParser(prog="graphattn bench models", description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="ogbg-molesol")
+    p.add_argument("--root", default=None)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--layers", type=int, default=10)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--local-conv", default="gatedgcn", choices=("gine", "gatedgcn"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per model (after one warm-up epoch)")
+    p.add_argument("--max-graphs", type=int, default=0, help="use only this many training graphs (0: all)")
+    p.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device)
+    bench = load_dataset(args.dataset, args.root)
+    train = bench.subset("train")
+    if args.max_graphs:
+        train = train[: args.max_graphs]
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
+    common = dict(num_layers=args.layers, heads=args.heads, attn_dropout=0.5, dropout=0.05)
+    models = {
+        "graphattn GPS": GPS(args.channels, bench.num_tasks, local_conv=args.local_conv, **common),
+        "PyG GPSConv": PyGGPS(args.channels, bench.num_tasks, local_conv=args.local_conv, **common),
+    }
+    rows = []
+    for name, model in models.items():
+        torch.manual_seed(0)
+        times = _epoch_seconds(model, loader, bench, device, args.epochs + 1)[1:]
+        rows.append({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
+                     "epoch_seconds": statistics.median(times), "all_epoch_seconds": times})
+        print(f"{name:14s} {rows[-1]['parameters']:>9,} params  {rows[-1]['epoch_seconds']:.2f} s/epoch")
+    ratio = rows[1]["epoch_seconds"] / rows[0]["epoch_seconds"]
+    result = {"benchmark": "models", "dataset": bench.name, "graphs": len(train), "device": device_name(device),
+              "versions": versions(), "args": vars(args), "rows": rows, "pyg_over_graphattn": ratio}
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f"models-{device_tag(device)}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"{bench.name} ({len(train):,} training graphs), {device_name(device)}: PyG GPSConv epoch / graphattn "
+          f"GPS epoch = {ratio:.2f}x  -> {path}")
