@@ -135,8 +135,9 @@ class GPSLayer(torch.nn.Module):
             if self.attn_type == "multihead":
                 h = self._global_attention(x, batch, num_graphs, attn_graph, attn_nodes, attn_edge_mask,
                                            attn_head_mask)
-                h = h if attn_scale is None else h * (attn_scale.unsqueeze(-1) if isinstance(attn_scale, Tensor)
-                                                      and attn_scale.dim() == 1 else attn_scale)
+                if isinstance(attn_scale, Tensor) and attn_scale.dim() == 1:
+                    attn_scale = attn_scale.unsqueeze(-1)                   # per token
+                h = h if attn_scale is None else h * attn_scale
             else:
                 h = self.attn(x, batch, num_graphs)
             h = F.dropout(h, p=self.dropout, training=self.training)

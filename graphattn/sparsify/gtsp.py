@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from ..models.gps import GPS
-from ..nn.gps_layer import GPSLayer
 from .config import GTSPConfig
 from .export import shrink_mlp, store_sparse
 from .heads import HeadPruner
@@ -102,7 +101,6 @@ class GTSP(torch.nn.Module):
         if self.weights is not None:
             density = self.config.sparse_storage_density if sparse_storage_density is None else sparse_storage_density
             for layer in small.model.layers:
-                assert isinstance(layer, GPSLayer)
                 shrink_mlp(layer.mlp)
                 store_sparse(layer, density)
         return small

@@ -12,6 +12,14 @@ from torch_geometric.utils import softmax as segment_softmax
 __all__ = ["group_topk", "group_topk_mask"]
 
 
+def _descending_bits(scores: Tensor) -> Tensor:
+    """An int64 in ``[0, 2^32)`` per score (as float32) that sorts ascending when the scores sort
+    descending: one sort of ``group * 2^32 + key`` orders by group, then by score."""
+    bits = scores.float().view(torch.int32).long() & 0xFFFFFFFF
+    ascending = torch.where(bits >= 1 << 31, 0xFFFFFFFF - bits, bits + (1 << 31))
+    return 0xFFFFFFFF - ascending
+
+
 def group_topk(scores: Tensor, group: Tensor, num_groups: int, ratio: float,
                valid: Optional[Tensor] = None) -> Tensor:
     r"""The boolean mask of the :math:`k_g = \lceil r\, n_g\rceil` highest ``scores`` of every
@@ -22,7 +30,8 @@ def group_topk(scores: Tensor, group: Tensor, num_groups: int, ratio: float,
         ratio: keep ratio :math:`r \in (0, 1]`; valid: ``[M]`` bool, the candidates (default: all).
 
     Returns:
-        ``[M]`` bool. Ties break by position. No padding: each group ranks only its own items.
+        ``[M]`` bool. Scores are ranked in float32; ties break by position. No padding: each
+        group ranks only its own items (one sort of ``M`` keys).
     """
     if scores.dim() != 1 or group.shape != scores.shape:
         raise ValueError(f"scores and group must be 1-D of the same length, got {list(scores.shape)} "
@@ -33,8 +42,7 @@ def group_topk(scores: Tensor, group: Tensor, num_groups: int, ratio: float,
     sizes = torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add_(0, group, valid.long())
     k = torch.where(sizes > 0, torch.clamp(torch.ceil(sizes.double() * ratio - 1e-9).long(), min=1), sizes)
     key = torch.where(valid, scores.detach(), torch.full_like(scores, -math.inf))
-    order = torch.sort(key, descending=True, stable=True).indices
-    order = order[torch.sort(group[order], stable=True).indices]       # by group, then by score
+    order = torch.sort(group * (1 << 32) + _descending_bits(key), stable=True).indices   # group, then score
     counts = torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add_(0, group, torch.ones_like(group))
     starts = counts.cumsum(0) - counts                                   # first position of each group
     rank = torch.arange(order.numel(), device=group.device) - starts[group[order]]

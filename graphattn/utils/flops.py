@@ -6,6 +6,7 @@ from typing import Any, Dict, Mapping
 
 import torch
 from torch import Tensor
+from torch_geometric.nn.dense.linear import Linear as PygLinear
 
 from ..functional import as_attention_graph
 from ..models.inputs import model_inputs
@@ -59,9 +60,9 @@ def _linear_flops(weight: Tensor, bias: Any, rows: int) -> int:
 
 
 def _is_linear(module: torch.nn.Module) -> bool:
-    weight = getattr(module, "weight", None)
-    return (isinstance(weight, Tensor) and weight.dim() == 2 and not isinstance(module, torch.nn.Embedding)
-            and type(module).__name__ in ("Linear", "NonDynamicallyQuantizableLinear", "SparseLinear"))
+    from ..sparsify.export import SparseLinear
+
+    return isinstance(module, (torch.nn.Linear, PygLinear, SparseLinear))
 
 
 def _categories(model: torch.nn.Module) -> Dict[int, str]:
