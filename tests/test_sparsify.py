@@ -1,11 +1,14 @@
 """graphattn.sparsify: per-graph Gumbel top-k (straight-through), head/layer/weight pruning, and
 export() equal to the masked model with the pruned parts removed from the computation."""
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from graphattn.data import load_dataset
 from graphattn.graph import AttentionGraph
 from graphattn.models import GPS, model_inputs
 from graphattn.nn.gps_layer import GPSLayer
@@ -293,3 +296,19 @@ def test_export_benchmark_is_faster_with_fewer_flops():
     assert attention(exported["flops"]) <= 0.55 * attention(dense["flops"])
     assert exported["seconds"] < dense["seconds"]
     assert exported["seconds"] < result["masked"]["seconds"]
+
+
+SHARED = Path(os.environ.get("GRAPHATTN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.mark.skipif(not (SHARED / "ogb" / "ogbg_molhiv").exists(), reason="shared ogbg-molhiv data not present")
+def test_export_equals_masked_model_on_real_molecules(tmp_path):
+    bench = load_dataset("ogbg-molhiv", str(SHARED / "ogb"), cache_dir=str(tmp_path))
+    batch = Batch.from_data_list(list(bench.subset("test")[:64]))
+    gtsp = GTSP(GPS(32, 1, num_layers=4, heads=4),
+                GTSPConfig(token_ratio=0.5, edge_ratio=0.5, head_density=0.5, layer_keep=0.5, weight_density=0.5,
+                           epochs=2))
+    _train_few_steps(gtsp, batch)
+    small = gtsp.export()
+    torch.testing.assert_close(small(**model_inputs(batch)), gtsp(**model_inputs(batch)), rtol=1e-5, atol=1e-5)
+    assert count_flops(small, batch).total < 0.6 * count_flops(gtsp, batch).total

@@ -50,6 +50,8 @@ class WeightPruner:
     @torch.no_grad()
     def apply(self) -> None:
         for name, p in self.weights.items():
+            if self.masks[name].device != p.device:                     # the model moved
+                self.masks[name] = self.masks[name].to(p.device)
             p.mul_(self.masks[name])
 
     @torch.no_grad()
