@@ -37,7 +37,7 @@ def shrink_mlp(mlp: torch.nn.Sequential) -> bool:
     dead, exactly: a unit whose input row is zero outputs the constant :math:`\sigma(b_j)`, folded into
     the next bias; a unit whose output column is zero is dropped. Returns whether it shrank."""
     linears = [i for i, m in enumerate(mlp) if isinstance(m, torch.nn.Linear)]
-    if len(linears) != 2 or type(mlp[linears[0]]) is not torch.nn.Linear or type(mlp[linears[1]]) is not torch.nn.Linear:
+    if len(linears) != 2 or any(type(mlp[i]) is not torch.nn.Linear for i in linears):
         return False
     (i, j), act = linears, mlp[linears[0] + 1]
     fc1, fc2 = mlp[i], mlp[j]

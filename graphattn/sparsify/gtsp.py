@@ -101,6 +101,7 @@ class GTSP(torch.nn.Module):
         if self.weights is not None:
             density = self.config.sparse_storage_density if sparse_storage_density is None else sparse_storage_density
             for layer in small.model.layers:
-                shrink_mlp(layer.mlp)
+                for mlp in [m for m in layer.modules() if isinstance(m, torch.nn.Sequential)]:
+                    shrink_mlp(mlp)                                  # FFN and the GINE MLP
                 store_sparse(layer, density)
         return small

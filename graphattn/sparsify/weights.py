@@ -11,7 +11,8 @@ __all__ = ["WeightPruner", "cubic_sparsity", "prunable_weights"]
 
 def cubic_sparsity(epoch: float, start: float, end: float, final_density: float, initial_density: float = 1.0) -> float:
     r"""The cubic schedule of Zhu & Gupta used by GTSP:
-    :math:`s = (1 - d_0) + (d_0 - d_f)\,(1 - (1 - p)^3)`, :math:`p = \operatorname{clip}((t - t_0)/(t_1 - t_0), 0, 1)`."""
+    :math:`s = (1 - d_0) + (d_0 - d_f)\,(1 - (1 - p)^3)`,
+    :math:`p = \operatorname{clip}((t - t_0)/(t_1 - t_0), 0, 1)`."""
     progress = min(1.0, max(0.0, (epoch - start) / (end - start)))
     return (1 - initial_density) + (initial_density - final_density) * (1 - (1 - progress) ** 3)
 
