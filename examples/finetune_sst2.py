@@ -132,6 +132,17 @@ def evaluate(model, split, tokenizer, args, device) -> float:
     return correct / len(split)
 
 
+def _learning_rates(args) -> dict:
+    """The default learning rates with the ``--lr METHOD=VALUE`` overrides applied."""
+    rates = dict(LEARNING_RATES)
+    for item in args.lr:
+        method, _, value = item.partition("=")
+        if method not in rates or not value:
+            raise ValueError(f"--lr takes METHOD=VALUE with METHOD in {METHODS}, got {item!r}")
+        rates[method] = float(value)
+    return rates
+
+
 def train_step(model, optimizer, batch, device) -> tuple[float, float]:
     """One optimisation step; returns ``(loss, seconds)``."""
     ids, mask, labels = batch
@@ -195,7 +206,7 @@ def run_one(method: str, seed: int, args) -> dict:
     model = Classifier(backbone, backbone.config.hidden_size).to(device)
     head_params = list(model.head.parameters())
     backbone_params = [p for p in model.backbone.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": backbone_params, "lr": LEARNING_RATES[method]},
+    optimizer = torch.optim.AdamW([{"params": backbone_params, "lr": _learning_rates(args)[method]},
                                    {"params": head_params, "lr": HEAD_LR}], weight_decay=0.01)
     steps = args.epochs * math.ceil(len(subset) / args.batch_size)
     warmup = max(1, steps // 10)
@@ -239,7 +250,7 @@ def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[di
                      "time_per_step_s": sum(r["time_per_step_s"] for r in runs) / len(runs),
                      "peak_memory_mb": max(r["peak_memory_mb"] for r in runs)})
     schedule = (f"train subset {args.train_size or 'all'} sentences, {args.epochs} epoch(s), batch {args.batch_size}, "
-                f"max_len {args.max_len}, AdamW (lr {LEARNING_RATES}, head {HEAD_LR}), 10% warm-up + linear decay")
+                f"max_len {args.max_len}, AdamW (lr {_learning_rates(args)}, head {HEAD_LR}), 10% warm-up + linear decay")
     memory = "peak CUDA memory allocated" if args.device.startswith("cuda") else "peak process RSS"
     lines = [f"SST-2, MiniLM-L6 (all-MiniLM-L6-v2), test = GLUE dev (872 labelled sentences); device: {device_name}",
              f"schedule: {schedule}",
@@ -253,7 +264,8 @@ def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[di
         lines.append(f"| {r['method']} | {r['trainable_params']:,d} | {100 * r['test_acc_mean']:.2f} ± "
                      f"{100 * r['test_acc_std']:.2f} | {1000 * r['time_per_step_s']:.0f} ms | "
                      f"{r['peak_memory_mb']:.0f} MB |")
-    return {"device": device_name, "schedule": schedule, "sizes": sizes, "rows": rows, "runs": results}, \
+    return {"device": device_name, "schedule": schedule, "sizes": sizes, "p_init": args.p_init,
+            "argv": sys.argv[1:], "rows": rows, "runs": results}, \
         "\n".join(lines) + "\n"
 
 
@@ -276,6 +288,8 @@ def main(argv=None) -> None:
     parser.add_argument("--max-len", type=int, default=64)
     parser.add_argument("--lora-rank", type=int, default=18)
     parser.add_argument("--p-init", type=float, default=1.5)
+    parser.add_argument("--lr", nargs="*", default=[], metavar="METHOD=VALUE",
+                        help=f"learning-rate overrides of the adapted weights (defaults {LEARNING_RATES})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="examples/results/sst2_cpu", help="writes OUT.json and OUT.md")
     parser.add_argument("--timing-rounds", type=int, default=0,
