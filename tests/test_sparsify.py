@@ -113,6 +113,17 @@ def test_masked_attention_equals_dense_reference_on_kept_edges():
                                attn(x, graph), rtol=1e-10, atol=1e-10)
 
 
+def test_masked_attention_gradients_stay_finite_when_dropped_edges_dominate():
+    graph = AttentionGraph.full_per_graph(torch.zeros(2, dtype=torch.long))
+    q = torch.tensor([[[10.0]], [[0.8]]], requires_grad=True)      # s_00 - s_01 = 92: e^-92 is subnormal
+    k = q.detach().clone()
+    src, dst = graph.edge_index
+    mask = (src != dst).float().requires_grad_(True)                 # drop the dominant self-scores
+    out = MultiheadGraphAttention._masked_attention(q, k, torch.randn(2, 1, 1), graph, mask, 0.0)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(q.grad).all() and torch.isfinite(mask.grad).all()
+
+
 def test_prune_heads_equals_head_mask():
     attn = MultiheadGraphAttention(12, 4).double().eval()
     graph = AttentionGraph.full_per_graph(torch.tensor([0, 0, 0, 1, 1]))
