@@ -68,15 +68,25 @@ def _sparse_path(x: Tensor, ptr: Optional[Tensor]) -> bool:
     return ptr is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
 
-def _duplicate_free(ptr: Tensor, segment: Tensor, gather: Tensor, num_cols: int) -> bool:
-    """Whether no (segment, gather) pair repeats; ``torch.sparse.sampled_addmm`` rejects some
-    patterns with repeated entries. Cached on ``ptr`` (one graph's offsets) per ``gather`` tensor."""
+def _unique_pattern(ptr: Tensor, segment: Tensor, gather: Tensor, num_cols: int
+                    ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The pattern without repeated (segment, gather) pairs, as ``(ptr, gather, inverse)``;
+    ``inverse`` maps every edge to its unique pair (``None`` when nothing repeats).
+    ``torch.sparse.sampled_addmm`` rejects some patterns with repeated entries. Cached on
+    ``ptr`` (one graph's offsets) per ``gather`` tensor."""
     key = (gather.data_ptr(), gather.numel())
-    cached = getattr(ptr, "_graphattn_duplicate_free", None)
+    cached = getattr(ptr, "_graphattn_unique_pattern", None)
     if cached is None or cached[0] != key:
         pairs = segment * num_cols + gather
-        cached = (key, torch.unique(pairs).numel() == pairs.numel())
-        ptr._graphattn_duplicate_free = cached
+        unique, inverse = torch.unique(pairs, return_inverse=True)   # sorted: rows stay grouped
+        if unique.numel() == pairs.numel():
+            cached = (key, (ptr, gather, None))
+        else:
+            rows = unique // num_cols
+            counts = torch.zeros(ptr.numel(), dtype=torch.long, device=ptr.device)
+            counts.scatter_add_(0, rows + 1, torch.ones_like(rows))
+            cached = (key, (counts.cumsum(0), unique % num_cols, inverse))
+        ptr._graphattn_unique_pattern = cached
     return cached[1]
 
 
@@ -98,11 +108,13 @@ def sddmm(a: Tensor, b: Tensor, segment: Tensor, gather: Tensor, ptr: Optional[T
     """
     cdt = _compute_dtype(a.dtype)
     out = torch.empty(segment.numel(), a.size(1), dtype=cdt, device=a.device)
-    if _sparse_path(a, ptr) and segment.numel() and _duplicate_free(ptr, segment, gather, b.size(0)):
-        pattern = _csr_matrix(ptr, gather, a.new_zeros(gather.numel()), b.size(0))
+    if _sparse_path(a, ptr) and segment.numel():
+        unique_ptr, unique_gather, inverse = _unique_pattern(ptr, segment, gather, b.size(0))
+        pattern = _csr_matrix(unique_ptr, unique_gather, a.new_zeros(unique_gather.numel()), b.size(0))
         for h in range(a.size(1)):
-            out[:, h] = torch.sparse.sampled_addmm(pattern, a[:, h].contiguous(), b[:, h].t().contiguous(),
-                                                   beta=0.0).values()
+            values = torch.sparse.sampled_addmm(pattern, a[:, h].contiguous(), b[:, h].t().contiguous(),
+                                                beta=0.0).values()
+            out[:, h] = values if inverse is None else values[inverse]
         return out
     for c in _chunks(segment.numel(), a.size(1) * a.size(2)):
         out[c] = (a[segment[c]].to(cdt) * b[gather[c]].to(cdt)).sum(-1)
