@@ -31,7 +31,8 @@ class GTSPConfig:
         head_stop_epoch: no head updates after this epoch (``None``: ``3/4`` of ``epochs``).
     Layers (:class:`~graphattn.sparsify.LayerPruner`):
         layer_keep: fraction of the global-attention blocks kept (at least one).
-        drop_path: drop-path probability of the global-attention branch during training.
+        drop_path: drop-path probability of the global-attention branch during training (when
+            ``layer_keep < 1``).
         layer_prune_epoch: epoch after which the lowest-importance blocks are removed
             (``None``: half of ``epochs``).
     Weights (:class:`~graphattn.sparsify.WeightPruner`):
