@@ -10,6 +10,7 @@ from ..graph import AttentionGraph
 from ..nn.gin_attention import GINAttention
 from .encoders import InputEncoder
 from .heads import PredictionHead
+from .inputs import resolve_batch
 
 __all__ = ["GINAttentionNet"]
 
@@ -55,10 +56,7 @@ class GINAttentionNet(torch.nn.Module):
                 lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
                 virtual_mask: Optional[Tensor] = None) -> Tensor:
         h = self.encoder(x, lap_pe, rwse)
-        if batch is None:
-            batch, num_graphs = torch.zeros(h.size(0), dtype=torch.long, device=h.device), 1
-        elif num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
         graph = self._graph(edge_index, batch, h.size(0), num_graphs)
         for layer, norm in zip(self.layers, self.norms):
             h = norm(h + torch.nn.functional.dropout(layer(h, graph), self.dropout, self.training))

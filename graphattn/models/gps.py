@@ -10,6 +10,7 @@ from ..graph import AttentionGraph
 from ..nn.gps_layer import GPSLayer
 from .encoders import EdgeInputEncoder, InputEncoder
 from .heads import PredictionHead
+from .inputs import resolve_batch
 from .local import LocalConv
 
 __all__ = ["GPS"]
@@ -54,11 +55,7 @@ class GPS(torch.nn.Module):
                 lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
                 virtual_mask: Optional[Tensor] = None) -> Tensor:
         h = self.encoder(x, lap_pe, rwse)
-        if batch is None:
-            batch = torch.zeros(h.size(0), dtype=torch.long, device=h.device)
-            num_graphs = 1
-        elif num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
         attn_graph = AttentionGraph.full_per_graph(batch, num_graphs) if self.attn_type == "multihead" else None
         for layer in self.layers:

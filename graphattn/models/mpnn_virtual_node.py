@@ -10,6 +10,7 @@ from torch import Tensor
 from ..nn.virtual_node import VirtualNode
 from .encoders import EdgeInputEncoder, InputEncoder
 from .heads import PredictionHead
+from .inputs import resolve_batch
 from .local import LocalConv
 
 __all__ = ["MPNNVirtualNode"]
@@ -59,11 +60,7 @@ class MPNNVirtualNode(torch.nn.Module):
                 lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
                 virtual_mask: Optional[Tensor] = None) -> Tensor:
         h = self.encoder(x, lap_pe, rwse)
-        if batch is None:
-            batch = torch.zeros(h.size(0), dtype=torch.long, device=h.device)
-            num_graphs = 1
-        elif num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
         e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
         state = h.new_zeros(num_graphs, max(self.num_virtual_nodes, 1), h.size(-1))
         last = len(self.convs) - 1

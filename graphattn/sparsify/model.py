@@ -11,6 +11,7 @@ from sparse_kernels.csr import csr_from_sorted_rows
 
 from ..graph import AttentionGraph
 from ..models.gps import GPS
+from ..models.inputs import resolve_batch
 from ..nn.multihead_attention import MultiheadGraphAttention
 from .config import GTSPConfig
 from .edge_mask import EdgeMask
@@ -104,11 +105,7 @@ class SparseGPS(torch.nn.Module):
                 virtual_mask: Optional[Tensor] = None) -> Tensor:
         gps = self.model
         h = gps.encoder(x, lap_pe, rwse)
-        if batch is None:
-            batch = torch.zeros(h.size(0), dtype=torch.long, device=h.device)
-            num_graphs = 1
-        elif num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
         e = gps.edge_encoder(edge_attr) if gps.edge_encoder is not None else None
         nodes, graph, edges, tokens = self.attention_inputs(h, batch, num_graphs)
         if not self.structural and self.training:
