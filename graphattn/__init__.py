@@ -7,8 +7,10 @@ normalisation (softmax or an alternative) and aggregation (SpMM), on the engine 
 from .functional import NORMALIZERS, as_attention_graph, attention_weights, graph_attention
 from .graph import AttentionGraph
 
-from . import adapters, models, nn, seq  # noqa: E402  (layers import the functional API above)
+from . import adapters, models, nn, seq, sparsify, utils  # noqa: E402  (they import the functional API above)
 from .adapters import PAdapterConfig, SparseGINAdapterConfig, inject_adapters  # noqa: E402
+from .sparsify import GTSP, GTSPConfig  # noqa: E402
+from .utils import count_flops  # noqa: E402
 from .nn import GINAttention, GPSLayer, GraphAttnConv, GraphTransformerLayer, PNAAttention, VirtualNode  # noqa: E402
 
 __version__ = "0.1.0"
@@ -16,4 +18,4 @@ __version__ = "0.1.0"
 __all__ = ["AttentionGraph", "graph_attention", "attention_weights", "as_attention_graph", "NORMALIZERS",
            "nn", "models", "seq", "GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "VirtualNode",
            "GINAttention", "PNAAttention", "adapters", "inject_adapters", "PAdapterConfig",
-           "SparseGINAdapterConfig", "__version__"]
+           "SparseGINAdapterConfig", "sparsify", "utils", "GTSP", "GTSPConfig", "count_flops", "__version__"]
