@@ -130,6 +130,13 @@ def finalize_acc(acc, l, NORM: tl.constexpr):
 
 # --------------------------------------------------------------------------- tiles
 @triton.jit
+def load_item(items_ptr, item):
+    """One work item of a schedule (:mod:`.schedule`): ``(node, start, end, slot)``."""
+    base = items_ptr + item * 4
+    return tl.load(base).to(tl.int64), tl.load(base + 1), tl.load(base + 2), tl.load(base + 3)
+
+
+@triton.jit
 def load_node(base, node, offs_h, offs_c, H, C):
     """Row ``node`` of a ``[N, H, C]`` tensor for the heads ``offs_h``: ``[BH, BC]`` in fp32."""
     mask = (offs_h < H)[:, None] & (offs_c < C)[None, :]

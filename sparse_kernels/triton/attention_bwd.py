@@ -25,7 +25,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, combine, edge_offsets, edge_weights, gather_nodes,
-                      load_node, score_grad, store_node)
+                      load_item, load_node, score_grad, store_node)
 from .schedule import launch_config, plan_for
 
 __all__ = ["attention_bwd"]
@@ -41,10 +41,7 @@ def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, 
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_h = offs_h < H
-    node = tl.load(items_ptr + item * 4).to(tl.int64)
-    start = tl.load(items_ptr + item * 4 + 1)
-    end = tl.load(items_ptr + item * 4 + 2)
-    slot = tl.load(items_ptr + item * 4 + 3)
+    node, start, end, slot = load_item(items_ptr, item)
 
     q = load_node(q_ptr, node, offs_h, offs_d, H, D)
     do = load_node(do_ptr, node, offs_h, offs_dv, H, DV)
@@ -87,10 +84,7 @@ def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, q_ptr, k_ptr, v_ptr, b
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_h = offs_h < H
-    node = tl.load(items_ptr + item * 4).to(tl.int64)
-    start = tl.load(items_ptr + item * 4 + 1)
-    end = tl.load(items_ptr + item * 4 + 2)
-    slot = tl.load(items_ptr + item * 4 + 3)
+    node, start, end, slot = load_item(items_ptr, item)
 
     k = load_node(k_ptr, node, offs_h, offs_d, H, D)
     v = load_node(v_ptr, node, offs_h, offs_dv, H, DV)

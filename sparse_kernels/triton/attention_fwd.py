@@ -26,8 +26,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, combine, edge_offsets, finalize_acc, finalize_stat, gather_nodes, load_node,
-                      online_update, store_node)
+from ._common import (NORM_CODES, combine, edge_offsets, finalize_acc, finalize_stat, gather_nodes, load_item,
+                      load_node, online_update, store_node)
 from .schedule import launch_config, plan_for
 
 __all__ = ["attention_fwd"]
@@ -43,10 +43,7 @@ def _attention_fwd_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, out
     offs_d = tl.arange(0, BLOCK_D)
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_h = offs_h < H
-    node = tl.load(items_ptr + item * 4).to(tl.int64)
-    start = tl.load(items_ptr + item * 4 + 1)
-    end = tl.load(items_ptr + item * 4 + 2)
-    slot = tl.load(items_ptr + item * 4 + 3)
+    node, start, end, slot = load_item(items_ptr, item)
 
     q = load_node(q_ptr, node, offs_h, offs_d, H, D)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)

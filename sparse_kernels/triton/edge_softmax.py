@@ -19,7 +19,7 @@ import triton.language as tl
 from torch import Tensor
 
 from ._common import (NORM_CODES, NORM_SIGMOID, NORM_SUM, SIGMOID, SUM, combine, edge_offsets, edge_weights,
-                      finalize_stat, online_update, score_grad)
+                      finalize_stat, load_item, online_update, score_grad)
 from .schedule import edge_tile, launch_config, plan_for
 
 __all__ = ["edge_softmax", "edge_softmax_bwd"]
@@ -32,10 +32,7 @@ def _row_stat_kernel(items_ptr, x_ptr, y_ptr, stat_ptr, pm_ptr, pl_ptr, H,
     item = tl.program_id(0)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     mask_h = offs_h < H
-    node = tl.load(items_ptr + item * 4).to(tl.int64)
-    start = tl.load(items_ptr + item * 4 + 1)
-    end = tl.load(items_ptr + item * 4 + 2)
-    slot = tl.load(items_ptr + item * 4 + 3)
+    node, start, end, slot = load_item(items_ptr, item)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_H], tl.float32)
     for e0 in range(start, end, BLOCK_E):

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import SUM, combine, edge_offsets, gather_nodes, store_node
+from ._common import SUM, combine, edge_offsets, gather_nodes, load_item, store_node
 from .schedule import launch_config, plan_for
 
 __all__ = ["spmm"]
@@ -25,10 +25,7 @@ def _spmm_kernel(items_ptr, gather_ptr, w_ptr, x_ptr, out_ptr, pout_ptr, H, D,
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
     mask_h = offs_h < H
-    node = tl.load(items_ptr + item * 4).to(tl.int64)
-    start = tl.load(items_ptr + item * 4 + 1)
-    end = tl.load(items_ptr + item * 4 + 2)
-    slot = tl.load(items_ptr + item * 4 + 3)
+    node, start, end, slot = load_item(items_ptr, item)
     acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
     for e0 in range(start, end, BLOCK_E):
         offs_e = e0 + tl.arange(0, BLOCK_E)
