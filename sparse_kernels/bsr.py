@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .csr import CSR
+from .csr import CSR, offsets
 
 __all__ = ["BSR", "bsr_from_csr", "select_bsr", "DEFAULT_BLOCK", "MIN_FILL"]
 
@@ -152,9 +152,7 @@ def _group_full_first(group: Tensor, other: Tensor, full: Tensor, num_groups: in
     """Orders tiles by ``(group, partial, other)``: ``(ptr [G + 1], split [G], order [T])``."""
     partial = (~full).long()
     order = torch.argsort((group * 2 + partial) * num_other + other)
-    ptr = torch.zeros(num_groups + 1, dtype=torch.long, device=group.device)
-    ptr.scatter_add_(0, group + 1, torch.ones_like(group))
-    ptr = ptr.cumsum(0)
+    ptr = offsets(group, num_groups)
     num_full = torch.zeros(num_groups, dtype=torch.long, device=group.device)
     num_full.scatter_add_(0, group, full.long())
     return ptr, ptr[:-1] + num_full, order

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "CSC", "validate_edge_index", "build_csr", "csr_from_sorted_rows"]
+__all__ = ["CSR", "CSC", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "offsets"]
 
 
 def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
@@ -108,9 +108,7 @@ class CSR:
         """The cached transpose (built on first use)."""
         if self._csc is None:
             order = torch.argsort(self.col, stable=True)
-            counts = torch.zeros(self.num_src_nodes + 1, dtype=torch.long, device=self.device)
-            counts.scatter_add_(0, self.col + 1, torch.ones_like(self.col))
-            self._csc = CSC(colptr=counts.cumsum(0), row=self.row[order].contiguous(),
+            self._csc = CSC(colptr=offsets(self.col, self.num_src_nodes), row=self.row[order].contiguous(),
                             col=self.col[order].contiguous(), perm=order)
         return self._csc
 
@@ -120,9 +118,11 @@ class CSR:
                    None if self._csc is None else self._csc.to(device))
 
 
-def _rowptr_from_sorted(row: Tensor, num_dst_nodes: int) -> Tensor:
-    counts = torch.zeros(num_dst_nodes + 1, dtype=torch.long, device=row.device)
-    counts.scatter_add_(0, row + 1, torch.ones_like(row))
+def offsets(index: Tensor, size: int) -> Tensor:
+    """``[size + 1]`` offsets of the groups of ``index`` ``[E]`` (values in ``[0, size)``) once
+    the edges are sorted by it: ``offsets[i] : offsets[i + 1]`` is group ``i``."""
+    counts = torch.zeros(size + 1, dtype=torch.long, device=index.device)
+    counts.scatter_add_(0, index + 1, torch.ones_like(index))
     return counts.cumsum(0)
 
 
@@ -138,7 +138,7 @@ def build_csr(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
     src, dst = edge_index[0], edge_index[1]
     perm = torch.argsort(dst, stable=True)
     row = dst[perm]
-    return CSR(rowptr=_rowptr_from_sorted(row, num_dst_nodes), col=src[perm].contiguous(),
+    return CSR(rowptr=offsets(row, num_dst_nodes), col=src[perm].contiguous(),
                row=row.contiguous(), perm=perm, num_src_nodes=num_src_nodes,
                num_dst_nodes=num_dst_nodes)
 
@@ -150,6 +150,6 @@ def csr_from_sorted_rows(row: Tensor, col: Tensor, num_src_nodes: int,
     The user's edge order is the CSR order, so ``perm`` is the identity.
     """
     row, col = row.long().contiguous(), col.long().contiguous()
-    return CSR(rowptr=_rowptr_from_sorted(row, num_dst_nodes), col=col, row=row,
+    return CSR(rowptr=offsets(row, num_dst_nodes), col=col, row=row,
                perm=torch.arange(col.numel(), device=col.device), num_src_nodes=num_src_nodes,
                num_dst_nodes=num_dst_nodes)

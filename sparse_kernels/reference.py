@@ -36,6 +36,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .csr import offsets
+
 __all__ = [
     "NORMALIZERS",
     "sddmm",
@@ -82,10 +84,7 @@ def _unique_pattern(ptr: Tensor, segment: Tensor, gather: Tensor, num_cols: int
         if unique.numel() == pairs.numel():
             cached = (key, (ptr, gather, None))
         else:
-            rows = unique // num_cols
-            counts = torch.zeros(ptr.numel(), dtype=torch.long, device=ptr.device)
-            counts.scatter_add_(0, rows + 1, torch.ones_like(rows))
-            cached = (key, (counts.cumsum(0), unique % num_cols, inverse))
+            cached = (key, (offsets(unique // num_cols, ptr.numel() - 1), unique % num_cols, inverse))
         ptr._graphattn_unique_pattern = cached
     return cached[1]
 
