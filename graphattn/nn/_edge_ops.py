@@ -1,11 +1,10 @@
 r"""Per-edge helpers shared by the layers, built on the engine's ops (:mod:`sparse_kernels`).
 
-* :func:`attention_weights` — re-exported from :mod:`graphattn.functional`.
 * :func:`edge_feature_bias` — :math:`b_{ij,h} = \langle u_{i,h}, f_{ij}\rangle` for node vectors
   ``u [N_dst, H, F]`` and edge features ``f [E, F]``;
 * :func:`edge_feature_sum` — :math:`o_{i,h} = \sum_j w_{ij,h} f_{ij}` ``[N_dst, H, F]``.
 
-The last two run on the *edge-source graph* (one source per edge, ``e -> dst(e)``), so they
+Both run on the *edge-source graph* (one source per edge, ``e -> dst(e)``), so they
 are an SDDMM and an SpMM of the engine, one head at a time: the largest temporary is
 ``[E, F]``; no ``[E, H, F]`` tensor is formed.
 """
@@ -18,10 +17,9 @@ from torch import Tensor
 
 import sparse_kernels as sk
 
-from ..functional import attention_weights
 from ..graph import AttentionGraph
 
-__all__ = ["attention_weights", "aggregate", "edge_source_graph", "edge_feature_bias", "edge_feature_sum",
+__all__ = ["aggregate", "edge_source_graph", "edge_feature_bias", "edge_feature_sum",
            "segment_sum"]
 
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 
-from ..functional import as_attention_graph, graph_attention
+from ..functional import as_attention_graph, attention_weights, graph_attention
 from ..graph import AttentionGraph
-from ._edge_ops import aggregate, attention_weights, edge_feature_bias, edge_feature_sum, edge_source_graph
+from ._edge_ops import aggregate, edge_feature_bias, edge_feature_sum, edge_source_graph
 
 __all__ = ["GraphAttnConv"]
 

@@ -7,7 +7,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ._edge_ops import aggregate, attention_weights, neighbour_max
+from ..functional import attention_weights
+from ._edge_ops import aggregate, neighbour_max
 from ._isomorphic import AttentionAdjacency, HeadwiseMLP
 
 __all__ = ["PNAAttention"]
