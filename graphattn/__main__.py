@@ -1,0 +1,4 @@
+"""``python -m graphattn``: the ``graphattn`` command without its installed entry point."""
+from .cli import main
+
+main()
