@@ -1,5 +1,6 @@
 """Ready-made models: GraphTransformer, GPS, MPNNVirtualNode and GINAttentionNet, with OGB
 atom/bond encoders, positional encodings and graph- or node-level heads."""
+from .base import GraphModel
 from .encoders import AtomEncoder, BondEncoder, CategoricalEncoder, EdgeInputEncoder, InputEncoder
 from .gin_attention_net import GINAttentionNet
 from .gps import GPS
@@ -9,6 +10,6 @@ from .inputs import model_inputs
 from .local import LOCAL_CONVS, LocalConv
 from .mpnn_virtual_node import MPNNVirtualNode
 
-__all__ = ["GraphTransformer", "GPS", "MPNNVirtualNode", "GINAttentionNet", "PredictionHead", "LocalConv",
+__all__ = ["GraphModel", "GraphTransformer", "GPS", "MPNNVirtualNode", "GINAttentionNet", "PredictionHead", "LocalConv",
            "LOCAL_CONVS", "AtomEncoder", "BondEncoder", "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder",
            "model_inputs"]

@@ -8,14 +8,13 @@ from torch import Tensor
 
 from ..graph import AttentionGraph
 from ..nn.gin_attention import GINAttention
-from .encoders import InputEncoder
+from .base import GraphModel
 from .heads import PredictionHead
-from .inputs import resolve_batch
 
 __all__ = ["GINAttentionNet"]
 
 
-class GINAttentionNet(torch.nn.Module):
+class GINAttentionNet(GraphModel):
     r"""Encoder -> ``num_layers`` x [:math:`\mathbf{h} \leftarrow \operatorname{BN}(\mathbf{h} +
     \operatorname{Dropout}(\operatorname{GINAttention}(\mathbf{h})))`] -> :class:`PredictionHead`.
 
@@ -35,11 +34,10 @@ class GINAttentionNet(torch.nn.Module):
                  attention: str = "edges", eps_form: str = "gin", dropout: float = 0.0,
                  node_encoder: Union[str, int] = "ogb", lap_pe_dim: int = 0, rwse_dim: int = 0,
                  head_layers: int = 1, level: str = "graph", pool: str = "mean", extra_categories: int = 0):
-        super().__init__()
+        super().__init__(channels, node_encoder, None, lap_pe_dim, rwse_dim, extra_categories)
         if attention not in ("edges", "full"):
             raise ValueError(f"attention must be 'edges' or 'full', got {attention!r}")
         self.attention, self.dropout = attention, dropout
-        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
         self.layers = torch.nn.ModuleList(GINAttention(channels, heads, mlp_ratio, dropout, eps_form=eps_form)
                                           for _ in range(num_layers))
         self.norms = torch.nn.ModuleList(torch.nn.BatchNorm1d(channels) for _ in range(num_layers))
@@ -51,13 +49,9 @@ class GINAttentionNet(torch.nn.Module):
         loops = torch.arange(num_nodes, device=edge_index.device).expand(2, num_nodes)
         return AttentionGraph(torch.cat([edge_index, loops], 1), num_nodes)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
-                virtual_mask: Optional[Tensor] = None) -> Tensor:
-        h = self.encoder(x, lap_pe, rwse)
-        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
+    def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
+             num_graphs: int) -> Tensor:
         graph = self._graph(edge_index, batch, h.size(0), num_graphs)
         for layer, norm in zip(self.layers, self.norms):
             h = norm(h + torch.nn.functional.dropout(layer(h, graph), self.dropout, self.training))
-        return self.head(h, batch, num_graphs, virtual_mask)
+        return h

@@ -8,15 +8,14 @@ from torch import Tensor
 
 from ..graph import AttentionGraph
 from ..nn.gps_layer import GPSLayer
-from .encoders import EdgeInputEncoder, InputEncoder
+from .base import GraphModel
 from .heads import PredictionHead
-from .inputs import resolve_batch
 from .local import LocalConv
 
 __all__ = ["GPS"]
 
 
-class GPS(torch.nn.Module):
+class GPS(GraphModel):
     r"""Encoder -> ``num_layers`` x :class:`~graphattn.nn.GPSLayer` -> :class:`PredictionHead`.
 
     The block-diagonal attention graph of the batch is built once per forward and shared by all
@@ -38,10 +37,9 @@ class GPS(torch.nn.Module):
                  edge_encoder: Union[str, int, None] = "ogb", lap_pe_dim: int = 0, rwse_dim: int = 0,
                  norm: Optional[str] = "batch_norm", dropout: float = 0.0, act: str = "relu",
                  head_layers: int = 1, level: str = "graph", pool: str = "mean", extra_categories: int = 0):
-        super().__init__()
-        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
-        uses_edges = edge_encoder is not None and local_conv in ("gine", "gatedgcn")   # GCN ignores them
-        self.edge_encoder = EdgeInputEncoder(channels, edge_encoder, extra_categories) if uses_edges else None
+        uses_edges = local_conv in ("gine", "gatedgcn")   # GCN ignores them
+        super().__init__(channels, node_encoder, edge_encoder if uses_edges else None, lap_pe_dim, rwse_dim,
+                         extra_categories)
         kwargs = {"dropout": attn_dropout, **(attn_kwargs or {})}
         self.attn_type = attn_type
         self.layers = torch.nn.ModuleList([
@@ -50,14 +48,9 @@ class GPS(torch.nn.Module):
             for _ in range(num_layers)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
-                virtual_mask: Optional[Tensor] = None) -> Tensor:
-        h = self.encoder(x, lap_pe, rwse)
-        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
-        e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
+    def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
+             num_graphs: int) -> Tensor:
         attn_graph = AttentionGraph.full_per_graph(batch, num_graphs) if self.attn_type == "multihead" else None
         for layer in self.layers:
-            h = layer(h, edge_index, batch, attn_graph=attn_graph, num_graphs=num_graphs, edge_attr=e)
-        return self.head(h, batch, num_graphs, virtual_mask)
+            h = layer(h, edge_index, batch, attn_graph=attn_graph, num_graphs=num_graphs, edge_attr=edge_attr)
+        return h

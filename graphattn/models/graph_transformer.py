@@ -8,13 +8,13 @@ from torch import Tensor
 
 from ..graph import AttentionGraph
 from ..nn.graph_transformer_layer import GraphTransformerLayer
-from .encoders import EdgeInputEncoder, InputEncoder
+from .base import GraphModel
 from .heads import PredictionHead
 
 __all__ = ["GraphTransformer"]
 
 
-class GraphTransformer(torch.nn.Module):
+class GraphTransformer(GraphModel):
     r"""Encoder -> ``num_layers`` x :class:`~graphattn.nn.GraphTransformerLayer` (attention on the
     edges, optional edge stream) -> :class:`PredictionHead`.
 
@@ -34,10 +34,7 @@ class GraphTransformer(torch.nn.Module):
                  lap_pe_dim: int = 0, rwse_dim: int = 0, norm: str = "batch_norm", clamp: Optional[float] = None,
                  dropout: float = 0.0, head_layers: int = 1, level: str = "graph", pool: str = "mean",
                  extra_categories: int = 0):
-        super().__init__()
-        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
-        self.edge_encoder = (EdgeInputEncoder(channels, edge_encoder, extra_categories)
-                             if edge_encoder is not None else None)
+        super().__init__(channels, node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories)
         edge_dim = channels if edge_encoder is not None else None
         self.layers = torch.nn.ModuleList([
             GraphTransformerLayer(channels, heads, edge_dim=edge_dim, dropout=dropout, norm=norm, clamp=clamp,
@@ -45,16 +42,12 @@ class GraphTransformer(torch.nn.Module):
             for i in range(num_layers)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
-                virtual_mask: Optional[Tensor] = None) -> Tensor:
-        h = self.encoder(x, lap_pe, rwse)
+    def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
+             num_graphs: int) -> Tensor:
         graph = AttentionGraph(edge_index, h.size(0))           # one CSR for all layers
-        e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
         for layer in self.layers:
             if layer.update_edges:
-                h, e = layer(h, graph, e)
+                h, edge_attr = layer(h, graph, edge_attr)
             else:
-                h = layer(h, graph, e)
-        return self.head(h, batch, num_graphs, virtual_mask)
+                h = layer(h, graph, edge_attr)
+        return h

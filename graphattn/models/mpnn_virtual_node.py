@@ -8,15 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..nn.virtual_node import VirtualNode
-from .encoders import EdgeInputEncoder, InputEncoder
+from .base import GraphModel
 from .heads import PredictionHead
-from .inputs import resolve_batch
 from .local import LocalConv
 
 __all__ = ["MPNNVirtualNode"]
 
 
-class MPNNVirtualNode(torch.nn.Module):
+class MPNNVirtualNode(GraphModel):
     r"""The OGB virtual-node MPNN (Cai et al. 2023, OGB variant): per layer :math:`l`
 
     .. math::
@@ -40,35 +39,29 @@ class MPNNVirtualNode(torch.nn.Module):
                  node_encoder: Union[str, int] = "ogb", edge_encoder: Union[str, int, None] = "ogb",
                  lap_pe_dim: int = 0, rwse_dim: int = 0, head_layers: int = 1, level: str = "graph",
                  pool: str = "mean", extra_categories: int = 0):
-        super().__init__()
+        uses_edges = local_conv in ("gine", "gatedgcn")   # GCN ignores them
+        super().__init__(channels, node_encoder, edge_encoder if uses_edges else None, lap_pe_dim, rwse_dim,
+                         extra_categories)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if num_virtual_nodes < 0:
             raise ValueError(f"num_virtual_nodes must be >= 0, got {num_virtual_nodes}")
         self.residual, self.dropout, self.num_virtual_nodes = residual, dropout, num_virtual_nodes
-        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
-        uses_edges = edge_encoder is not None and local_conv in ("gine", "gatedgcn")   # GCN ignores them
-        self.edge_encoder = EdgeInputEncoder(channels, edge_encoder, extra_categories) if uses_edges else None
         self.convs = torch.nn.ModuleList([LocalConv(local_conv, channels) for _ in range(num_layers)])
         self.norms = torch.nn.ModuleList([torch.nn.BatchNorm1d(channels) for _ in range(num_layers)])
         self.virtual_nodes = torch.nn.ModuleList([VirtualNode(channels, num_virtual_nodes, dropout)
                                                   for _ in range(num_layers - 1 if num_virtual_nodes else 0)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
-                virtual_mask: Optional[Tensor] = None) -> Tensor:
-        h = self.encoder(x, lap_pe, rwse)
-        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
-        e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
+    def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
+             num_graphs: int) -> Tensor:
         state = h.new_zeros(num_graphs, max(self.num_virtual_nodes, 1), h.size(-1))
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             h_in = h + state.mean(dim=1)[batch] if self.num_virtual_nodes else h   # VirtualNode.broadcast
-            out = norm(conv(h_in, edge_index, e))
+            out = norm(conv(h_in, edge_index, edge_attr))
             out = F.dropout(F.relu(out) if i < last else out, p=self.dropout, training=self.training)
             h = out + h_in if self.residual else out
             if i < len(self.virtual_nodes):
                 state = self.virtual_nodes[i].update(h_in, state, batch)
-        return self.head(h, batch, num_graphs, virtual_mask)
+        return h
