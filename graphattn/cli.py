@@ -13,7 +13,7 @@ commands:
   train              train a model on an OGB / LRGB benchmark (see `graphattn train --help`)
   bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
-  bench models       GPS training-epoch time against the same model built from PyG's GPSConv
+  bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
 """
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import graphattn as ga
+import sparse_kernels.reference as reference
 from helpers import dense_attention, random_graph
 
 DT = torch.float64
@@ -16,6 +17,15 @@ CASES = {
     "single_node": dict(num_src=1, num_dst=1, num_edges=1),
     "no_edges": dict(num_src=4, num_dst=3, num_edges=0),
 }
+
+
+@pytest.fixture(params=["gather", "torch.sparse"])
+def cpu_path(request, monkeypatch):
+    """Runs a test through both CPU paths of the engine: the chunked gathers (what these small
+    graphs take by default) and the ``torch.sparse`` CSR products (what large graphs take)."""
+    if request.param == "torch.sparse":
+        monkeypatch.setattr(reference, "SPARSE_MIN_ELEMENTS", 0)
+    return request.param
 
 
 def _inputs(case, heads=3, dim=5, dim_v=4, seed=0, bias=True):
@@ -33,6 +43,7 @@ def _inputs(case, heads=3, dim=5, dim_v=4, seed=0, bias=True):
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+@pytest.mark.usefixtures("cpu_path")
 def test_matches_dense(case, normalizer):
     q, k, v, b, ei, graph = _inputs(case)
     out = ga.graph_attention(q, k, v, graph, bias=b, normalizer=normalizer)
@@ -42,6 +53,7 @@ def test_matches_dense(case, normalizer):
 
 @pytest.mark.parametrize("case", ["square", "bipartite", "hub", "self_loops_isolated"])
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+@pytest.mark.usefixtures("cpu_path")
 def test_gradients_match_dense(case, normalizer):
     q, k, v, b, ei, graph = _inputs(case)
     leaves = [t.requires_grad_() for t in (q, k, v, b)]
@@ -54,6 +66,7 @@ def test_gradients_match_dense(case, normalizer):
 
 
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+@pytest.mark.usefixtures("cpu_path")
 def test_gradcheck(normalizer):
     q, k, v, b, ei, graph = _inputs("self_loops_isolated", heads=2, dim=3, dim_v=2)
     inputs = tuple(t.requires_grad_() for t in (q, k, v, b))
@@ -61,6 +74,7 @@ def test_gradcheck(normalizer):
         lambda q, k, v, b: ga.graph_attention(q, k, v, graph, bias=b, normalizer=normalizer), inputs)
 
 
+@pytest.mark.usefixtures("cpu_path")
 def test_gradcheck_unfused_path():
     q, k, v, b, ei, graph = _inputs("bipartite", heads=2, dim=3, dim_v=2)
     inputs = tuple(t.requires_grad_() for t in (q, k, v, b))
@@ -82,6 +96,7 @@ def test_weights_user_order_and_sum_to_one():
     torch.testing.assert_close(sums[has_edge], torch.ones_like(sums[has_edge]))
 
 
+@pytest.mark.usefixtures("cpu_path")
 def test_isolated_node_zero_output_and_grad():
     q, k, v, b, ei, graph = _inputs("self_loops_isolated")
     q.requires_grad_()
@@ -94,6 +109,7 @@ def test_isolated_node_zero_output_and_grad():
 
 
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+@pytest.mark.usefixtures("cpu_path")
 def test_extreme_logits_do_not_overflow(normalizer):
     q, k, v, _, ei, graph = _inputs("hub", bias=False)
     for sign in (1.0, -1.0):

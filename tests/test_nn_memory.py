@@ -39,6 +39,7 @@ def _largest(fn):
 def small_chunks(monkeypatch):
     monkeypatch.setattr(reference, "CHUNK_ELEMENTS", 4096)
     monkeypatch.setattr(_edge_ops, "_edge_chunk", lambda heads, channels: 64)
+    monkeypatch.setattr(_edge_ops, "DIRECT_ELEMENTS", 0)
 
 
 def _inputs():

@@ -87,7 +87,8 @@ def test_register_backend_rejects_unknown_op():
         sk.register_backend("cuda", not_an_op=lambda: None)
 
 
-def test_sparse_cpu_path_equals_chunked_path_with_duplicates():
+def test_sparse_cpu_path_equals_chunked_path_with_duplicates(monkeypatch):
+    monkeypatch.setattr(reference, "SPARSE_MIN_ELEMENTS", 0)
     ei = torch.cat([random_graph(9, 8, 30, hub=True, isolated=1), torch.tensor([[3, 3, 3], [2, 2, 2]])], 1)
     csr = sk.build_csr(ei, 9, 8)
     a, b = torch.randn(8, 2, 5, dtype=DT), torch.randn(9, 2, 5, dtype=DT)
@@ -101,7 +102,8 @@ def test_sparse_cpu_path_equals_chunked_path_with_duplicates():
                                reference.spmm(w, a, csr.col, csr.row, 9))
 
 
-def test_sddmm_with_more_duplicates_than_matrix_entries():
+def test_sddmm_with_more_duplicates_than_matrix_entries(monkeypatch):
+    monkeypatch.setattr(reference, "SPARSE_MIN_ELEMENTS", 0)
     ei = torch.tensor([[0, 1, 2, 0, 0, 1, 2, 1, 0, 1, 2, 2], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]])
     csr = sk.build_csr(ei, 3, 3)
     a, b = torch.randn(3, 2, 4), torch.randn(3, 2, 4)

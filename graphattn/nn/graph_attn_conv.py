@@ -11,7 +11,8 @@ from torch_geometric.nn.dense.linear import Linear
 
 from ..functional import as_attention_graph, attention_weights, graph_attention
 from ..graph import AttentionGraph
-from ._edge_ops import aggregate, edge_feature_bias, edge_feature_sum, edge_source_graph
+from . import _edge_ops
+from ._edge_ops import EdgeFeatures, aggregate, segment_sum
 
 __all__ = ["GraphAttnConv"]
 
@@ -38,7 +39,10 @@ class GraphAttnConv(torch.nn.Module):
     the value term is :math:`\mathbf{W}_6 \sum_j \alpha_{ij} \mathbf{e}_{ij}`, both computed as
     engine SDDMM/SpMM ops on the edge-source graph, one head at a time. Memory:
     :math:`O(E \cdot (H + F_e) + N \cdot H \cdot (C + F_e))`; no :math:`E \times H \times C` tensor
-    is formed (PyG's forms three).
+    is formed (PyG's forms three). Small batches (at most
+    :data:`~graphattn.nn._edge_ops.DIRECT_ELEMENTS` :math:`E \cdot H \cdot C` elements, e.g. molecules)
+    take PyG's formulation instead, projecting every edge once, which costs less than :math:`H`
+    engine calls there.
 
     Args:
         in_channels: size of each input sample, or a ``(source, destination)`` tuple for
@@ -139,14 +143,22 @@ class GraphAttnConv(torch.nn.Module):
         edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
         if edge_attr.size(0) != graph.num_edges:
             raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
+        if graph.num_edges * H * C <= _edge_ops.DIRECT_ELEMENTS:       # small batch: project each edge
+            edge_value = self.lin_edge(edge_attr).view(-1, H, C)        # W_e e_ij [E, H, C]
+            dst = graph.edge_index[1]
+            bias = (query[dst] * edge_value).sum(-1) / math.sqrt(C)
+            alpha = attention_weights(query, key, graph, bias=bias)
+            dropped = F.dropout(alpha, p=p) if p > 0.0 else alpha
+            edge_term = segment_sum(dropped.unsqueeze(-1) * edge_value, dst, graph.num_dst_nodes)
+            return aggregate(dropped, value, graph) + edge_term, alpha
         w_edge = self.lin_edge.weight.view(H, C, -1)                  # [H, C, F]
-        edge_graph = edge_source_graph(graph)
+        features = EdgeFeatures(graph, edge_attr.to(value.dtype))
         q_edge = torch.einsum("nhc,hcf->nhf", query, w_edge)        # W_e^T q_i per head
-        bias = edge_feature_bias(q_edge, edge_attr, edge_graph) / math.sqrt(C)
+        bias = features.bias(q_edge) / math.sqrt(C)
         alpha = attention_weights(query, key, graph, bias=bias)
         dropped = F.dropout(alpha, p=p) if p > 0.0 else alpha
         out = aggregate(dropped, value, graph)
-        summed = edge_feature_sum(dropped, edge_attr.to(value.dtype), edge_graph)   # [N, H, F]
+        summed = features.weighted_sum(dropped)                      # [N, H, F]
         return out + torch.einsum("nhf,hcf->nhc", summed, w_edge), alpha
 
     def __repr__(self) -> str:
