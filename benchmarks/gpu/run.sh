@@ -13,6 +13,10 @@
 # Each stage writes <stage>.log and its results under $OUT (at most 8 files come back per call).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+STAGES="tests kernels seq charlm models train"
+for s in "$@"; do
+  case " $STAGES " in *" $s "*) ;; *) echo "unknown stage $s ($STAGES)" >&2; exit 2 ;; esac
+done
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OUTDATED_IGNORE=1 TRITON_INTERPRET=0
@@ -40,6 +44,5 @@ for s in "$@"; do
                --out-dir "$OUT" ;;
     train)   stage train python3 -m graphattn train --config gps-molhiv --root "$data" --device cuda \
                --epochs "${EPOCHS:-10}" --no-progress --out "$OUT/molhiv" ;;
-    *) echo "unknown stage $s (tests kernels seq charlm models train)" >&2; exit 2 ;;
   esac
 done
