@@ -72,7 +72,8 @@ SPARSE_MIN_ELEMENTS = 1 << 17
 def _sparse_path(x: Tensor, ptr: Optional[Tensor], num_edges: int) -> bool:
     """Whether the CSR goes to ``torch.sparse`` (CPU, fp32/fp64, not tiny): MKL's sparse kernels
     then replace the gathers, with no ``[C, H, D]`` temporary at all."""
-    return (ptr is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    return (ptr is not None and num_edges > 0 and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
             and num_edges * x.size(1) * x.size(2) >= SPARSE_MIN_ELEMENTS)
 
 

@@ -10,7 +10,7 @@ from ..graph import AttentionGraph
 from ..nn.gps_layer import GPSLayer
 from .base import GraphModel
 from .heads import PredictionHead
-from .local import LocalConv
+from .local import EDGE_AWARE_LOCAL_CONVS, LocalConv
 
 __all__ = ["GPS"]
 
@@ -37,7 +37,7 @@ class GPS(GraphModel):
                  edge_encoder: Union[str, int, None] = "ogb", lap_pe_dim: int = 0, rwse_dim: int = 0,
                  norm: Optional[str] = "batch_norm", dropout: float = 0.0, act: str = "relu",
                  head_layers: int = 1, level: str = "graph", pool: str = "mean", extra_categories: int = 0):
-        uses_edges = local_conv in ("gine", "gatedgcn")   # GCN ignores them
+        uses_edges = local_conv in EDGE_AWARE_LOCAL_CONVS
         super().__init__(channels, node_encoder, edge_encoder if uses_edges else None, lap_pe_dim, rwse_dim,
                          extra_categories)
         kwargs = {"dropout": attn_dropout, **(attn_kwargs or {})}

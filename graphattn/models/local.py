@@ -7,9 +7,11 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import GCNConv, GINEConv, ResGatedGraphConv
 
-__all__ = ["LocalConv", "LOCAL_CONVS"]
+__all__ = ["LocalConv", "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS"]
 
 LOCAL_CONVS = ("gine", "gatedgcn", "gcn")
+#: The local layers that read edge features (GCN ignores them).
+EDGE_AWARE_LOCAL_CONVS = ("gine", "gatedgcn")
 
 
 class LocalConv(torch.nn.Module):
@@ -40,9 +42,9 @@ class LocalConv(torch.nn.Module):
         self.conv.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
-        if self.kind == "gcn":
-            return self.conv(x, edge_index)
-        return self.conv(x, edge_index, edge_attr)
+        if self.kind in EDGE_AWARE_LOCAL_CONVS:
+            return self.conv(x, edge_index, edge_attr)
+        return self.conv(x, edge_index)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.kind}, {self.conv})"

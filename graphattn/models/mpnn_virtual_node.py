@@ -10,7 +10,7 @@ from torch import Tensor
 from ..nn.virtual_node import VirtualNode
 from .base import GraphModel
 from .heads import PredictionHead
-from .local import LocalConv
+from .local import EDGE_AWARE_LOCAL_CONVS, LocalConv
 
 __all__ = ["MPNNVirtualNode"]
 
@@ -39,7 +39,7 @@ class MPNNVirtualNode(GraphModel):
                  node_encoder: Union[str, int] = "ogb", edge_encoder: Union[str, int, None] = "ogb",
                  lap_pe_dim: int = 0, rwse_dim: int = 0, head_layers: int = 1, level: str = "graph",
                  pool: str = "mean", extra_categories: int = 0):
-        uses_edges = local_conv in ("gine", "gatedgcn")   # GCN ignores them
+        uses_edges = local_conv in EDGE_AWARE_LOCAL_CONVS
         super().__init__(channels, node_encoder, edge_encoder if uses_edges else None, lap_pe_dim, rwse_dim,
                          extra_categories)
         if num_layers < 1:

@@ -1,9 +1,9 @@
 r"""Per-edge helpers shared by the layers, built on the engine's ops (:mod:`sparse_kernels`).
 
 * :func:`aggregate` — :math:`o_i = \sum_j w_{ij} v_j`;
-* :class:`EdgeFeatures` — the edge-feature terms of attention with edge features ``f [E, F]``:
-  the score bias :math:`b_{ij,h} = \langle u_{i,h}, f_{ij}\rangle` for node vectors
-  ``u [N_dst, H, F]``, and the weighted sum :math:`o_{i,h} = \sum_j w_{ij,h} f_{ij}` ``[N_dst, H, F]``.
+* :func:`edge_feature_bias` — :math:`b_{ij,h} = \langle u_{i,h}, f_{ij}\rangle` for node vectors
+  ``u [N_dst, H, F]`` and edge features ``f [E, F]``;
+* :func:`edge_feature_sum` — :math:`o_{i,h} = \sum_j w_{ij,h} f_{ij}` ``[N_dst, H, F]``.
 
 Both run on the *edge-source graph* (one source per edge, ``e -> dst(e)``), as an SDDMM and an
 SpMM of the engine one head at a time: the largest temporary is ``[E, F]``; no ``[E, H, F]``
@@ -12,8 +12,6 @@ one gather for all heads (PyG's formulation) costs less than ``H`` engine calls.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -21,7 +19,7 @@ import sparse_kernels as sk
 
 from ..graph import AttentionGraph
 
-__all__ = ["aggregate", "edge_source_graph", "EdgeFeatures", "DIRECT_ELEMENTS", "segment_sum"]
+__all__ = ["aggregate", "edge_source_graph", "edge_feature_bias", "edge_feature_sum", "DIRECT_ELEMENTS", "segment_sum"]
 
 #: Largest ``E x H x C`` per-edge tensor a layer may form directly (4 MB in fp32) instead of
 #: running the memory-lean engine path: batches of small graphs such as molecules.
@@ -41,38 +39,27 @@ def edge_source_graph(graph: AttentionGraph) -> AttentionGraph:
                           validate=False)
 
 
-class EdgeFeatures:
-    r"""Edge features ``f`` ``[E, F]`` (user edge order) of ``graph``, with the two terms that
-    attention with edge features needs. The edge-source graph is built once, on first use.
+def edge_feature_bias(u: Tensor, edge_attr: Tensor, edge_graph: AttentionGraph) -> Tensor:
+    r""":math:`b_{e,h} = \langle u_{\text{dst}(e),h}, f_e\rangle`, ``[E, H]`` in the user's edge order.
+
+    Args:
+        u: ``[N_dst, H, F]``; edge_attr: ``[E, F]``; edge_graph: from :func:`edge_source_graph`.
     """
+    f = edge_attr.unsqueeze(1).contiguous()
+    cols = [sk.sddmm(u[:, h:h + 1].contiguous(), f, edge_graph.csr) for h in range(u.size(1))]
+    return edge_graph.to_user_order(torch.cat(cols, dim=1))
 
-    def __init__(self, graph: AttentionGraph, edge_attr: Tensor):
-        self.graph = graph
-        self.edge_attr = edge_attr
-        self._source_graph: Optional[AttentionGraph] = None
 
-    @property
-    def source_graph(self) -> AttentionGraph:
-        if self._source_graph is None:
-            self._source_graph = edge_source_graph(self.graph)
-        return self._source_graph
+def edge_feature_sum(weight: Tensor, edge_attr: Tensor, edge_graph: AttentionGraph) -> Tensor:
+    r""":math:`o_{i,h} = \sum_{e:\,\text{dst}(e)=i} w_{e,h} f_e`, ``[N_dst, H, F]``.
 
-    def bias(self, u: Tensor) -> Tensor:
-        r""":math:`b_{e,h} = \langle u_{\text{dst}(e),h}, f_e\rangle`, ``[E, H]`` in the user's edge order,
-        for ``u`` ``[N_dst, H, F]``."""
-        f = self.edge_attr.unsqueeze(1).contiguous()
-        csr = self.source_graph.csr
-        cols = [sk.sddmm(u[:, h:h + 1].contiguous(), f, csr) for h in range(u.size(1))]
-        return self.source_graph.to_user_order(torch.cat(cols, dim=1))
-
-    def weighted_sum(self, weight: Tensor) -> Tensor:
-        r""":math:`o_{i,h} = \sum_{e:\,\text{dst}(e)=i} w_{e,h} f_e`, ``[N_dst, H, F]``, for ``weight``
-        ``[E, H]`` in the user's edge order."""
-        f = self.edge_attr.unsqueeze(1).contiguous()
-        w = self.source_graph.to_csr_order(weight)
-        csr = self.source_graph.csr
-        cols = [sk.spmm(w[:, h:h + 1].contiguous(), f, csr) for h in range(weight.size(1))]
-        return torch.cat(cols, dim=1)
+    Args:
+        weight: ``[E, H]`` in the user's edge order; edge_attr: ``[E, F]``.
+    """
+    f = edge_attr.unsqueeze(1).contiguous()
+    w = edge_graph.to_csr_order(weight)
+    cols = [sk.spmm(w[:, h:h + 1].contiguous(), f, edge_graph.csr) for h in range(weight.size(1))]
+    return torch.cat(cols, dim=1)
 
 
 def segment_sum(values: Tensor, index: Tensor, num_segments: int) -> Tensor:

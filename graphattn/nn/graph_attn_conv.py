@@ -12,7 +12,7 @@ from torch_geometric.nn.dense.linear import Linear
 from ..functional import as_attention_graph, attention_weights, graph_attention
 from ..graph import AttentionGraph
 from . import _edge_ops
-from ._edge_ops import EdgeFeatures, aggregate, segment_sum
+from ._edge_ops import aggregate, edge_feature_bias, edge_feature_sum, edge_source_graph, segment_sum
 
 __all__ = ["GraphAttnConv"]
 
@@ -143,22 +143,24 @@ class GraphAttnConv(torch.nn.Module):
         edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
         if edge_attr.size(0) != graph.num_edges:
             raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
-        if graph.num_edges * H * C <= _edge_ops.DIRECT_ELEMENTS:       # small batch: project each edge
+        # small batch: project each edge once (PyG's formulation); else the engine path, which never
+        # forms an E x H x C tensor
+        direct = graph.num_edges * H * C <= _edge_ops.DIRECT_ELEMENTS
+        if direct:
             edge_value = self.lin_edge(edge_attr).view(-1, H, C)        # W_e e_ij [E, H, C]
-            dst = graph.edge_index[1]
-            bias = (query[dst] * edge_value).sum(-1) / math.sqrt(C)
-            alpha = attention_weights(query, key, graph, bias=bias)
-            dropped = F.dropout(alpha, p=p) if p > 0.0 else alpha
-            edge_term = segment_sum(dropped.unsqueeze(-1) * edge_value, dst, graph.num_dst_nodes)
-            return aggregate(dropped, value, graph) + edge_term, alpha
-        w_edge = self.lin_edge.weight.view(H, C, -1)                  # [H, C, F]
-        features = EdgeFeatures(graph, edge_attr.to(value.dtype))
-        q_edge = torch.einsum("nhc,hcf->nhf", query, w_edge)        # W_e^T q_i per head
-        bias = features.bias(q_edge) / math.sqrt(C)
-        alpha = attention_weights(query, key, graph, bias=bias)
+            bias = (query[graph.edge_index[1]] * edge_value).sum(-1)
+        else:
+            w_edge = self.lin_edge.weight.view(H, C, -1)              # [H, C, F]
+            edge_graph = edge_source_graph(graph)
+            q_edge = torch.einsum("nhc,hcf->nhf", query, w_edge)    # W_e^T q_i per head
+            bias = edge_feature_bias(q_edge, edge_attr, edge_graph)
+        alpha = attention_weights(query, key, graph, bias=bias / math.sqrt(C))
         dropped = F.dropout(alpha, p=p) if p > 0.0 else alpha
         out = aggregate(dropped, value, graph)
-        summed = features.weighted_sum(dropped)                      # [N, H, F]
+        if direct:
+            edge_term = segment_sum(dropped.unsqueeze(-1) * edge_value, graph.edge_index[1], graph.num_dst_nodes)
+            return out + edge_term, alpha
+        summed = edge_feature_sum(dropped, edge_attr.to(value.dtype), edge_graph)   # [N, H, F]
         return out + torch.einsum("nhf,hcf->nhc", summed, w_edge), alpha
 
     def __repr__(self) -> str:
