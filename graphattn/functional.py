@@ -1,28 +1,35 @@
-r"""Functional graph attention on an :class:`~graphattn.graph.AttentionGraph`.
+r"""Functional graph attention on an :class:`~graphattn.graph.AttentionGraph`, in the user's edge order.
 
 .. math::
-    s_{ij} = \text{scale}\,\langle q_i, k_j\rangle + b_{ij},\qquad
+    s_{ij} = \text{scale}\,\langle q_i, k_j + e^k_{ij}\rangle + b_{ij},\qquad
     a_{ij} = \operatorname{normalise}_{j \in \mathcal N(i)}(s_{ij}),\qquad
-    o_i = \sum_{j \in \mathcal N(i)} \operatorname{dropout}(a_{ij})\, v_j
+    o_i = \sum_{j \in \mathcal N(i)} \operatorname{dropout}(a_{ij})\, (v_j + e^v_{ij})
 
-computed on the engine's ops (:mod:`sparse_kernels`): one fused op when neither dropout
-nor the weights are asked for, otherwise SDDMM -> edge normalisation -> SpMM. Memory is
-:math:`O(E \cdot H + N \cdot H \cdot D)`; no :math:`E \times H \times D` message tensor is formed.
+:func:`graph_attention` runs the whole formula on the engine (:mod:`sparse_kernels`), which picks
+the implementation (fused CSR kernels, block-sparse or dense blocks) per call; memory is
+:math:`O(E \cdot H + N \cdot H \cdot D)` plus the per-edge inputs given. For layers that need the
+per-edge values, the three steps are public too, every per-edge tensor in the user's edge order
+(the order of ``graph.edge_index``):
+
+* :func:`edge_scores` — :math:`s_{ij}` ``[E, H]``;
+* :func:`normalize` — :math:`a_{ij}` ``[E, H]`` with any normaliser: softmax, sigmoid, l1-softplus,
+  Dwivedi & Bresson's clamped exponential, FlashSigmoid's length bias, multiplicative edge weights;
+* :func:`aggregate` — :math:`o_i = \sum_j a_{ij} (v_j + e^v_{ij})`.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 import sparse_kernels as sk
-from sparse_kernels.bsr import BSR, select_bsr
 
-from .graph import AttentionGraph
+from .graph import AttentionGraph, cached_graph
 
-__all__ = ["graph_attention", "attention_weights", "as_attention_graph", "NORMALIZERS"]
+__all__ = ["graph_attention", "attention_weights", "edge_scores", "normalize", "aggregate", "as_attention_graph",
+           "explain", "NORMALIZERS"]
 
 NORMALIZERS = sk.NORMALIZERS
 
@@ -30,33 +37,30 @@ GraphLike = Union[AttentionGraph, Tensor, Any]
 
 
 def as_attention_graph(graph: GraphLike, num_dst_nodes: int, num_src_nodes: int) -> AttentionGraph:
-    """Turns an ``AttentionGraph``, an ``edge_index`` ``[2, E]`` or a sparse ``[N_dst, N_src]``
-    adjacency (torch.sparse or ``SparseTensor``) into an :class:`AttentionGraph`."""
+    """Turns an ``AttentionGraph``, an ``edge_index`` ``[2, E]`` (built once per tensor, see
+    :func:`~graphattn.graph.cached_graph`) or a sparse ``[N_dst, N_src]`` adjacency (torch.sparse or
+    ``SparseTensor``) into an :class:`AttentionGraph`."""
     if isinstance(graph, AttentionGraph):
         return graph
     if isinstance(graph, Tensor) and graph.layout == torch.strided:
-        return AttentionGraph(graph, num_src_nodes, num_dst_nodes)
+        return cached_graph(graph, num_src_nodes, num_dst_nodes)
     if isinstance(graph, Tensor) or hasattr(graph, "sparse_sizes"):
         return AttentionGraph.from_sparse(graph)
     raise TypeError(f"graph must be an AttentionGraph, an edge_index tensor or a sparse adjacency, "
                     f"got {type(graph).__name__}")
 
 
-def _block_sparse_layout(q: Tensor, k: Tensor, v: Tensor, csr: sk.CSR, bias: Optional[Tensor],
-                         normalizer: str) -> Optional[BSR]:
-    """The BSR layout when the block-sparse kernel serves this call, else ``None`` (CSR path).
-
-    Chosen automatically from the graph's tile occupancy (:func:`sparse_kernels.bsr.select_bsr`,
-    cached per graph) for CUDA fp16/bf16 softmax attention without bias; the CPU, float32/64,
-    other normalisers, biases and ``torch.compile`` tracing always take the CSR path.
-    """
-    if (not q.is_cuda or bias is not None or normalizer != "softmax" or torch.compiler.is_compiling()
-            or q.dtype not in (torch.float16, torch.bfloat16) or not k.dtype == v.dtype == q.dtype):
-        return None
-    return select_bsr(csr)
+def _check_qk(q: Any, k: Any) -> None:
+    if not isinstance(q, Tensor) or q.dim() != 3:
+        raise ValueError(f"q must be a tensor of shape [N_dst, heads, channels], got "
+                         f"{list(q.shape) if isinstance(q, Tensor) else type(q).__name__}")
+    if not isinstance(k, Tensor) or k.dim() != 3:
+        raise ValueError(f"k must be a tensor of shape [N_src, heads, channels], got "
+                         f"{list(k.shape) if isinstance(k, Tensor) else type(k).__name__}")
 
 
 def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
+                    edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None,
                     scale: Optional[float] = None, normalizer: str = "softmax", dropout: float = 0.0,
                     return_weights: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
     r"""Multi-head attention of every destination node over its in-edges.
@@ -67,69 +71,165 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: 
         v: ``[N_src, H, Dv]`` values; ``Dv`` may differ from ``D``.
         graph: an :class:`AttentionGraph`, an ``edge_index`` ``[2, E]`` (row 0 sources), or a
             sparse ``[N_dst, N_src]`` adjacency.
-        bias: optional additive score bias ``[E, H]`` in the user's edge order.
+        bias: optional additive score bias ``[E, H]``.
+        edge_k: optional ``[E, H, D]`` added to the key of each edge (TransformerConv's edge term).
+        edge_v: optional ``[E, H, Dv]`` added to the value of each edge.
         scale: score scale, default :math:`1/\sqrt{D}`.
         normalizer: ``"softmax"``, ``"sigmoid"`` or ``"softplus"`` (l1-normalised softplus).
-        dropout: probability of dropping an attention weight (applied whenever > 0, as in
-            :func:`~torch.nn.functional.scaled_dot_product_attention`; pass ``0.0`` in eval).
-        return_weights: also return the (pre-dropout) weights ``[E, H]`` in the user's order.
+        dropout: probability of dropping an attention weight, applied whenever > 0 (as in
+            :func:`~torch.nn.functional.scaled_dot_product_attention`; pass ``0.0`` in eval). The
+            mask is counter-based (seeded from PyTorch's generator, regenerated in the backward,
+            the same on every path; :mod:`sparse_kernels.dropout`).
+        return_weights: also return the (pre-dropout) weights ``[E, H]``.
+
+    Per-edge tensors (``bias``, ``edge_k``, ``edge_v``, the weights) are in the user's edge order.
 
     Returns:
         ``[N_dst, H, Dv]`` in the dtype of ``q`` (and the weights when asked). A destination
         with no in-edge gets a zero row and zero gradients.
-
-    On CUDA, fp16/bf16 softmax attention without bias runs the block-sparse (BSR) kernel
-    when the graph's tiles are well filled (windows, blocks, causal, global tokens; see
-    :func:`sparse_kernels.bsr.select_bsr`) and the CSR kernels otherwise; same semantics.
     """
-    if not isinstance(q, Tensor) or q.dim() != 3:
-        raise ValueError(f"q must be a tensor of shape [N_dst, heads, channels], got "
-                         f"{list(q.shape) if isinstance(q, Tensor) else type(q).__name__}")
-    if not isinstance(k, Tensor) or k.dim() != 3:
-        raise ValueError("k must be a tensor of shape [N_src, heads, channels]")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    _check_qk(q, k)
     graph = as_attention_graph(graph, q.size(0), k.size(0))
-    csr = graph.csr
-    sk.validate_attention_inputs(q, k, v, csr, bias, normalizer)
-    if scale is None:
-        scale = q.size(-1) ** -0.5
-    bias_csr = None if bias is None else graph.to_csr_order(bias)
-
-    if dropout == 0.0 and not return_weights:
-        layout = _block_sparse_layout(q, k, v, csr, bias, normalizer)
-        if layout is not None:
-            from sparse_kernels.triton.bsr import bsr_attention
-            return bsr_attention(q, k, v, layout, scale)
-        return sk.attention_with_stats(q, k, v, csr, bias_csr, scale, normalizer, validate=False)[0]
-
-    weights = _csr_weights(q, k, csr, bias_csr, scale, normalizer)
-    dropped = F.dropout(weights, p=dropout) if dropout > 0.0 else weights
-    out = sk.spmm(dropped, v, csr).to(q.dtype)
+    out = sk.attention(q, k, v, graph.csr, bias, scale, normalizer, edge_k=edge_k, edge_v=edge_v, dropout=dropout)
     if return_weights:
-        return out, graph.to_user_order(weights)
+        return out, attention_weights(q, k, graph, bias=bias, edge_k=edge_k, scale=scale, normalizer=normalizer)
     return out
 
 
-def _csr_weights(q: Tensor, k: Tensor, csr: sk.CSR, bias_csr: Optional[Tensor], scale: float,
-                 normalizer: str) -> Tensor:
-    scores = sk.sddmm(q, k, csr) * scale
-    if bias_csr is not None:
-        scores = scores + bias_csr.to(scores.dtype)
-    return sk.edge_softmax(scores, csr, normalizer)
+def explain(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, **options: Any) -> dict[str, str]:
+    """Which engine path (and kernel) :func:`graph_attention` with these arguments runs:
+    ``{"path": "csr" | "bsr" | "dense_blocks", "kernel": ...}``."""
+    _check_qk(q, k)
+    graph = as_attention_graph(graph, q.size(0), k.size(0))
+    call = sk.ops._make_call(q, k, v, graph.csr, options.get("bias"), options.get("edge_k"), options.get("edge_v"),
+                             options.get("scale"), options.get("normalizer", "softmax"), options.get("dropout", 0.0),
+                             None, validate=True)
+    return sk.explain(call)
+
+
+def _segment_sum(values: Tensor, graph: AttentionGraph) -> Tensor:
+    """Sums per-edge rows ``[E, ...]`` into their destinations ``[N_dst, ...]``."""
+    out = values.new_zeros((graph.num_dst_nodes,) + tuple(values.shape[1:]))
+    return out.index_add_(0, graph.edge_index[1], values)
+
+
+def _check_edge_tensor(name: str, x: Optional[Tensor], graph: AttentionGraph, shape: tuple[int, ...]) -> None:
+    if x is not None and (not isinstance(x, Tensor) or tuple(x.shape) != (graph.num_edges, *shape)):
+        got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must have shape {[graph.num_edges, *shape]}, got {got}")
+
+
+def edge_scores(q: Tensor, k: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
+                edge_k: Optional[Tensor] = None, scale: Optional[float] = None) -> Tensor:
+    r"""Per-edge scores :math:`s_{ij} = \text{scale}\,\langle q_i, k_j + e^k_{ij}\rangle + b_{ij}` ``[E, H]``.
+
+    Args:
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; bias ``[E, H]``, edge_k ``[E, H, D]``, scale: as in
+            :func:`graph_attention`.
+    """
+    _check_qk(q, k)
+    graph = as_attention_graph(graph, q.size(0), k.size(0))
+    _check_edge_tensor("bias", bias, graph, (q.size(1),))
+    _check_edge_tensor("edge_k", edge_k, graph, tuple(q.shape[1:]))
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    s = sk.sddmm(q, k, graph.csr)
+    if edge_k is not None:
+        s = s + (q.index_select(0, graph.edge_index[1]) * edge_k).sum(-1)
+    s = s * scale
+    return s if bias is None else s + bias.to(s.dtype)
+
+
+def normalize(scores: Tensor, graph: GraphLike, normalizer: str = "softmax", *, clamp: Optional[float] = None,
+              length_bias: bool = False, edge_weight: Optional[Tensor] = None) -> Tensor:
+    r"""Normalises per-edge scores ``[E, H]`` over each destination's in-edges, ``[E, H]``.
+
+    Args:
+        scores: ``[E, H]`` (e.g. from :func:`edge_scores`).
+        graph: the attention graph (an ``edge_index`` needs ``num_nodes``: pass an ``AttentionGraph``).
+        normalizer: ``"softmax"`` :math:`e^{s_{ij}} / \sum_{j'} e^{s_{ij'}}`, ``"sigmoid"``
+            :math:`\sigma(s_{ij})` or ``"softplus"`` :math:`\operatorname{softplus}(s_{ij}) / \sum_{j'}
+            \operatorname{softplus}(s_{ij'})`.
+        clamp: Dwivedi & Bresson's weights :math:`e^{\operatorname{clamp}(s, -c, c)} / (\sum_{j'}
+            e^{\operatorname{clamp}(s, -c, c)} + 10^{-6})` instead of the softmax (``normalizer`` softmax).
+        length_bias: subtract :math:`\log n_i` (:math:`n_i` the in-degree of the destination) from the
+            scores first: FlashSigmoid's :math:`b = -\log n`, which starts sigmoid attention at a total
+            weight of about one per row; with softplus the same shift acts as a length-dependent scale.
+        edge_weight: optional ``[E]`` or ``[E, H]`` multiplicative prior :math:`m_{ij} \ge 0` of a weighted
+            softmax :math:`m_{ij} e^{s_{ij}} / \sum_{j'} m_{ij'} e^{s_{ij'}}` (rows with no positive weight
+            give 0); differentiable in ``m`` (GTSP's edge masks).
+
+    A row without edges has no weights; rows whose weights are all zero stay zero (never NaN).
+    """
+    if not isinstance(graph, AttentionGraph):
+        raise TypeError(f"graph must be an AttentionGraph (node counts), got {type(graph).__name__}")
+    if not isinstance(scores, Tensor) or scores.dim() != 2 or scores.size(0) != graph.num_edges:
+        raise ValueError(f"scores must have shape [{graph.num_edges}, heads], got "
+                         f"{list(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
+    if (clamp is not None or edge_weight is not None) and normalizer != "softmax":
+        raise ValueError("clamp and edge_weight apply to the softmax normaliser only")
+    if clamp is not None and clamp <= 0:
+        raise ValueError(f"clamp must be positive, got {clamp}")
+    if edge_weight is not None:
+        if edge_weight.dim() == 1:
+            edge_weight = edge_weight.unsqueeze(-1)
+        _check_edge_tensor("edge_weight", edge_weight, graph, (edge_weight.size(1),))
+    if length_bias:
+        degree = graph.in_degree().clamp_min(1).to(scores.dtype)
+        scores = scores - torch.log(degree).index_select(0, graph.edge_index[1]).unsqueeze(-1)
+    if clamp is not None:
+        w = scores.clamp(-clamp, clamp).exp()
+        if edge_weight is not None:
+            w = w * edge_weight.to(w.dtype)
+        return w / (_segment_sum(w, graph) + 1e-6).index_select(0, graph.edge_index[1])
+    if edge_weight is not None:
+        return _weighted_softmax(scores, edge_weight.to(scores.dtype), graph)
+    return sk.edge_softmax(scores, graph.csr, normalizer)
+
+
+def _weighted_softmax(scores: Tensor, weight: Tensor, graph: AttentionGraph) -> Tensor:
+    r""":math:`a_{ij} = m_{ij} e^{s_{ij} - c_i} / \sum_{j'} m_{ij'} e^{s_{ij'} - c_i}` with :math:`c_i` the largest
+    score of a positively weighted edge of row :math:`i` (so a row's denominator is at least its largest
+    weight); the :math:`e^{s - c}` of an edge with weight 0 is capped at 1, which only its gradient sees."""
+    dst = graph.edge_index[1]
+    kept = (weight.detach() > 0).expand_as(scores)
+    top = scores.detach().masked_fill(~kept, -math.inf)
+    top = top.new_full((graph.num_dst_nodes, scores.size(1)), -math.inf).scatter_reduce(
+        0, dst.unsqueeze(-1).expand_as(top), top, "amax")
+    top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
+    w = torch.exp((scores - top.index_select(0, dst)).clamp(max=0.0)) * weight
+    z = _segment_sum(w, graph)
+    return w / torch.where(z > 0, z, torch.ones_like(z)).index_select(0, dst)
+
+
+def aggregate(weights: Tensor, v: Tensor, graph: GraphLike, *, edge_v: Optional[Tensor] = None) -> Tensor:
+    r""":math:`o_i = \sum_j w_{ij} (v_j + e^v_{ij})` ``[N_dst, H, Dv]`` for weights ``[E, H]``.
+
+    Args:
+        weights: ``[E, H]``; v: ``[N_src, H, Dv]``; edge_v: optional ``[E, H, Dv]``.
+        graph: the attention graph (an ``edge_index`` needs ``num_nodes``: pass an ``AttentionGraph``).
+    """
+    if not isinstance(graph, AttentionGraph):
+        raise TypeError(f"graph must be an AttentionGraph (node counts), got {type(graph).__name__}")
+    out = sk.spmm(weights, v, graph.csr)
+    if edge_v is not None:
+        _check_edge_tensor("edge_v", edge_v, graph, tuple(v.shape[1:]))
+        out = out + _segment_sum(weights.to(edge_v.dtype).unsqueeze(-1) * edge_v, graph)
+    return out
 
 
 def attention_weights(q: Tensor, k: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
-                      scale: Optional[float] = None, normalizer: str = "softmax") -> Tensor:
-    r"""The normalised attention weights :math:`a_{ij}` ``[E, H]`` in the user's edge order
-    (SDDMM + edge normalisation), for layers that need per-edge values.
+                      edge_k: Optional[Tensor] = None, scale: Optional[float] = None,
+                      normalizer: str = "softmax") -> Tensor:
+    r"""The normalised attention weights :math:`a_{ij}` ``[E, H]`` (:func:`edge_scores` then
+    :func:`normalize`), for layers that need per-edge values.
 
     Args:
-        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; graph, bias, scale, normalizer: as in
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; graph, bias, edge_k, scale, normalizer: as in
             :func:`graph_attention`.
     """
+    _check_qk(q, k)
     graph = as_attention_graph(graph, q.size(0), k.size(0))
-    sk.validate_attention_inputs(q, k, k[..., :1], graph.csr, bias, normalizer)
-    scale = q.size(-1) ** -0.5 if scale is None else scale
-    bias_csr = None if bias is None else graph.to_csr_order(bias)
-    return graph.to_user_order(_csr_weights(q, k, graph.csr, bias_csr, scale, normalizer))
+    sk.validate_attention_inputs(q, k, k[..., :1], graph.csr, bias, normalizer, edge_k)
+    return normalize(edge_scores(q, k, graph, bias=bias, edge_k=edge_k, scale=scale), graph, normalizer)

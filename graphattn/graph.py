@@ -17,9 +17,53 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from sparse_kernels.csr import CSR, build_csr, csr_from_sorted_rows, validate_edge_index
+from sparse_kernels.csr import CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, validate_edge_index
 
-__all__ = ["AttentionGraph"]
+__all__ = ["AttentionGraph", "cached_graph"]
+
+
+def _cache_key(t: Tensor, *sizes: Optional[int]) -> tuple:
+    try:
+        version = t._version
+    except RuntimeError:          # inference tensors keep no version counter
+        version = 0
+    return (version, *sizes)
+
+
+def _lookup(t: Tensor, attr: str, key: tuple) -> Optional[CSR]:
+    if torch.compiler.is_compiling():
+        return None
+    cached = getattr(t, attr, None)
+    return cached[1] if cached is not None and cached[0] == key else None
+
+
+def _store(t: Tensor, attr: str, key: tuple, csr: CSR) -> None:
+    if torch.compiler.is_compiling():
+        return
+    try:
+        setattr(t, attr, (key, csr))
+    except (AttributeError, RuntimeError):   # a tensor that takes no attributes: no cache
+        pass
+
+
+def cached_graph(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional[int] = None) -> "AttentionGraph":
+    """The :class:`AttentionGraph` of a raw ``edge_index``, validated and built once per tensor.
+
+    The CSR (with its transpose and kernel schedules) is cached on the ``edge_index`` tensor itself,
+    keyed by the node counts and the tensor's version counter (an in-place change rebuilds it), so
+    every layer of a forward pass, and its backward, share one graph and the per-layer cost is a
+    lookup: no validation, no sort, no host synchronisation. Inside ``torch.compile`` nothing is
+    cached (the graph is built in the traced code)."""
+    num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"edge_index must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
+    key = _cache_key(edge_index, int(num_src_nodes), int(num_dst_nodes))
+    csr = _lookup(edge_index, "_graphattn_csr", key)
+    if csr is not None:
+        return AttentionGraph(edge_index, num_src_nodes, num_dst_nodes, validate=False, _csr=csr)
+    graph = AttentionGraph(edge_index, num_src_nodes, num_dst_nodes)
+    _store(edge_index, "_graphattn_csr", key, graph.csr)
+    return graph
 
 
 class AttentionGraph:
@@ -32,13 +76,16 @@ class AttentionGraph:
         edge_weight: optional per-edge values ``[E]`` or ``[E, H]`` carried with the graph
             (for weighted graphs such as a pretrained model's attention probabilities).
         validate: check indices (dtype, shape, range) before anything else runs.
+        sorted_by_dst: the edges are already grouped by destination (``edge_index[1]``
+            non-decreasing), so the CSR is built without a sort and the user's edge order is the
+            engine's (not checked; :meth:`from_sorted_rows` checks it).
 
-    The CSR is built on first use and cached; pass the same graph object to every layer of a
-    model so that it is built once per batch.
+    The CSR is built on first use and cached on the graph; layers given a raw ``edge_index`` share
+    one graph per tensor (:func:`cached_graph`).
     """
 
     def __init__(self, edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional[int] = None,
-                 edge_weight: Optional[Tensor] = None, validate: bool = True,
+                 edge_weight: Optional[Tensor] = None, validate: bool = True, sorted_by_dst: bool = False,
                  _csr: Optional[CSR] = None):
         num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
         if validate and not torch.compiler.is_compiling():
@@ -54,6 +101,7 @@ class AttentionGraph:
         self.num_dst_nodes = int(num_dst_nodes)
         self.edge_weight = edge_weight
         self._csr = _csr
+        self._sorted_by_dst = sorted_by_dst
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -73,6 +121,26 @@ class AttentionGraph:
             else:
                 num_nodes = int(edge_index[0].max()) + 1 if edge_index.numel() else 0
         return cls(edge_index, num_nodes, num_dst_nodes, edge_weight=edge_weight)
+
+    @classmethod
+    def from_sorted_rows(cls, row: Tensor, col: Tensor, num_src_nodes: int, num_dst_nodes: Optional[int] = None,
+                         validate: bool = True) -> "AttentionGraph":
+        """From edges already grouped by destination: ``row`` ``[E]`` (destinations, non-decreasing)
+        and ``col`` ``[E]`` (sources). The user's edge order is then the engine's CSR order, so no
+        sort runs and no per-edge tensor is ever permuted.
+
+        Raises:
+            ValueError: ``row`` is not sorted or an index is out of range (with ``validate``).
+        """
+        num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
+        if not isinstance(row, Tensor) or not isinstance(col, Tensor) or row.shape != col.shape or row.dim() != 1:
+            raise ValueError("row and col must be 1-D tensors of the same length")
+        edge_index = torch.stack([col, row])
+        if validate and not torch.compiler.is_compiling():
+            validate_edge_index(edge_index, int(num_src_nodes), int(num_dst_nodes))
+            if row.numel() > 1 and bool((row[1:] < row[:-1]).any()):
+                raise ValueError("row must be sorted (non-decreasing): edges grouped by destination")
+        return cls(edge_index, num_src_nodes, num_dst_nodes, validate=False, sorted_by_dst=True)
 
     @classmethod
     def from_data(cls, data: Any) -> "AttentionGraph":
@@ -142,27 +210,29 @@ class AttentionGraph:
 
         Args:
             batch: ``[N]`` graph id of every node (PyG's ``batch`` vector), non-decreasing.
+            num_graphs: number of graphs (default ``batch.max() + 1``).
 
-        The graph has :math:`\sum_g n_g^2` edges, built directly in CSR order (no sort).
+        The graph has :math:`\sum_g n_g^2` edges, built directly in CSR order (no sort), and is
+        marked block-diagonal full, so that the engine may run it as dense blocks. Built once per
+        ``batch`` tensor (cached on it like :func:`cached_graph`).
         """
         if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.dtype.is_floating_point:
             raise TypeError("batch must be a 1-D integer tensor of graph ids")
-        batch = batch.long()
-        n = batch.numel()
-        if n and not torch.compiler.is_compiling() and bool((batch[1:] < batch[:-1]).any()):
-            raise ValueError("batch must be sorted (non-decreasing), as in a PyG Batch")
-        if num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if n else 0
-        sizes = torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
-        sizes.scatter_add_(0, batch, torch.ones_like(batch))
-        starts = sizes.cumsum(0) - sizes
-        row_len = sizes[batch]                       # every node attends to its whole graph
-        row = torch.repeat_interleave(torch.arange(n, device=batch.device), row_len)
-        rowptr_start = row_len.cumsum(0) - row_len
-        offset = torch.arange(row.numel(), device=batch.device) - rowptr_start[row]
-        col = starts[batch[row]] + offset
-        csr = csr_from_sorted_rows(row, col, n, n)
-        return cls(torch.stack([col, row]), n, n, validate=False, _csr=csr)
+        key = _cache_key(batch, None if num_graphs is None else int(num_graphs))
+        csr = _lookup(batch, "_graphattn_full_csr", key)
+        if csr is None:
+            batch_long = batch.long()
+            n = batch_long.numel()
+            if n and not torch.compiler.is_compiling() and bool((batch_long[1:] < batch_long[:-1]).any()):
+                raise ValueError("batch must be sorted (non-decreasing), as in a PyG Batch")
+            if num_graphs is None:
+                num_graphs = int(batch_long.max()) + 1 if n else 0
+            sizes = torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
+            sizes.scatter_add_(0, batch_long, torch.ones_like(batch_long))
+            csr = block_diagonal_full(sizes, n)
+            _store(batch, "_graphattn_full_csr", key, csr)
+        n = csr.num_dst_nodes
+        return cls(torch.stack([csr.col, csr.row]), n, n, validate=False, _csr=csr)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -186,7 +256,11 @@ class AttentionGraph:
     def csr(self) -> CSR:
         """The destination-major CSR (built once, cached)."""
         if self._csr is None:
-            self._csr = build_csr(self._edge_index, self.num_src_nodes, self.num_dst_nodes, validate=False)
+            if self._sorted_by_dst:
+                self._csr = csr_from_sorted_rows(self._edge_index[1], self._edge_index[0], self.num_src_nodes,
+                                                 self.num_dst_nodes)
+            else:
+                self._csr = build_csr(self._edge_index, self.num_src_nodes, self.num_dst_nodes, validate=False)
         return self._csr
 
     def in_degree(self) -> Tensor:
@@ -196,13 +270,13 @@ class AttentionGraph:
     # ------------------------------------------------------------------ edge-order helpers
     def to_csr_order(self, x: Tensor) -> Tensor:
         """Per-edge tensor ``[E, ...]`` in the user's order -> CSR order."""
-        return x[self.csr.perm]
+        eid = self.csr.eid
+        return x if eid is None else x.index_select(0, eid)
 
     def to_user_order(self, x: Tensor) -> Tensor:
         """Per-edge tensor ``[E, ...]`` in CSR order -> the user's order."""
-        out = torch.empty_like(x)
-        out[self.csr.perm] = x
-        return out
+        eid = self.csr.eid
+        return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
 
     # ------------------------------------------------------------------ conversions
     def to_dense(self) -> Tensor:
@@ -215,6 +289,16 @@ class AttentionGraph:
         return AttentionGraph(self._edge_index.to(device), self.num_src_nodes, self.num_dst_nodes,
                               None if self.edge_weight is None else self.edge_weight.to(device),
                               validate=False, _csr=None if self._csr is None else self._csr.to(device))
+
+    def with_edge_weight(self, edge_weight: Optional[Tensor]) -> "AttentionGraph":
+        """The same graph (sharing its CSR) with other per-edge values ``[E]`` / ``[E, H]``."""
+        return AttentionGraph(self._edge_index, self.num_src_nodes, self.num_dst_nodes, edge_weight=edge_weight,
+                              validate=False, _csr=self.csr)
+
+    @property
+    def is_block_diagonal_full(self) -> bool:
+        """Whether the graph is full attention within consecutive node blocks (:meth:`full_per_graph`)."""
+        return self._csr is not None and self._csr.block_sizes is not None
 
     def __repr__(self) -> str:
         kind = "bipartite, " if self.is_bipartite else ""

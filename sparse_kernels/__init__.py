@@ -1,15 +1,21 @@
 """sparse_kernels: the graph-attention engine (SDDMM, edge softmax, SpMM, fused attention).
 
-Imports torch (and triton for the GPU backend) only; knows nothing about PyG. CPU tensors run
-the plain-PyTorch reference; CUDA tensors run the Triton kernels of :mod:`sparse_kernels.triton`
-(registered here when Triton is installed).
+Imports torch (and triton for the GPU backend) only; knows nothing about PyG. Which
+implementation runs a call is decided by :mod:`sparse_kernels.dispatch` from the device, dtype,
+sizes, features and the graph's structure: the plain-PyTorch reference (any device; the oracle),
+the compiled CPU kernels (:mod:`sparse_kernels.cpu`), the Triton kernels of
+:mod:`sparse_kernels.triton` on CUDA (registered here when Triton is installed), the block-sparse
+Triton kernel and dense blocks.
 """
 import importlib.util
 
+from . import cpu, dispatch, dropout
 from .csr import CSC, CSR, build_csr, csr_from_sorted_rows, validate_edge_index
-from .ops import (attention, attention_with_stats, backend_override, edge_softmax, register_backend, sddmm, spmm,
-                  validate_attention_inputs)
+from .dispatch import explain, force_path
+from .ops import (attention, attention_with_stats, edge_softmax, sddmm, spmm, validate_attention_inputs)
 from .reference import NORMALIZERS
+
+dispatch.register_kernels("cpu", "cpu", cpu.kernels(), cpu.supports, priority=10)
 
 if importlib.util.find_spec("triton") is not None:
     from . import triton as _triton_backend
@@ -17,5 +23,5 @@ if importlib.util.find_spec("triton") is not None:
     _triton_backend.register("cuda")
 
 __all__ = ["CSR", "CSC", "build_csr", "csr_from_sorted_rows", "validate_edge_index", "attention",
-           "attention_with_stats", "sddmm", "edge_softmax", "spmm", "register_backend", "backend_override",
-           "validate_attention_inputs", "NORMALIZERS"]
+           "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs", "NORMALIZERS",
+           "dispatch", "dropout", "explain", "force_path"]

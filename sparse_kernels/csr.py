@@ -9,7 +9,9 @@ orientation. :class:`CSR` groups the edges by destination:
 * ``col`` ``[E]``: the source of each edge in CSR order;
 * ``row`` ``[E]``: the destination of each edge in CSR order (``rowptr`` expanded);
 * ``perm`` ``[E]``: CSR position -> the user's edge id, so per-edge tensors given in the
-  user's order are read with ``x[perm]`` and written back with ``out[perm] = y``.
+  user's order are read with ``x[perm]`` and written back with ``out[perm] = y``;
+  :attr:`CSR.eid` is ``perm``, or ``None`` when the user's order already is the CSR order
+  (edges given sorted by destination), so that kernels skip the indirection.
 
 The transpose (grouped by source, used by the backward pass for ``dk`` and ``dv``) is
 built lazily once and cached: :meth:`CSR.transpose` gives ``colptr [N_src + 1]``,
@@ -27,7 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "CSC", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "offsets"]
+__all__ = ["CSR", "CSC", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "block_diagonal_full", "offsets"]
 
 
 def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
@@ -91,6 +93,16 @@ class CSR:
     num_src_nodes: int
     num_dst_nodes: int
     _csc: Optional[CSC] = field(default=None, repr=False)
+    #: the user's edge order is the CSR order (``perm`` is the identity)
+    identity_perm: bool = False
+    #: ``[G]`` sizes of the diagonal blocks when the graph is block-diagonal *full* attention (every
+    #: node of a block attends to every node of its block, row-major order); ``None`` otherwise
+    block_sizes: Optional[Tensor] = None
+
+    @property
+    def eid(self) -> Optional[Tensor]:
+        """CSR position -> the user's edge id, ``None`` when that is the identity."""
+        return None if self.identity_perm else self.perm
 
     @property
     def num_edges(self) -> int:
@@ -115,7 +127,8 @@ class CSR:
     def to(self, device: torch.device | str) -> "CSR":
         return CSR(self.rowptr.to(device), self.col.to(device), self.row.to(device),
                    self.perm.to(device), self.num_src_nodes, self.num_dst_nodes,
-                   None if self._csc is None else self._csc.to(device))
+                   None if self._csc is None else self._csc.to(device), self.identity_perm,
+                   None if self.block_sizes is None else self.block_sizes.to(device))
 
 
 def offsets(index: Tensor, size: int) -> Tensor:
@@ -130,15 +143,19 @@ def build_csr(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
               validate: bool = True) -> CSR:
     """Builds the destination-major CSR of ``edge_index`` ``[2, E]``.
 
-    The sort is stable, so edges of one destination keep the user's relative order.
+    The sort is stable, so edges of one destination keep the user's relative order. Edges that
+    are already sorted by destination are not sorted again (and :attr:`CSR.eid` is ``None``; not
+    checked while ``torch.compile`` traces, where the check would be data-dependent).
     """
     if validate:
         validate_edge_index(edge_index, num_src_nodes, num_dst_nodes)
     edge_index = edge_index.long()
     src, dst = edge_index[0], edge_index[1]
+    if not torch.compiler.is_compiling() and (dst.numel() < 2 or bool((dst[1:] >= dst[:-1]).all())):
+        return csr_from_sorted_rows(dst, src, num_src_nodes, num_dst_nodes)
     perm = torch.argsort(dst, stable=True)
     row = dst[perm]
-    return CSR(rowptr=offsets(row, num_dst_nodes), col=src[perm].contiguous(),
+    return CSR(rowptr=offsets(row, num_dst_nodes), col=src.index_select(0, perm),
                row=row.contiguous(), perm=perm, num_src_nodes=num_src_nodes,
                num_dst_nodes=num_dst_nodes)
 
@@ -152,4 +169,25 @@ def csr_from_sorted_rows(row: Tensor, col: Tensor, num_src_nodes: int,
     row, col = row.long().contiguous(), col.long().contiguous()
     return CSR(rowptr=offsets(row, num_dst_nodes), col=col, row=row,
                perm=torch.arange(col.numel(), device=col.device), num_src_nodes=num_src_nodes,
-               num_dst_nodes=num_dst_nodes)
+               num_dst_nodes=num_dst_nodes, identity_perm=True)
+
+
+def block_diagonal_full(sizes: Tensor, num_nodes: Optional[int] = None) -> CSR:
+    r"""Full attention within consecutive node blocks of ``sizes`` ``[G]``: node ``i`` of block ``g``
+    attends to every node of block ``g`` (itself included). :math:`\sum_g n_g^2` edges, built
+    directly in CSR order (rows ascending, sources ascending within a row); the CSR records
+    ``block_sizes`` so that the engine may run it as dense blocks. ``num_nodes`` (``sizes.sum()``)
+    saves a device synchronisation when known."""
+    sizes = sizes.long()
+    n = num_nodes if num_nodes is not None else (int(sizes.sum()) if sizes.numel() else 0)
+    device = sizes.device
+    block = torch.repeat_interleave(torch.arange(sizes.numel(), device=device), sizes, output_size=n)
+    starts = sizes.cumsum(0) - sizes
+    row_len = sizes[block]                                   # every node attends to its whole block
+    num_edges = int((sizes * sizes).sum()) if sizes.numel() else 0
+    row = torch.repeat_interleave(torch.arange(n, device=device), row_len, output_size=num_edges)
+    rowptr_start = row_len.cumsum(0) - row_len
+    col = starts[block[row]] + (torch.arange(num_edges, device=device) - rowptr_start[row])
+    csr = csr_from_sorted_rows(row, col, n, n)
+    csr.block_sizes = sizes
+    return csr

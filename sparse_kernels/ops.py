@@ -1,38 +1,38 @@
-r"""``torch.library`` custom ops of the engine, with fake kernels and autograd.
+r"""The engine's public ops, their ``torch.library`` custom ops, fake kernels and autograd.
 
-Four public ops, each on edges in CSR order (see :mod:`sparse_kernels.csr`):
+Public functions (per-edge tensors always in the **user's edge order**, the order of the
+``edge_index`` the :class:`~sparse_kernels.csr.CSR` was built from; the CSR order is internal):
 
-* :func:`attention` — fused :math:`o_i = \sum_j \operatorname{normalise}_j(\text{scale}\,\langle q_i,k_j\rangle + b_{ij})\, v_j`;
-* :func:`sddmm` — per-edge dot products :math:`s_e = \langle a_{\text{dst}(e)}, b_{\text{src}(e)}\rangle`;
+* :func:`attention` — :math:`o_i = \sum_j w_{ij} (v_j + e^v_{ij})`,
+  :math:`w = \operatorname{dropout}(\operatorname{normalise}_j(\text{scale}\,\langle q_i, k_j + e^k_{ij}\rangle
+  + b_{ij}))`, run on the path the dispatcher picks (:mod:`sparse_kernels.dispatch`);
+* :func:`attention_with_stats` — the CSR path, also returning the per-row statistic;
+* :func:`sddmm` — per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`;
 * :func:`edge_softmax` — per-destination normalisation of edge scores;
 * :func:`spmm` — :math:`o_i = \sum_{j} w_{ij} x_j`.
 
-Each is registered as ``torch.ops.sparse_kernels.*`` with a fake (meta) kernel, so
-``torch.compile(fullgraph=True)`` traces through it and shapes stay symbolic (a new graph
-size does not force a recompile). The default implementation is the plain-PyTorch
-reference (:mod:`sparse_kernels.reference`, also in :data:`REFERENCE_KERNELS`); device backends
-(the Triton kernels) register themselves per device type with :func:`register_backend`, and
-:func:`backend_override` swaps a device's kernels for a ``with`` block (tests run the Triton
-kernels on CPU tensors in Triton's interpreter this way).
-
-Index tensors of an edge list travel as ``(ptr, gather, segment)``: the offsets, the node
-read by each edge and the node each edge reduces into; for the CSR that is
-``(rowptr, col, row)`` and for its transpose ``(colptr, csc.row, csc.col)``.
+The CSR path runs the custom ops ``torch.ops.sparse_kernels.*`` (fake kernels, so
+``torch.compile(fullgraph=True)`` traces through them with symbolic sizes). Each op's
+implementation asks the dispatcher for the kernel of its device, dtype and features: the
+plain-PyTorch reference (:mod:`sparse_kernels.reference`, registered here as ``"reference"`` for
+every device), the compiled CPU kernels, the Triton kernels. Index tensors of an edge list travel
+as ``(ptr, gather, segment)``: offsets, the node read by each edge and the node it reduces into;
+``(rowptr, col, row)`` for the CSR and ``(colptr, csc.row, csc.col)`` for its transpose.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-from . import reference
+from . import dispatch, dropout as drop, reference
 from .csr import CSR
+from .dispatch import AttentionCall, Features
 
-__all__ = ["attention", "attention_with_stats", "sddmm", "edge_softmax", "spmm", "register_backend",
-           "backend_override", "validate_attention_inputs", "REFERENCE_KERNELS"]
+__all__ = ["attention", "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs",
+           "REFERENCE_KERNELS"]
 
 _LIB = "sparse_kernels"
 
@@ -41,67 +41,101 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _empty_if_none(x: Optional[Tensor], like: Tensor) -> Tensor:
+    return like.new_empty(0) if x is None else x
+
+
 # --------------------------------------------------------------------------- attention
+def _attention_features(q: Tensor, bias, edge_k, edge_v, seed, normalizer: str) -> Features:
+    return Features(q.dtype, normalizer, edge_k is not None or edge_v is not None, seed is not None, bias is not None)
+
+
 def _attention_fwd_reference(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
-                             colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
-                             scale: float, normalizer: str) -> tuple[Tensor, Tensor]:
-    out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer, rowptr)
+                             eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
+                             bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
+                             seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
+                             keep_scale: float) -> tuple[Tensor, Tensor]:
+    out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer, rowptr, eid=eid,
+                                            edge_k=edge_k, edge_v=edge_v, seed=seed, p_threshold=p_threshold,
+                                            keep_scale=keep_scale)
     return out, stat.to(_stat_dtype(q.dtype))
 
 
-_attention_fwd = torch.library.custom_op(f"{_LIB}::attention_fwd", mutates_args=())(_attention_fwd_reference)
+@torch.library.custom_op(f"{_LIB}::attention_fwd", mutates_args=())
+def _attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
+                   eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
+                   edge_k: Optional[Tensor], edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float,
+                   normalizer: str, p_threshold: int, keep_scale: float) -> tuple[Tensor, Tensor]:
+    fn = dispatch.kernel("attention_fwd", q.device.type, _attention_features(q, bias, edge_k, edge_v, seed, normalizer))
+    return fn(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale, normalizer,
+              p_threshold, keep_scale)
 
 
 @_attention_fwd.register_fake
-def _(q, k, v, rowptr, col, row, colptr, row_t, perm_t, bias, scale, normalizer):
+def _(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale, normalizer,
+      p_threshold, keep_scale):
     return (q.new_empty(q.shape[0], q.shape[1], v.shape[2]),
             q.new_empty(q.shape[0], q.shape[1], dtype=_stat_dtype(q.dtype)))
 
 
 def _attention_bwd_reference(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
-                             rowptr: Tensor, col: Tensor, row: Tensor, colptr: Tensor, row_t: Tensor,
-                             perm_t: Tensor, bias: Optional[Tensor], scale: float,
-                             normalizer: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    dq, dk, dv, dbias = reference.attention_backward(grad_out, q, k, v, out, stat, row, col, bias,
-                                                     scale, normalizer, rowptr, (colptr, row_t, perm_t))
-    return dq, dk, dv, (dbias if dbias is not None else q.new_empty(0))
+                             rowptr: Tensor, col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor,
+                             row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor], edge_k: Optional[Tensor],
+                             edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float, normalizer: str,
+                             p_threshold: int, keep_scale: float) -> tuple[Tensor, ...]:
+    grads = reference.attention_backward(grad_out, q, k, v, out, stat, row, col, bias, scale, normalizer, rowptr,
+                                         (colptr, row_t, perm_t), eid=eid, edge_k=edge_k, edge_v=edge_v, seed=seed,
+                                         p_threshold=p_threshold, keep_scale=keep_scale)
+    return tuple(_empty_if_none(g, q) for g in grads)
 
 
-_attention_bwd = torch.library.custom_op(f"{_LIB}::attention_bwd", mutates_args=())(_attention_bwd_reference)
+@torch.library.custom_op(f"{_LIB}::attention_bwd", mutates_args=())
+def _attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor, rowptr: Tensor,
+                   col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
+                   bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
+                   seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
+                   keep_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    fn = dispatch.kernel("attention_bwd", q.device.type, _attention_features(q, bias, edge_k, edge_v, seed, normalizer))
+    return fn(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed,
+              scale, normalizer, p_threshold, keep_scale)
 
 
 @_attention_bwd.register_fake
-def _(grad_out, q, k, v, out, stat, rowptr, col, row, colptr, row_t, perm_t, bias, scale, normalizer):
-    dbias = torch.empty_like(bias) if bias is not None else q.new_empty(0)
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), dbias
+def _(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed,
+      scale, normalizer, p_threshold, keep_scale):
+    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
+            *(q.new_empty(0) if x is None else torch.empty_like(x) for x in (bias, edge_k, edge_v)))
 
 
 def _attention_setup(ctx, inputs, output):
-    q, k, v, rowptr, col, row, colptr, row_t, perm_t, bias, scale, normalizer = inputs
+    (q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale, normalizer,
+     p_threshold, keep_scale) = inputs
     out, stat = output
-    ctx.save_for_backward(q, k, v, out, stat, rowptr, col, row, colptr, row_t, perm_t, bias)
-    ctx.scale, ctx.normalizer, ctx.has_bias = scale, normalizer, bias is not None
+    ctx.save_for_backward(q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed)
+    ctx.options = (scale, normalizer, p_threshold, keep_scale)
     ctx.mark_non_differentiable(stat)
 
 
 def _attention_backward(ctx, grad_out, grad_stat):
-    q, k, v, out, stat, rowptr, col, row, colptr, row_t, perm_t, bias = ctx.saved_tensors
-    dq, dk, dv, dbias = _attention_bwd(grad_out.contiguous(), q, k, v, out, stat, rowptr, col, row,
-                                       colptr, row_t, perm_t, bias, ctx.scale, ctx.normalizer)
-    return (dq, dk, dv, None, None, None, None, None, None, dbias if ctx.has_bias else None,
-            None, None)
+    q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed = ctx.saved_tensors
+    dq, dk, dv, dbias, dek, dev = _attention_bwd(grad_out.contiguous(), q, k, v, out, stat, rowptr, col, row, eid,
+                                                 colptr, row_t, perm_t, bias, edge_k, edge_v, seed, *ctx.options)
+    optional = [None if x is None else g for x, g in ((bias, dbias), (edge_k, dek), (edge_v, dev))]
+    return (dq, dk, dv, None, None, None, None, None, None, None, *optional, None, None, None, None, None)
 
 
-torch.library.register_autograd(f"{_LIB}::attention_fwd", _attention_backward,
-                                setup_context=_attention_setup)
+torch.library.register_autograd(f"{_LIB}::attention_fwd", _attention_backward, setup_context=_attention_setup)
 
 
-# --------------------------------------------------------------------------- sddmm
+# --------------------------------------------------------------------------- sddmm / spmm / edge softmax
+# Internal ops on edges in CSR order; the public functions below convert from and to the user's order.
 def _sddmm_reference(a: Tensor, b: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
     return reference.sddmm(a, b, segment, gather, ptr).to(a.dtype)
 
 
-_sddmm = torch.library.custom_op(f"{_LIB}::sddmm", mutates_args=())(_sddmm_reference)
+@torch.library.custom_op(f"{_LIB}::sddmm", mutates_args=())
+def _sddmm(a: Tensor, b: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
+    return dispatch.kernel("sddmm", a.device.type, Features(a.dtype))(a, b, ptr, gather, segment)
 
 
 @_sddmm.register_fake
@@ -109,12 +143,13 @@ def _(a, b, ptr, gather, segment):
     return a.new_empty(gather.shape[0], a.shape[1])
 
 
-# --------------------------------------------------------------------------- spmm
 def _spmm_reference(weight: Tensor, x: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
     return reference.spmm(weight, x, segment, gather, ptr.numel() - 1, ptr).to(x.dtype)
 
 
-_spmm = torch.library.custom_op(f"{_LIB}::spmm", mutates_args=())(_spmm_reference)
+@torch.library.custom_op(f"{_LIB}::spmm", mutates_args=())
+def _spmm(weight: Tensor, x: Tensor, ptr: Tensor, gather: Tensor, segment: Tensor) -> Tensor:
+    return dispatch.kernel("spmm", x.device.type, Features(x.dtype))(weight, x, ptr, gather, segment)
 
 
 @_spmm.register_fake
@@ -122,13 +157,15 @@ def _(weight, x, ptr, gather, segment):
     return x.new_empty(ptr.shape[0] - 1, x.shape[1], x.shape[2])
 
 
-# --------------------------------------------------------------------------- edge softmax
 def _edge_softmax_reference(scores: Tensor, ptr: Tensor, segment: Tensor, normalizer: str) -> tuple[Tensor, Tensor]:
     weights, stat = reference.edge_normalize(scores, segment, ptr.numel() - 1, normalizer)
     return weights.to(scores.dtype), stat.to(_stat_dtype(scores.dtype))
 
 
-_edge_softmax = torch.library.custom_op(f"{_LIB}::edge_softmax", mutates_args=())(_edge_softmax_reference)
+@torch.library.custom_op(f"{_LIB}::edge_softmax", mutates_args=())
+def _edge_softmax(scores: Tensor, ptr: Tensor, segment: Tensor, normalizer: str) -> tuple[Tensor, Tensor]:
+    fn = dispatch.kernel("edge_softmax", scores.device.type, Features(scores.dtype, normalizer))
+    return fn(scores, ptr, segment, normalizer)
 
 
 @_edge_softmax.register_fake
@@ -143,8 +180,11 @@ def _edge_softmax_bwd_reference(grad_weights: Tensor, weights: Tensor, scores: T
                                              normalizer).to(scores.dtype)
 
 
-_edge_softmax_bwd = torch.library.custom_op(f"{_LIB}::edge_softmax_bwd",
-                                            mutates_args=())(_edge_softmax_bwd_reference)
+@torch.library.custom_op(f"{_LIB}::edge_softmax_bwd", mutates_args=())
+def _edge_softmax_bwd(grad_weights: Tensor, weights: Tensor, scores: Tensor, stat: Tensor, ptr: Tensor,
+                      segment: Tensor, normalizer: str) -> Tensor:
+    fn = dispatch.kernel("edge_softmax_bwd", scores.device.type, Features(scores.dtype, normalizer))
+    return fn(grad_weights, weights, scores, stat, ptr, segment, normalizer)
 
 
 @_edge_softmax_bwd.register_fake
@@ -152,7 +192,6 @@ def _(grad_weights, weights, scores, stat, ptr, segment, normalizer):
     return torch.empty_like(scores)
 
 
-# --------------------------------------------------------------------------- autograd of the unfused ops
 # The unfused ops carry the transpose as extra inputs so that their backward needs no sort.
 class _SddmmFn(torch.autograd.Function):
     """``sddmm`` with gradients: ``da = spmm(ds, b)``, ``db = spmm^T(ds, a)``."""
@@ -249,18 +288,20 @@ def _check_normalizer(normalizer: str) -> None:
         raise ValueError(f"normalizer must be one of {reference.NORMALIZERS}, got {normalizer!r}")
 
 
-def _check_edge_values(name: str, x: Tensor, csr: CSR, heads: int) -> None:
+def _check_edge_values(name: str, x: Tensor, csr: CSR, shape: tuple[int, ...]) -> None:
     if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [E, H], got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor of shape {[csr.num_edges, *shape]}, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    if tuple(x.shape) != (csr.num_edges, heads):
-        raise ValueError(f"{name} must have shape [num_edges, heads] = [{csr.num_edges}, {heads}], "
+    if tuple(x.shape) != (csr.num_edges, *shape):
+        names = ["num_edges", "heads", "channels"][:1 + len(shape)]
+        raise ValueError(f"{name} must have shape [{', '.join(names)}] = {[csr.num_edges, *shape]}, "
                          f"got {list(x.shape)}")
 
 
 def validate_attention_inputs(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor],
-                              normalizer: str) -> None:
+                              normalizer: str, edge_k: Optional[Tensor] = None,
+                              edge_v: Optional[Tensor] = None) -> None:
     """Raises ``TypeError``/``ValueError`` naming the argument for any inconsistent input."""
     for name, x in (("q", q), ("k", k), ("v", v)):
         _check_features(name, x)
@@ -278,50 +319,95 @@ def validate_attention_inputs(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: O
         raise ValueError(f"k has {k.size(0)} rows but the graph has {csr.num_src_nodes} source nodes")
     _check_normalizer(normalizer)
     if bias is not None:
-        _check_edge_values("bias", bias, csr, q.size(1))
-    _check_same_device(q=q, k=k, v=v, graph=csr.col, bias=bias)
+        _check_edge_values("bias", bias, csr, (q.size(1),))
+    for name, x, width in (("edge_k", edge_k, q.size(2)), ("edge_v", edge_v, v.size(2))):
+        if x is not None:
+            _check_edge_values(name, x, csr, (q.size(1), width))
+            if x.dtype != q.dtype:
+                raise TypeError(f"{name} must have the dtype of q ({q.dtype}), got {x.dtype}")
+    _check_same_device(q=q, k=k, v=v, graph=csr.col, bias=bias, edge_k=edge_k, edge_v=edge_v)
 
 
 # --------------------------------------------------------------------------- public API
+def _contiguous(x: Optional[Tensor]) -> Optional[Tensor]:
+    return None if x is None else x.contiguous()
+
+
+def _csr_attention(call: AttentionCall) -> tuple[Tensor, Tensor]:
+    """The CSR path: the fused custom ops (kernel chosen per device, dtype and features)."""
+    csr, csc = call.csr, call.csr.transpose()
+    p_threshold = drop.threshold(call.dropout) if call.seed is not None else 0
+    return torch.ops.sparse_kernels.attention_fwd(
+        call.q.contiguous(), call.k.contiguous(), call.v.contiguous(), csr.rowptr, csr.col, csr.row, csr.eid,
+        csc.colptr, csc.row, csc.perm, _contiguous(call.bias), _contiguous(call.edge_k), _contiguous(call.edge_v),
+        call.seed if p_threshold else None, float(call.scale), call.normalizer, p_threshold,
+        drop.keep_scale(call.dropout))
+
+
+def _make_call(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor], edge_k: Optional[Tensor],
+               edge_v: Optional[Tensor], scale: Optional[float], normalizer: str, dropout: float,
+               seed: Optional[Tensor], validate: bool) -> AttentionCall:
+    if validate:
+        validate_attention_inputs(q, k, v, csr, bias, normalizer, edge_k, edge_v)
+        drop.threshold(dropout)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.size(-1))
+    if dropout > 0.0 and seed is None:
+        seed = drop.new_seed(q.device)
+    return AttentionCall(q, k, v, csr, bias, edge_k, edge_v, float(scale), normalizer, float(dropout),
+                         seed if dropout > 0.0 else None)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
+              scale: Optional[float] = None, normalizer: str = "softmax", *, edge_k: Optional[Tensor] = None,
+              edge_v: Optional[Tensor] = None, dropout: float = 0.0, seed: Optional[Tensor] = None,
+              validate: bool = True) -> Tensor:
+    r"""Graph attention on a CSR, on the path the dispatcher picks.
+
+    Args:
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]``.
+        csr: the graph (:class:`~sparse_kernels.csr.CSR`).
+        bias: optional ``[E, H]`` additive score bias (user's edge order).
+        scale: score scale, default :math:`1/\sqrt{D}`.
+        normalizer: ``"softmax"``, ``"sigmoid"`` or ``"softplus"``.
+        edge_k: optional ``[E, H, D]`` added to the key of each edge; edge_v: optional ``[E, H, Dv]``
+            added to its value (user's edge order); neither is expanded per edge in memory.
+        dropout: probability of dropping an attention weight (counter-based mask, regenerated in the
+            backward; :mod:`sparse_kernels.dropout`); seed: its one-element int64 seed tensor
+            (default: drawn from PyTorch's generator).
+
+    Returns:
+        ``[N_dst, H, Dv]`` in the dtype of ``q``; rows without edges are zero.
+    """
+    call = _make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed, validate)
+    return dispatch.select_path(call).run(call)
+
+
+def attention_with_stats(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
+                         scale: Optional[float] = None, normalizer: str = "softmax", *,
+                         edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None, dropout: float = 0.0,
+                         seed: Optional[Tensor] = None, validate: bool = True) -> tuple[Tensor, Tensor]:
+    """Like :func:`attention` on the CSR path, also returning the per-(row, head) statistic ``[N_dst, H]``
+    (log-sum-exp for softmax, :math:`\\log Z` for softplus, zeros for sigmoid; ``+inf`` for empty rows)."""
+    return _csr_attention(_make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed,
+                                     validate))
+
+
 def _transpose_args(csr: CSR) -> tuple[Tensor, ...]:
     csc = csr.transpose()
     return csr.rowptr, csr.col, csr.row, csc.colptr, csc.row, csc.col, csc.perm
 
 
-def attention_with_stats(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
-                         scale: Optional[float] = None, normalizer: str = "softmax",
-                         validate: bool = True) -> tuple[Tensor, Tensor]:
-    """Like :func:`attention`, also returning the per-(row, head) statistic ``[N_dst, H]``
-    (log-sum-exp for softmax, :math:`\\log Z` for softplus, zeros for sigmoid)."""
-    if validate:
-        validate_attention_inputs(q, k, v, csr, bias, normalizer)
-    if scale is None:
-        scale = 1.0 / math.sqrt(q.size(-1))
-    csc = csr.transpose()
-    return torch.ops.sparse_kernels.attention_fwd(
-        q.contiguous(), k.contiguous(), v.contiguous(), csr.rowptr, csr.col, csr.row, csc.colptr,
-        csc.row, csc.perm, None if bias is None else bias.contiguous(), float(scale), normalizer)
+def _to_csr_order(x: Tensor, csr: CSR) -> Tensor:
+    return x if csr.eid is None else x.index_select(0, csr.eid)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
-              scale: Optional[float] = None, normalizer: str = "softmax") -> Tensor:
-    r"""Fused graph attention on a CSR.
-
-    Args:
-        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]``.
-        csr: the graph (:class:`~sparse_kernels.csr.CSR`).
-        bias: optional ``[E, H]`` additive score bias in **CSR order**.
-        scale: score scale, default :math:`1/\sqrt{D}`.
-        normalizer: ``"softmax"``, ``"sigmoid"`` or ``"softplus"``.
-
-    Returns:
-        ``[N_dst, H, Dv]`` in the dtype of ``q``.
-    """
-    return attention_with_stats(q, k, v, csr, bias, scale, normalizer)[0]
+def _to_user_order(x: Tensor, csr: CSR) -> Tensor:
+    return x if csr.eid is None else torch.empty_like(x).index_copy(0, csr.eid, x)
 
 
 def sddmm(a: Tensor, b: Tensor, csr: CSR) -> Tensor:
-    r"""Per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`, ``[E, H]`` in CSR order.
+    r"""Per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`, ``[E, H]`` in the user's edge order.
 
     Args:
         a: ``[N_dst, H, D]`` (destination side); b: ``[N_src, H, D]`` (source side).
@@ -335,71 +421,40 @@ def sddmm(a: Tensor, b: Tensor, csr: CSR) -> Tensor:
         raise ValueError(f"a must have {csr.num_dst_nodes} rows and b {csr.num_src_nodes}, "
                          f"got {a.size(0)} and {b.size(0)}")
     _check_same_device(a=a, b=b, graph=csr.col)
-    return _SddmmFn.apply(a.contiguous(), b.contiguous(), _transpose_args(csr))
+    return _to_user_order(_SddmmFn.apply(a.contiguous(), b.contiguous(), _transpose_args(csr)), csr)
 
 
 def spmm(weight: Tensor, x: Tensor, csr: CSR) -> Tensor:
     r"""Weighted neighbour sum :math:`o_i = \sum_j w_{ij} x_j`, ``[N_dst, H, D]``.
 
     Args:
-        weight: ``[E, H]`` in CSR order; x: ``[N_src, H, D]``.
+        weight: ``[E, H]`` in the user's edge order; x: ``[N_src, H, D]``.
     """
     _check_features("x", x)
-    _check_edge_values("weight", weight, csr, x.size(1))
+    _check_edge_values("weight", weight, csr, (x.size(1),))
     if x.size(0) != csr.num_src_nodes:
         raise ValueError(f"x has {x.size(0)} rows but the graph has {csr.num_src_nodes} source nodes")
     _check_same_device(weight=weight, x=x, graph=csr.col)
-    return _SpmmFn.apply(weight.to(x.dtype).contiguous(), x.contiguous(), _transpose_args(csr))
+    weight = _to_csr_order(weight.to(x.dtype), csr).contiguous()
+    return _SpmmFn.apply(weight, x.contiguous(), _transpose_args(csr))
 
 
 def edge_softmax(scores: Tensor, csr: CSR, normalizer: str = "softmax") -> Tensor:
-    """Normalises edge scores ``[E, H]`` (CSR order) over each destination's in-edges."""
+    """Normalises edge scores ``[E, H]`` (user's edge order) over each destination's in-edges."""
     if not isinstance(scores, Tensor) or scores.dim() != 2:
         raise ValueError("scores must be a tensor of shape [num_edges, heads]")
-    _check_edge_values("scores", scores, csr, scores.size(1))
+    _check_edge_values("scores", scores, csr, (scores.size(1),))
     _check_normalizer(normalizer)
     _check_same_device(scores=scores, graph=csr.col)
-    return _EdgeSoftmaxFn.apply(scores.contiguous(), csr.rowptr, csr.row, normalizer)[0]
+    weights = _EdgeSoftmaxFn.apply(_to_csr_order(scores, csr).contiguous(), csr.rowptr, csr.row, normalizer)[0]
+    return _to_user_order(weights, csr)
 
 
-# --------------------------------------------------------------------------- backends
-_OPS = {"attention_fwd": _attention_fwd, "attention_bwd": _attention_bwd, "sddmm": _sddmm,
-        "spmm": _spmm, "edge_softmax": _edge_softmax, "edge_softmax_bwd": _edge_softmax_bwd}
-
-#: The plain-PyTorch implementation of every op, with the op's signature; device backends fall
-#: back to these for inputs they do not handle (e.g. float64).
+#: The plain-PyTorch implementation of every op, with the op's signature.
 REFERENCE_KERNELS: dict[str, Callable] = {
     "attention_fwd": _attention_fwd_reference, "attention_bwd": _attention_bwd_reference,
     "sddmm": _sddmm_reference, "spmm": _spmm_reference, "edge_softmax": _edge_softmax_reference,
     "edge_softmax_bwd": _edge_softmax_bwd_reference}
 
-_REGISTERED: dict[str, dict[str, Callable]] = {}
-
-
-def register_backend(device_type: str, **kernels: Callable) -> None:
-    """Registers device-specific implementations, e.g. ``register_backend("cuda", sddmm=fn)``.
-
-    Each ``fn`` has the signature of the op it replaces (see :data:`REFERENCE_KERNELS`).
-    """
-    for name in kernels:
-        if name not in _OPS:
-            raise ValueError(f"unknown op {name!r}; known: {sorted(_OPS)}")
-    for name, fn in kernels.items():
-        _OPS[name].register_kernel(device_type)(fn)
-        _REGISTERED.setdefault(device_type, {})[name] = fn
-
-
-@contextlib.contextmanager
-def backend_override(device_type: str, **kernels: Callable) -> Iterator[None]:
-    """Runs ``kernels`` for ``device_type`` inside the ``with`` block, then restores what was there.
-
-    Used to run the Triton kernels on CPU tensors in Triton's interpreter
-    (``TRITON_INTERPRET=1``), through the same op dispatch that CUDA tensors take.
-    """
-    previous = {name: _REGISTERED.get(device_type, {}).get(name, REFERENCE_KERNELS[name])
-                for name in kernels}
-    register_backend(device_type, **kernels)
-    try:
-        yield
-    finally:
-        register_backend(device_type, **previous)
+dispatch.register_kernels("reference", None, REFERENCE_KERNELS, priority=-100)
+dispatch.register_path("csr", lambda call: True, lambda call: _csr_attention(call)[0], priority=-100)

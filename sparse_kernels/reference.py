@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from .csr import offsets
+from .dropout import keep_mask
 
 __all__ = [
     "NORMALIZERS",
@@ -46,6 +47,7 @@ __all__ = [
     "edge_normalize_backward",
     "attention_forward",
     "attention_backward",
+    "dropout_multiplier",
 ]
 
 NORMALIZERS = ("softmax", "sigmoid", "softplus")
@@ -123,7 +125,7 @@ def sddmm(a: Tensor, b: Tensor, segment: Tensor, gather: Tensor, ptr: Optional[T
             out[:, h] = values if inverse is None else values[inverse]
         return out
     for c in _chunks(segment.numel(), a.size(1) * a.size(2)):
-        out[c] = (a[segment[c]].to(cdt) * b[gather[c]].to(cdt)).sum(-1)
+        out[c] = (a.index_select(0, segment[c]).to(cdt) * b.index_select(0, gather[c]).to(cdt)).sum(-1)
     return out
 
 
@@ -147,7 +149,7 @@ def spmm(weight: Tensor, x: Tensor, segment: Tensor, gather: Tensor, num_out: in
         return out
     out = torch.zeros(num_out, x.size(1), x.size(2), dtype=cdt, device=x.device)
     for c in _chunks(segment.numel(), x.size(1) * x.size(2)):
-        out.index_add_(0, segment[c], weight[c].to(cdt).unsqueeze(-1) * x[gather[c]].to(cdt))
+        out.index_add_(0, segment[c], weight[c].to(cdt).unsqueeze(-1) * x.index_select(0, gather[c]).to(cdt))
     return out
 
 
@@ -207,71 +209,164 @@ def _score_grad(centered: Tensor, a: Tensor, s: Tensor, stat: Tensor, segment: T
     return centered * torch.sigmoid(s) * torch.exp(-stat[segment])
 
 
+def _gather(x: Tensor, index: Optional[Tensor], chunk: slice) -> Tensor:
+    """Rows ``index[chunk]`` of ``x`` (rows ``chunk`` when ``index`` is ``None``)."""
+    return x[chunk] if index is None else x.index_select(0, index[chunk])
+
+
+def _edge_dot(a: Tensor, segment: Tensor, x: Tensor, eid: Optional[Tensor]) -> Tensor:
+    r""":math:`\langle a_{\text{segment}(c)}, x_{\text{eid}(c)} \rangle` ``[E, H]`` for node vectors ``a``
+    ``[N, H, D]`` and per-edge vectors ``x`` ``[E, H, D]``, in edge chunks."""
+    cdt = _compute_dtype(a.dtype)
+    out = torch.empty(segment.numel(), a.size(1), dtype=cdt, device=a.device)
+    for c in _chunks(segment.numel(), a.size(1) * a.size(2)):
+        out[c] = (a.index_select(0, segment[c]).to(cdt) * _gather(x, eid, c).to(cdt)).sum(-1)
+    return out
+
+
+def _edge_sum(weight: Tensor, x: Tensor, eid: Optional[Tensor], segment: Tensor, num_out: int) -> Tensor:
+    r""":math:`o_n = \sum_{c:\,\text{segment}(c) = n} w_c\, x_{\text{eid}(c)}` ``[num_out, H, D]`` for per-edge
+    vectors ``x`` ``[E, H, D]``, in edge chunks."""
+    cdt = _compute_dtype(x.dtype)
+    out = torch.zeros(num_out, x.size(1), x.size(2), dtype=cdt, device=x.device)
+    for c in _chunks(segment.numel(), x.size(1) * x.size(2)):
+        out.index_add_(0, segment[c], weight[c].to(cdt).unsqueeze(-1) * _gather(x, eid, c).to(cdt))
+    return out
+
+
+def _edge_outer(weight: Tensor, a: Tensor, segment: Tensor, eid: Optional[Tensor], like: Tensor) -> Tensor:
+    r"""Per-edge vectors :math:`g_{\text{eid}(c)} = w_c\, a_{\text{segment}(c)}` ``[E, H, D]`` (in the order of
+    ``eid``), in edge chunks; ``like`` gives the dtype."""
+    out = torch.empty(segment.numel(), a.size(1), a.size(2), dtype=like.dtype, device=a.device)
+    for c in _chunks(segment.numel(), a.size(1) * a.size(2)):
+        values = (weight[c].unsqueeze(-1) * a.index_select(0, segment[c]).to(weight.dtype)).to(like.dtype)
+        if eid is None:
+            out[c] = values
+        else:
+            out.index_copy_(0, eid[c], values)
+    return out
+
+
+def _per_edge(x: Optional[Tensor], eid: Optional[Tensor]) -> Optional[Tensor]:
+    """A per-edge ``[E, ...]`` input in CSR order."""
+    return x if x is None or eid is None else x.index_select(0, eid)
+
+
+def _to_user_order(x: Tensor, eid: Optional[Tensor]) -> Tensor:
+    return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
+
+
+def dropout_multiplier(num_edges: int, heads: int, eid: Optional[Tensor], seed: Optional[Tensor],
+                       p_threshold: int, keep_scale: float, dtype: torch.dtype,
+                       device: torch.device) -> Optional[Tensor]:
+    """``[E, H]`` factors :math:`\\text{keep}/(1-p)` in CSR order (``None`` without dropout); the mask
+    of :mod:`sparse_kernels.dropout` on the user's edge ids ``eid`` (CSR positions when ``None``)."""
+    if seed is None or p_threshold <= 0:
+        return None
+    edge = torch.arange(num_edges, device=device) if eid is None else eid
+    return keep_mask(edge, heads, seed, p_threshold).to(dtype) * keep_scale
+
+
 def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float,
-            rowptr: Optional[Tensor]) -> Tensor:
-    s = sddmm(q, k, row, col, rowptr) * scale
+            rowptr: Optional[Tensor], eid: Optional[Tensor], edge_k: Optional[Tensor]) -> Tensor:
+    s = sddmm(q, k, row, col, rowptr)
+    if edge_k is not None:
+        s = s + _edge_dot(q, row, edge_k, eid)
+    s = s * scale
     if bias is not None:
-        s = s + bias.to(s.dtype)
+        s = s + _per_edge(bias, eid).to(s.dtype)
     return s
 
 
 def attention_forward(q: Tensor, k: Tensor, v: Tensor, row: Tensor, col: Tensor,
                       bias: Optional[Tensor], scale: float, normalizer: str,
-                      rowptr: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-    """Fused-semantics attention on a CSR edge list.
+                      rowptr: Optional[Tensor] = None, *, eid: Optional[Tensor] = None,
+                      edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None,
+                      seed: Optional[Tensor] = None, p_threshold: int = 0,
+                      keep_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    r"""Fused-semantics attention on a CSR edge list:
+
+    .. math::
+        s_c = \text{scale}\,\langle q_i, k_j + e^k_c\rangle + b_c,\quad
+        w_c = \operatorname{normalise}(s)_c \cdot \frac{\text{keep}_c}{1 - p},\quad
+        o_i = \sum_{c \in \text{row } i} w_c\,(v_j + e^v_c).
 
     Args:
         q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]``;
         row, col: ``[E]`` destination / source of each edge in CSR order;
-        bias: ``[E, H]`` in CSR order or ``None``;
-        rowptr: optional ``[N_dst + 1]`` CSR offsets (enables the sparse CPU path).
+        bias: ``[E, H]``, edge_k: ``[E, H, D]``, edge_v: ``[E, H, Dv]`` per-edge inputs, each read at
+            row ``eid[c]`` for CSR position ``c`` (in CSR order when ``eid`` is ``None``);
+        rowptr: optional ``[N_dst + 1]`` CSR offsets (enables the sparse CPU path);
+        seed, p_threshold, keep_scale: counter-based dropout (:mod:`sparse_kernels.dropout`) on the
+            edge ids ``eid`` (``seed=None``: none).
 
     Returns:
         ``out`` ``[N_dst, H, Dv]`` in ``q``'s dtype and ``stat`` ``[N_dst, H]`` in the compute dtype.
     """
-    s = _scores(q, k, row, col, bias, scale, rowptr)
+    s = _scores(q, k, row, col, bias, scale, rowptr, eid, edge_k)
     a, stat = edge_normalize(s, row, q.size(0), normalizer)
-    out = spmm(a, v, row, col, q.size(0), rowptr)
+    mult = dropout_multiplier(row.numel(), q.size(1), eid, seed, p_threshold, keep_scale, a.dtype, a.device)
+    w = a if mult is None else a * mult
+    out = spmm(w, v, row, col, q.size(0), rowptr)
+    if edge_v is not None:
+        out = out + _edge_sum(w, edge_v, eid, row, q.size(0))
     return out.to(q.dtype), stat
 
 
 def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
                        row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float,
                        normalizer: str, rowptr: Optional[Tensor] = None,
-                       transpose: Optional[tuple[Tensor, Tensor, Tensor]] = None,
-                       ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-    r"""Gradients of :func:`attention_forward`, recomputing :math:`a_{ij}` from ``stat``.
+                       transpose: Optional[tuple[Tensor, Tensor, Tensor]] = None, *,
+                       eid: Optional[Tensor] = None, edge_k: Optional[Tensor] = None,
+                       edge_v: Optional[Tensor] = None, seed: Optional[Tensor] = None,
+                       p_threshold: int = 0, keep_scale: float = 1.0,
+                       ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    r"""Gradients of :func:`attention_forward`, recomputing :math:`a_{ij}` from ``stat`` and the dropout
+    mask from the seed.
 
-    With :math:`\partial a_{ij} = \langle \partial o_i, v_j\rangle`, the score gradient
-    :math:`\partial s_{ij}` follows :func:`edge_normalize_backward` (for softmax and softplus
-    :math:`\delta_i = \langle \partial o_i, o_i \rangle`), and
+    With :math:`\partial a_c = m_c \langle \partial o_i, v_j + e^v_c\rangle` (:math:`m_c` the dropout factor),
+    the score gradient :math:`\partial s_c` follows :func:`edge_normalize_backward` (for softmax and
+    softplus :math:`\delta_i = \langle \partial o_i, o_i \rangle`), and with :math:`w_c = m_c a_c`
 
     .. math::
-        \partial q_i = \text{scale} \sum_j \partial s_{ij} k_j,\quad
-        \partial k_j = \text{scale} \sum_i \partial s_{ij} q_i,\quad
-        \partial v_j = \sum_i a_{ij}\, \partial o_i,\quad \partial b_{ij} = \partial s_{ij}.
+        \partial q_i = \text{scale} \sum_c \partial s_c (k_j + e^k_c),\quad
+        \partial k_j = \text{scale} \sum_c \partial s_c\, q_i,\quad
+        \partial v_j = \sum_c w_c\, \partial o_i,\quad
+        \partial e^k_c = \text{scale}\, \partial s_c\, q_i,\quad
+        \partial e^v_c = w_c\, \partial o_i,\quad \partial b_c = \partial s_c.
 
     ``rowptr`` and ``transpose = (colptr, csc_row, csc_perm)`` (see :class:`~sparse_kernels.csr.CSC`)
-    enable the sparse CPU path. Returns ``(dq, dk, dv, dbias)`` in the inputs' dtypes (``dbias``
-    is ``None`` without a bias).
+    enable the sparse CPU path. Returns ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` in the inputs' dtypes
+    and orders (``None`` for absent inputs).
     """
     cdt = _compute_dtype(q.dtype)
-    s = _scores(q, k, row, col, bias, scale, rowptr)
+    s = _scores(q, k, row, col, bias, scale, rowptr, eid, edge_k)
     a = _weights_from_stat(s, stat.to(cdt), row, normalizer)
+    mult = dropout_multiplier(row.numel(), q.size(1), eid, seed, p_threshold, keep_scale, cdt, a.device)
     da = sddmm(grad_out, v, row, col, rowptr)
+    if edge_v is not None:
+        da = da + _edge_dot(grad_out, row, edge_v, eid)
+    w = a
+    if mult is not None:
+        da, w = da * mult, a * mult
     if normalizer == "sigmoid":
         ds = da * a * (1 - a)
     else:
         delta = (grad_out.to(cdt) * out.to(cdt)).sum(-1)
         ds = _score_grad(da - delta[row], a, s, stat.to(cdt), row, normalizer)
-    dq = spmm(ds, k, row, col, q.size(0), rowptr) * scale
+    dq = spmm(ds, k, row, col, q.size(0), rowptr)
+    if edge_k is not None:
+        dq = dq + _edge_sum(ds, edge_k, eid, row, q.size(0))
+    dq = dq * scale
     if transpose is not None:   # source-major pass over the transpose
         colptr, csc_row, csc_perm = transpose
         csc_col = col[csc_perm]
         dk = spmm(ds[csc_perm], q, csc_col, csc_row, k.size(0), colptr) * scale
-        dv = spmm(a[csc_perm], grad_out, csc_col, csc_row, v.size(0), colptr)
+        dv = spmm(w[csc_perm], grad_out, csc_col, csc_row, v.size(0), colptr)
     else:
         dk = spmm(ds, q, col, row, k.size(0)) * scale
-        dv = spmm(a, grad_out, col, row, v.size(0))
-    dbias = None if bias is None else ds.to(bias.dtype)
-    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias
+        dv = spmm(w, grad_out, col, row, v.size(0))
+    dbias = None if bias is None else _to_user_order(ds.to(bias.dtype), eid)
+    dedge_k = None if edge_k is None else _edge_outer(ds * scale, q, row, eid, edge_k)
+    dedge_v = None if edge_v is None else _edge_outer(w, grad_out, row, eid, edge_v)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dedge_k, dedge_v

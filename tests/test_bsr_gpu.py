@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from graphattn import graph_attention
-from graphattn.functional import _block_sparse_layout
+from graphattn.functional import explain
 from graphattn.seq import Causal, GlobalTokens, SlidingWindow, random
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET", "0") == "1",
@@ -26,7 +26,7 @@ def test_bsr_path_matches_reference_on_gpu(pattern, n, dtype):
     graph = pattern.graph(n, "cuda")
     heads, d = 4, 64
     q, k, v = (torch.randn(n, heads, d, device="cuda", dtype=dtype, requires_grad=True) for _ in range(3))
-    assert _block_sparse_layout(q, k, v, graph.csr, None, "softmax") is not None
+    assert explain(q, k, v, graph)["path"] == "bsr"
     out = graph_attention(q, k, v, graph)
     g = torch.randn_like(out)
     grads = torch.autograd.grad(out, (q, k, v), g)
@@ -43,4 +43,4 @@ def test_bsr_path_matches_reference_on_gpu(pattern, n, dtype):
 def test_irregular_graph_keeps_csr_on_gpu():
     graph = random(4096, 8, device="cuda")
     q = torch.randn(4096, 4, 64, device="cuda", dtype=torch.bfloat16)
-    assert _block_sparse_layout(q, q, q, graph.csr, None, "softmax") is None
+    assert explain(q, q, q, graph) == {"path": "csr", "kernel": "triton"}

@@ -33,20 +33,27 @@ def test_csr_stable_within_row():
     assert csr.perm.tolist() == [2, 0, 1, 3]
 
 
-def test_sddmm_spmm_edge_softmax_values():
+def test_sddmm_spmm_edge_softmax_values_in_user_order():
     ei, csr = _graph()
+    assert csr.eid is not None                     # shuffled edges: CSR order differs from the user's
+    src, dst = ei
     a, b = torch.randn(12, 2, 3, dtype=DT), torch.randn(15, 2, 3, dtype=DT)
     s = sk.sddmm(a, b, csr)
-    torch.testing.assert_close(s, (a[csr.row] * b[csr.col]).sum(-1))
+    torch.testing.assert_close(s, (a[dst] * b[src]).sum(-1))
     w = sk.edge_softmax(s, csr)
     dense = torch.full((2, 12, 15), float("-inf"), dtype=DT)
-    dense[:, csr.row, csr.col] = s.t()
-    expected = torch.softmax(dense, -1)[:, csr.row, csr.col].t()
-    has = csr.degree()[csr.row] > 0
-    torch.testing.assert_close(w[has], expected[has])
+    dense[:, dst, src] = s.t()
+    expected = torch.softmax(dense, -1)[:, dst, src].t()
+    torch.testing.assert_close(w, expected)
     out = sk.spmm(w, b, csr)
-    ref = torch.zeros(12, 2, 3, dtype=DT).index_add_(0, csr.row, w[..., None] * b[csr.col])
+    ref = torch.zeros(12, 2, 3, dtype=DT).index_add_(0, dst, w[..., None] * b[src])
     torch.testing.assert_close(out, ref)
+
+
+def test_sorted_edges_skip_the_permutation():
+    ei = torch.tensor([[2, 0, 1, 1], [0, 0, 1, 2]])
+    csr = sk.build_csr(ei, 3, 3)
+    assert csr.eid is None and torch.equal(csr.col, ei[0]) and csr.rowptr.tolist() == [0, 2, 3, 4]
 
 
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
@@ -82,9 +89,9 @@ def test_reference_chunks_do_not_change_results(monkeypatch):
     torch.testing.assert_close(full, chunked)
 
 
-def test_register_backend_rejects_unknown_op():
+def test_register_kernels_rejects_unknown_op():
     with pytest.raises(ValueError, match="unknown op"):
-        sk.register_backend("cuda", not_an_op=lambda: None)
+        sk.dispatch.register_kernels("bad", "cuda", {"not_an_op": lambda: None})
 
 
 def test_sparse_cpu_path_equals_chunked_path_with_duplicates(monkeypatch):
@@ -107,4 +114,4 @@ def test_sddmm_with_more_duplicates_than_matrix_entries(monkeypatch):
     ei = torch.tensor([[0, 1, 2, 0, 0, 1, 2, 1, 0, 1, 2, 2], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]])
     csr = sk.build_csr(ei, 3, 3)
     a, b = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
-    torch.testing.assert_close(sk.sddmm(a, b, csr), (a[csr.row] * b[csr.col]).sum(-1))
+    torch.testing.assert_close(sk.sddmm(a, b, csr), (a[ei[1]] * b[ei[0]]).sum(-1))

@@ -5,7 +5,7 @@ import torch
 from helpers import dense_attention
 
 from graphattn import graph_attention
-from graphattn.functional import _block_sparse_layout
+from graphattn.functional import explain
 from graphattn.seq import (Causal, Full, GlobalTokens, KMeansRouting, RelativePositionBias, RotaryEmbedding,
                            SeqGraphAttention, SeqGraphTransformer, SlidingWindow, TopK, alibi_bias, alibi_slopes,
                            causal, length_bias, sequence_positions, sliding_window)
@@ -111,4 +111,4 @@ def test_model_argument_errors_and_cpu_keeps_csr_path():
     with pytest.raises(ValueError, match="positions"):
         SeqGraphTransformer(10, 8, 1, 2, Causal(), positions="sinusoid")
     q = torch.randn(70, 2, 16, dtype=torch.float16)
-    assert _block_sparse_layout(q, q, q, causal(70).csr, None, "softmax") is None
+    assert explain(q, q, q, causal(70))["path"] == "csr"

@@ -86,7 +86,7 @@ def test_unfused_ops_match_reference(normalizer):
         return [out, *torch.autograd.grad((out * w).sum(), [q, k, v])]
 
     got = pipeline()
-    with sk.backend_override("cuda", **sk.ops.REFERENCE_KERNELS):
+    with sk.dispatch.kernel_override("reference", "cuda", sk.ops.REFERENCE_KERNELS):
         want = pipeline()
     for g, r in zip(got, want):
         assert rel_err(g, r) <= 1e-5

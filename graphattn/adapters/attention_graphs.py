@@ -37,7 +37,6 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from sparse_kernels.csr import csr_from_sorted_rows
 
 from ..graph import AttentionGraph
 
@@ -166,6 +165,5 @@ def attention_graph(query: Tensor, key: Tensor, mask: Optional[Tensor] = None, *
             src.append((bb + b0) * k_len + jj)
     dst_t, src_t = torch.cat(dst), torch.cat(src)
     weight = torch.cat(weights).to(query.dtype)
-    csr = csr_from_sorted_rows(dst_t, src_t, batch * k_len, batch * q_len)
-    return AttentionGraph(torch.stack([src_t, dst_t]), batch * k_len, batch * q_len, edge_weight=weight,
-                          validate=False, _csr=csr)
+    graph = AttentionGraph.from_sorted_rows(dst_t, src_t, batch * k_len, batch * q_len, validate=False)
+    return graph.with_edge_weight(weight)

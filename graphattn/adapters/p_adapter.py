@@ -14,7 +14,7 @@ One step of p-Laplacian message passing over the attention probabilities :math:`
 Everything is per edge of the (sparse) attention graph: the norms come from a custom
 autograd function that gathers :math:`f_i - f_j` in chunks in the forward *and* backward
 pass (saving only ``[E, H]`` values), and :math:`\sum_j M_{ij} f_j` is the engine's
-:func:`sparse_kernels.spmm`. No :math:`n \times n \times d` tensor is ever formed. The
+:func:`graphattn.functional.aggregate`. No :math:`n \times n \times d` tensor is ever formed. The
 :math:`+\epsilon` inside the norm keeps it positive when :math:`f_i = f_j` (self-loops,
 duplicate tokens), so :math:`p < 2` gives large but finite weights, never NaN.
 
@@ -36,8 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-import sparse_kernels as sk
-
+from ..functional import aggregate
 from ..graph import AttentionGraph
 from .capture import AttentionCapture
 
@@ -90,13 +89,13 @@ class _EdgeDiffNorm(torch.autograd.Function):
 
 
 def edge_diff_norm(f: Tensor, weight: Tensor, graph: AttentionGraph, eps: float = 1e-8) -> Tensor:
-    r"""Per-edge :math:`\lVert \sqrt{A_{ij}+\epsilon}(f_i - f_j) + \epsilon\rVert`, ``[E, H]`` in CSR order.
+    r"""Per-edge :math:`\lVert \sqrt{A_{ij}+\epsilon}(f_i - f_j) + \epsilon\rVert`, ``[E, H]``.
 
     Args:
-        f: ``[N, H, d]`` node features; weight: ``[E, H]`` edge weights in CSR order.
+        f: ``[N, H, d]`` node features; weight: ``[E, H]`` edge weights (the graph's edge order).
     """
-    csr = graph.csr
-    return _EdgeDiffNorm.apply(f, weight, csr.row, csr.col, eps)
+    src, dst = graph.edge_index
+    return _EdgeDiffNorm.apply(f, weight, dst, src, eps)
 
 
 def p_laplacian_step(f: Tensor, graph: AttentionGraph, p: Union[Tensor, float], mu: Union[Tensor, float],
@@ -105,8 +104,8 @@ def p_laplacian_step(f: Tensor, graph: AttentionGraph, p: Union[Tensor, float], 
 
     Args:
         f: ``[N, H, d]`` node features (sources and destinations are the same nodes).
-        graph: a square :class:`AttentionGraph` whose ``edge_weight`` ``[E, H]`` (CSR order,
-            non-negative) holds :math:`A_{ij}`.
+        graph: a square :class:`AttentionGraph` whose ``edge_weight`` ``[E, H]`` (non-negative)
+            holds :math:`A_{ij}`.
         p: the exponent (scalar tensor or float, :math:`p \ge 1`).
         mu: the self-term weight :math:`\mu > 0` (scalar tensor or float).
         eps: :math:`\epsilon` of the formula.
@@ -127,13 +126,12 @@ def p_laplacian_step(f: Tensor, graph: AttentionGraph, p: Union[Tensor, float], 
     if weight.size(1) not in (1, f.size(1)):
         raise ValueError(f"edge_weight has {weight.size(1)} channels but f has {f.size(1)} heads")
     weight = weight.expand(-1, f.size(1)).to(f.dtype)
-    csr = graph.csr
     norm = edge_diff_norm(f, weight, graph, eps)
     message = weight * norm.pow(p - 2)                                   # M_ij, [E, H]
-    degree = f.new_zeros(f.size(0), f.size(1)).index_add(0, csr.row, message)
+    degree = f.new_zeros(f.size(0), f.size(1)).index_add(0, graph.edge_index[1], message)
     self_weight = 2 * mu / p
     alpha = 1.0 / (degree + self_weight)
-    out = alpha.unsqueeze(-1) * sk.spmm(message, f, csr) + (alpha * self_weight).unsqueeze(-1) * f
+    out = alpha.unsqueeze(-1) * aggregate(message, f, graph) + (alpha * self_weight).unsqueeze(-1) * f
     return out
 
 

@@ -35,8 +35,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-import sparse_kernels as sk
-
+from ..functional import aggregate
 from ..graph import AttentionGraph
 from .capture import AttentionCapture
 
@@ -68,8 +67,7 @@ def sharpened_attention_graph(capture: AttentionCapture, sharpness: float = 10.0
         raise ValueError(f"sharpness/shift/cutoff keep no edge (summed attention must exceed {threshold:.3f} > 1)")
     graph = capture.graph(threshold=threshold if threshold >= 0 else None, reduce_heads="sum")
     weight = torch.sigmoid(sharpness * (graph.edge_weight.clamp(max=1.0) - shift))
-    return AttentionGraph(graph.edge_index, graph.num_src_nodes, graph.num_dst_nodes, edge_weight=weight,
-                          validate=False, _csr=graph.csr)
+    return graph.with_edge_weight(weight)
 
 
 class SparseGINAdapter(nn.Module):
@@ -101,7 +99,7 @@ class SparseGINAdapter(nn.Module):
 
     def gin(self, x: Tensor, graph: AttentionGraph) -> Tensor:
         """``[N, hidden]`` -> ``[N, hidden]``: aggregation from keys to queries, MLP, residual."""
-        agg = sk.spmm(graph.edge_weight, x.unsqueeze(1), graph.csr).squeeze(1)
+        agg = aggregate(graph.edge_weight, x.unsqueeze(1), graph).squeeze(1)
         self_term = (1 + self.eps) if self.one_plus_eps else self.eps
         return x + self.lin2(self.act(self.norm(self.lin1(self_term * x + agg))))
 

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 import sparse_kernels as sk
 from graphattn import graph_attention
 from graphattn.bench import device_name, device_tag, median_ms, peak_mb, synchronize, versions
-from graphattn.functional import _block_sparse_layout
+from graphattn.functional import explain
+from sparse_kernels.bsr import select_bsr
 from graphattn.seq.patterns import (Blocks, Causal, Dilated, Full, GlobalTokens, Pattern, SeqGraph, SlidingWindow,
                                     clear_cache)
 
@@ -117,7 +118,7 @@ def _bench_one(pattern_name: str, n: int, args, device: torch.device, dtype: tor
     try:
         graph = pattern.graph(n, device)
         probe = torch.empty(n, 1, 16, dtype=dtype, device=device)   # the choice graph_attention makes
-        layout = _block_sparse_layout(probe, probe, probe, graph.csr, None, "softmax")
+        layout = select_bsr(graph.csr) if explain(probe, probe, probe, graph)["path"] == "bsr" else None
         synchronize(device)
     except torch.OutOfMemoryError as err:
         torch.cuda.empty_cache()

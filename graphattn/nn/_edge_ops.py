@@ -1,65 +1,17 @@
-r"""Per-edge helpers shared by the layers, built on the engine's ops (:mod:`sparse_kernels`).
+r"""Plain-PyTorch reductions shared by the layers (no engine calls: attention goes through
+:mod:`graphattn.functional`).
 
-* :func:`aggregate` — :math:`o_i = \sum_j w_{ij} v_j`;
-* :func:`edge_feature_bias` — :math:`b_{ij,h} = \langle u_{i,h}, f_{ij}\rangle` for node vectors
-  ``u [N_dst, H, F]`` and edge features ``f [E, F]``;
-* :func:`edge_feature_sum` — :math:`o_{i,h} = \sum_j w_{ij,h} f_{ij}` ``[N_dst, H, F]``.
-
-Both run on the *edge-source graph* (one source per edge, ``e -> dst(e)``), as an SDDMM and an
-SpMM of the engine one head at a time: the largest temporary is ``[E, F]``; no ``[E, H, F]``
-tensor is formed. Layers may bypass them below :data:`DIRECT_ELEMENTS` per-edge elements, where
-one gather for all heads (PyG's formulation) costs less than ``H`` engine calls.
+* :func:`segment_sum` — rows summed into buckets (graphs of a batch, destinations of edges);
+* :func:`neighbour_max` — :math:`o_{i} = \max_{j \in \mathcal N(i)} w_{ij} x_j` over neighbours only.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-import sparse_kernels as sk
-
 from ..graph import AttentionGraph
 
-__all__ = ["aggregate", "edge_source_graph", "edge_feature_bias", "edge_feature_sum", "DIRECT_ELEMENTS", "segment_sum"]
-
-#: Largest ``E x H x C`` per-edge tensor a layer may form directly (4 MB in fp32) instead of
-#: running the memory-lean engine path: batches of small graphs such as molecules.
-DIRECT_ELEMENTS = 1 << 20
-
-
-def aggregate(weights: Tensor, value: Tensor, graph: AttentionGraph) -> Tensor:
-    r""":math:`o_i = \sum_j w_{ij} v_j` ``[N_dst, H, D]`` for weights ``[E, H]`` in the user's edge order."""
-    return sk.spmm(graph.to_csr_order(weights), value, graph.csr)
-
-
-def edge_source_graph(graph: AttentionGraph) -> AttentionGraph:
-    """The graph with one source node per edge of ``graph`` (edge id ``e``) and the edge ``e -> dst(e)``."""
-    num_edges = graph.num_edges
-    src = torch.arange(num_edges, device=graph.device)
-    return AttentionGraph(torch.stack([src, graph.edge_index[1]]), num_edges, graph.num_dst_nodes,
-                          validate=False)
-
-
-def edge_feature_bias(u: Tensor, edge_attr: Tensor, edge_graph: AttentionGraph) -> Tensor:
-    r""":math:`b_{e,h} = \langle u_{\text{dst}(e),h}, f_e\rangle`, ``[E, H]`` in the user's edge order.
-
-    Args:
-        u: ``[N_dst, H, F]``; edge_attr: ``[E, F]``; edge_graph: from :func:`edge_source_graph`.
-    """
-    f = edge_attr.unsqueeze(1).contiguous()
-    cols = [sk.sddmm(u[:, h:h + 1].contiguous(), f, edge_graph.csr) for h in range(u.size(1))]
-    return edge_graph.to_user_order(torch.cat(cols, dim=1))
-
-
-def edge_feature_sum(weight: Tensor, edge_attr: Tensor, edge_graph: AttentionGraph) -> Tensor:
-    r""":math:`o_{i,h} = \sum_{e:\,\text{dst}(e)=i} w_{e,h} f_e`, ``[N_dst, H, F]``.
-
-    Args:
-        weight: ``[E, H]`` in the user's edge order; edge_attr: ``[E, F]``.
-    """
-    f = edge_attr.unsqueeze(1).contiguous()
-    w = edge_graph.to_csr_order(weight)
-    cols = [sk.spmm(w[:, h:h + 1].contiguous(), f, edge_graph.csr) for h in range(weight.size(1))]
-    return torch.cat(cols, dim=1)
+__all__ = ["segment_sum", "neighbour_max"]
 
 
 def segment_sum(values: Tensor, index: Tensor, num_segments: int) -> Tensor:

@@ -1,18 +1,14 @@
 r"""GraphAttnConv: PyG's :class:`~torch_geometric.nn.conv.TransformerConv` on the engine."""
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 
-from ..functional import as_attention_graph, attention_weights, graph_attention
+from ..functional import as_attention_graph, graph_attention
 from ..graph import AttentionGraph
-from . import _edge_ops
-from ._edge_ops import aggregate, edge_feature_bias, edge_feature_sum, edge_source_graph, segment_sum
 
 __all__ = ["GraphAttnConv"]
 
@@ -33,16 +29,11 @@ class GraphAttnConv(torch.nn.Module):
     :math:`\beta_i = \sigma(\mathbf{w}_5^{\top}[\mathbf{W}_1 \mathbf{x}_i, \mathbf{m}_i,
     \mathbf{W}_1 \mathbf{x}_i - \mathbf{m}_i])`.
 
-    Attention runs on the engine (:func:`~graphattn.graph_attention`, fused when neither dropout
-    nor the weights are needed). Edge features are never projected per edge: the key term is a
-    per-edge score bias :math:`\langle \mathbf{W}_6^{\top} \mathbf{q}_i, \mathbf{e}_{ij}\rangle` and
-    the value term is :math:`\mathbf{W}_6 \sum_j \alpha_{ij} \mathbf{e}_{ij}`, both computed as
-    engine SDDMM/SpMM ops on the edge-source graph, one head at a time. Memory:
-    :math:`O(E \cdot (H + F_e) + N \cdot H \cdot (C + F_e))`; no :math:`E \times H \times C` tensor
-    is formed (PyG's forms three). Small batches (at most
-    :data:`~graphattn.nn._edge_ops.DIRECT_ELEMENTS` :math:`E \cdot H \cdot C` elements, e.g. molecules)
-    take PyG's formulation instead, projecting every edge once, which costs less than :math:`H`
-    engine calls there.
+    Attention runs as one fused engine call (:func:`~graphattn.graph_attention`, dropout included:
+    a counter-based mask regenerated in the backward). The projected edge features
+    :math:`\mathbf{W}_6 \mathbf{e}_{ij}` ``[E, H, C]`` enter it as ``edge_k`` and ``edge_v``: the kernels
+    add them to the key and the value of each edge on the fly, so no per-edge key or message is
+    formed (PyG forms four :math:`E \times H \times C` tensors, and their gradients).
 
     Args:
         in_channels: size of each input sample, or a ``(source, destination)`` tuple for
@@ -115,11 +106,15 @@ class GraphAttnConv(torch.nn.Module):
         need_weights = isinstance(return_attention_weights, bool)
         p = self.dropout if self.training else 0.0
 
-        if self.lin_edge is None:
-            res = graph_attention(query, key, value, graph, dropout=p, return_weights=need_weights)
-            out, alpha = res if need_weights else (res, None)
-        else:
-            out, alpha = self._attend_with_edges(query, key, value, graph, edge_attr, p)
+        edge_value = None
+        if self.lin_edge is not None:
+            edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
+            if edge_attr.size(0) != graph.num_edges:
+                raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
+            edge_value = self.lin_edge(edge_attr).view(-1, H, C)       # W_6 e_ij, the key and the value term
+        res = graph_attention(query, key, value, graph, edge_k=edge_value, edge_v=edge_value, dropout=p,
+                              return_weights=need_weights)
+        out, alpha = res if need_weights else (res, None)
 
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if self.root_weight:
@@ -136,32 +131,6 @@ class GraphAttnConv(torch.nn.Module):
         if isinstance(edge_index, AttentionGraph):
             return out, (edge_index.edge_index, alpha)
         return out, edge_index.set_value(alpha, layout="coo")      # torch_sparse.SparseTensor, as PyG
-
-    def _attend_with_edges(self, query: Tensor, key: Tensor, value: Tensor, graph: AttentionGraph,
-                           edge_attr: Tensor, p: float) -> Tuple[Tensor, Tensor]:
-        H, C = self.heads, self.out_channels
-        edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
-        if edge_attr.size(0) != graph.num_edges:
-            raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
-        # small batch: project each edge once (PyG's formulation); else the engine path, which never
-        # forms an E x H x C tensor
-        direct = graph.num_edges * H * C <= _edge_ops.DIRECT_ELEMENTS
-        if direct:
-            edge_value = self.lin_edge(edge_attr).view(-1, H, C)        # W_e e_ij [E, H, C]
-            bias = (query[graph.edge_index[1]] * edge_value).sum(-1)
-        else:
-            w_edge = self.lin_edge.weight.view(H, C, -1)              # [H, C, F]
-            edge_graph = edge_source_graph(graph)
-            q_edge = torch.einsum("nhc,hcf->nhf", query, w_edge)    # W_e^T q_i per head
-            bias = edge_feature_bias(q_edge, edge_attr, edge_graph)
-        alpha = attention_weights(query, key, graph, bias=bias / math.sqrt(C))
-        dropped = F.dropout(alpha, p=p) if p > 0.0 else alpha
-        out = aggregate(dropped, value, graph)
-        if direct:
-            edge_term = segment_sum(dropped.unsqueeze(-1) * edge_value, graph.edge_index[1], graph.num_dst_nodes)
-            return out + edge_term, alpha
-        summed = edge_feature_sum(dropped, edge_attr.to(value.dtype), edge_graph)   # [N, H, F]
-        return out + torch.einsum("nhf,hcf->nhc", summed, w_edge), alpha
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"

@@ -7,11 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import sparse_kernels as sk
-
-from ..functional import as_attention_graph, graph_attention
+from ..functional import aggregate, as_attention_graph, edge_scores, graph_attention, normalize
 from ..graph import AttentionGraph
-from ._edge_ops import aggregate, segment_sum
 
 __all__ = ["GraphTransformerLayer"]
 
@@ -109,14 +106,6 @@ class GraphTransformerLayer(torch.nn.Module):
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
 
-    def _weights(self, scores: Tensor, graph: AttentionGraph) -> Tensor:
-        """Scores ``[E, H]`` (user order) -> normalised weights ``[E, H]``."""
-        if self.clamp is None:
-            return graph.to_user_order(sk.edge_softmax(graph.to_csr_order(scores), graph.csr))
-        w = scores.clamp(-self.clamp, self.clamp).exp()
-        z = segment_sum(w, graph.edge_index[1], graph.num_dst_nodes)
-        return w / (z[graph.edge_index[1]] + 1e-6)
-
     def _attend(self, x: Tensor, graph: AttentionGraph, edge_attr: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         n, H = x.size(0), self.heads
         q, k, v = (lin(x).view(n, H, -1) for lin in (self.Q, self.K, self.V))
@@ -124,11 +113,11 @@ class GraphTransformerLayer(torch.nn.Module):
         if edge_attr is None and self.clamp is None:
             return graph_attention(q, k, v, graph, scale=scale), None
         if edge_attr is None:
-            scores = graph.to_user_order(sk.sddmm(q, k, graph.csr)) * scale
-            return aggregate(self._weights(scores, graph), v, graph), None
+            weights = normalize(edge_scores(q, k, graph, scale=scale), graph, clamp=self.clamp)
+            return aggregate(weights, v, graph), None
         src, dst = graph.edge_index
         w_hat = q[dst] * k[src] * scale * self.E(edge_attr).view(-1, H, q.size(-1))   # [E, H, d]
-        weights = self._weights(w_hat.sum(-1), graph)
+        weights = normalize(w_hat.sum(-1), graph, clamp=self.clamp)
         return aggregate(weights, v, graph), w_hat.reshape(-1, self.in_channels)
 
     def _post(self, h_in: Tensor, h: Tensor, out: torch.nn.Module, norm1, ffn, norm2) -> Tensor:

@@ -1,7 +1,6 @@
 r"""Multi-head attention on an attention graph, with :class:`torch.nn.MultiheadAttention`'s parameters."""
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import torch
@@ -9,10 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-import sparse_kernels as sk
-
-from ..functional import as_attention_graph, graph_attention
-from ._edge_ops import segment_sum
+from ..functional import aggregate, as_attention_graph, edge_scores, graph_attention, normalize
 
 __all__ = ["MultiheadGraphAttention"]
 
@@ -111,23 +107,12 @@ class MultiheadGraphAttention(torch.nn.Module):
 
     @staticmethod
     def _masked_attention(q: Tensor, k: Tensor, v: Tensor, graph: Any, edge_mask: Tensor, dropout: float) -> Tensor:
-        """:math:`a_{ij} = m_{ij} e^{s_{ij} - c_i} / \\sum_{j'} m_{ij'} e^{s_{ij'} - c_i}` with :math:`c_i` the
-        largest score of a kept edge of row :math:`i` (so the denominator of a row with a kept edge is
-        at least 1); a dropped edge's :math:`e^{s - c}` is capped at 1, which only its gradient sees."""
+        """The edge-weighted softmax of :func:`~graphattn.functional.normalize` (``edge_weight``), then
+        dropout and aggregation."""
         if edge_mask.shape != (graph.num_edges,):
             raise ValueError(f"edge_mask must have shape [{graph.num_edges}], got {list(edge_mask.shape)}")
-        csr, n = graph.csr, graph.num_dst_nodes
-        scores = sk.sddmm(q, k, csr) * q.size(-1) ** -0.5                              # [E, H], CSR order
-        mask = graph.to_csr_order(edge_mask.to(q.dtype)).unsqueeze(-1)
-        kept = (mask.detach() > 0).expand_as(scores)
-        top = scores.detach().masked_fill(~kept, -math.inf)
-        top = top.new_full((n, scores.size(1)), -math.inf).scatter_reduce(
-            0, csr.row.unsqueeze(-1).expand_as(top), top, "amax")
-        top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
-        w = torch.exp((scores - top[csr.row]).clamp(max=0.0)) * mask
-        z = segment_sum(w, csr.row, n)
-        w = w / torch.where(z > 0, z, torch.ones_like(z))[csr.row]
-        return sk.spmm(F.dropout(w, p=dropout, training=dropout > 0), v, csr)
+        w = normalize(edge_scores(q, k, graph), graph, edge_weight=edge_mask.to(q.dtype))
+        return aggregate(F.dropout(w, p=dropout, training=dropout > 0), v, graph)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"

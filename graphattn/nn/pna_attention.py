@@ -7,8 +7,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..functional import attention_weights
-from ._edge_ops import aggregate, neighbour_max
+from ..functional import aggregate, attention_weights
+from ._edge_ops import neighbour_max
 from ._isomorphic import AttentionAdjacency, HeadwiseMLP
 
 __all__ = ["PNAAttention"]

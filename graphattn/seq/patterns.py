@@ -31,8 +31,6 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from sparse_kernels.csr import csr_from_sorted_rows
-
 from ..graph import AttentionGraph
 
 __all__ = ["SeqGraph", "Pattern", "Full", "Causal", "SlidingWindow", "Dilated", "Blocks", "Strided",
@@ -86,8 +84,7 @@ class SeqGraph(AttentionGraph):
     def __init__(self, row: Tensor, col: Tensor, seq_lengths: Sequence[int],
                  pattern: Optional["Pattern"] = None):
         n = int(sum(seq_lengths))
-        csr = csr_from_sorted_rows(row, col, n, n)
-        super().__init__(torch.stack([csr.col, csr.row]), n, n, validate=False, _csr=csr)
+        super().__init__(torch.stack([col.long(), row.long()]), n, n, validate=False, sorted_by_dst=True)
         self.seq_lengths = tuple(int(s) for s in seq_lengths)
         self.pattern = pattern
 

@@ -7,8 +7,6 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from sparse_kernels.csr import csr_from_sorted_rows
-
 from ..graph import AttentionGraph
 from ..models.gps import GPS
 from ..models.inputs import resolve_batch
@@ -23,9 +21,7 @@ __all__ = ["SparseGPS"]
 def _edge_subgraph(graph: AttentionGraph, keep: Tensor) -> AttentionGraph:
     """The edges ``keep`` of a graph whose user order is its CSR order (as ``full_per_graph``'s)."""
     col, row = graph.edge_index[:, keep]
-    n_src, n_dst = graph.num_src_nodes, graph.num_dst_nodes
-    return AttentionGraph(torch.stack([col, row]), n_src, n_dst, validate=False,
-                          _csr=csr_from_sorted_rows(row, col, n_src, n_dst))
+    return AttentionGraph.from_sorted_rows(row, col, graph.num_src_nodes, graph.num_dst_nodes, validate=False)
 
 
 class SparseGPS(torch.nn.Module):

@@ -25,45 +25,89 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..ops import REFERENCE_KERNELS, backend_override, register_backend
+from .. import dispatch
+from ..dispatch import Features
+from ..bsr import select_bsr
 from . import attention_bwd, attention_fwd, edge_softmax, schedule, sddmm, spmm
 from ._common import KERNEL_DTYPES, interpreting
 from .schedule import chunk_override, plan_for
 
-__all__ = ["kernels", "register", "interpreter_backend", "chunk_override", "plan_for", "attention_fwd",
+__all__ = ["kernels", "supports", "register", "interpreter_backend", "chunk_override", "plan_for", "attention_fwd",
            "attention_bwd", "sddmm", "spmm", "edge_softmax", "schedule"]
 
+
+def _csr_order(x, eid):
+    return x if x is None or eid is None else x.index_select(0, eid)
+
+
+def _attention_fwd_op(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale,
+                      normalizer, p_threshold, keep_scale):
+    return attention_fwd.attention_fwd(q, k, v, rowptr, col, row, colptr, row_t, perm_t, _csr_order(bias, eid),
+                                       scale, normalizer)
+
+
+def _attention_bwd_op(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k,
+                      edge_v, seed, scale, normalizer, p_threshold, keep_scale):
+    dq, dk, dv, dbias = attention_bwd.attention_bwd(grad_out, q, k, v, out, stat, rowptr, col, row, colptr, row_t,
+                                                    perm_t, _csr_order(bias, eid), scale, normalizer)
+    if bias is not None and eid is not None:
+        dbias = torch.empty_like(dbias).index_copy_(0, eid, dbias)
+    return dq, dk, dv, dbias, q.new_empty(0), q.new_empty(0)
+
+
 _KERNELS: dict[str, Callable] = {
-    "attention_fwd": attention_fwd.attention_fwd, "attention_bwd": attention_bwd.attention_bwd,
+    "attention_fwd": _attention_fwd_op, "attention_bwd": _attention_bwd_op,
     "sddmm": sddmm.sddmm, "spmm": spmm.spmm, "edge_softmax": edge_softmax.edge_softmax,
     "edge_softmax_bwd": edge_softmax.edge_softmax_bwd}
 
 
-def _with_fallback(name: str, kernel: Callable) -> Callable:
-    """``kernel`` for fp32/fp16/bf16 features (on their device), the reference for anything else (float64)."""
-    reference = REFERENCE_KERNELS[name]
+def _on_device(kernel: Callable) -> Callable:
+    """Launches on the tensors' GPU, not the current one."""
 
     @functools.wraps(kernel)
-    def run(*args, **kwargs):
-        features = args[0] if name != "attention_bwd" else args[1]
-        if features.dtype not in KERNEL_DTYPES:
-            return reference(*args, **kwargs)
-        if features.device.type == "cuda":  # launch on the tensors' GPU, not the current one
+    def run(*args):
+        features = next(a for a in args if isinstance(a, torch.Tensor) and a.dtype.is_floating_point)
+        if features.device.type == "cuda":
             with torch.cuda.device(features.device):
-                return kernel(*args, **kwargs)
-        return kernel(*args, **kwargs)
+                return kernel(*args)
+        return kernel(*args)
 
     return run
 
 
 def kernels() -> dict[str, Callable]:
     """The op implementations (op name -> function with the op's signature)."""
-    return {name: _with_fallback(name, fn) for name, fn in _KERNELS.items()}
+    return {name: _on_device(fn) for name, fn in _KERNELS.items()}
+
+
+def supports(op: str, features: Features) -> bool:
+    """fp32/fp16/bf16 inputs; the fused attention without edge vectors or dropout (those run on the
+    reference until the kernels take them)."""
+    if features.dtype not in KERNEL_DTYPES:
+        return False
+    return op not in ("attention_fwd", "attention_bwd") or not (features.edge_vectors or features.dropout)
+
+
+def _bsr_applies(call: dispatch.AttentionCall) -> bool:
+    """CUDA fp16/bf16 softmax attention without per-edge inputs or dropout on a graph whose tiles are
+    well filled (:func:`~sparse_kernels.bsr.select_bsr`, cached per graph); never while tracing."""
+    return (call.device_type == "cuda" and call.q.dtype in (torch.float16, torch.bfloat16)
+            and call.k.dtype == call.v.dtype == call.q.dtype and call.normalizer == "softmax"
+            and call.bias is None and call.edge_k is None and call.edge_v is None and call.dropout == 0.0
+            and not torch.compiler.is_compiling() and select_bsr(call.csr) is not None)
+
+
+def _bsr_run(call: dispatch.AttentionCall) -> torch.Tensor:
+    from .bsr import bsr_attention
+
+    return bsr_attention(call.q, call.k, call.v, select_bsr(call.csr), call.scale)
 
 
 def register(device_type: str = "cuda") -> None:
-    """Registers the Triton kernels as the ``device_type`` implementation of every ``sparse_kernels`` op."""
-    register_backend(device_type, **kernels())
+    """Registers the Triton kernels as the ``device_type`` kernels of the ``sparse_kernels`` ops, and
+    the block-sparse path."""
+    dispatch.register_kernels("triton", device_type, kernels(), supports, priority=20)
+    dispatch.register_path("bsr", _bsr_applies, _bsr_run, priority=20)
 
 
 @contextlib.contextmanager
@@ -75,5 +119,5 @@ def interpreter_backend() -> Iterator[None]:
     """
     if not interpreting():
         raise RuntimeError("interpreter_backend() needs TRITON_INTERPRET=1 set before sparse_kernels is imported")
-    with backend_override("cpu", **kernels()):
+    with dispatch.kernel_override("triton", "cpu", kernels(), supports):
         yield

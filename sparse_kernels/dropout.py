@@ -1,0 +1,93 @@
+r"""Counter-based attention dropout: the mask is a hash of ``(seed, edge, head)``, never stored.
+
+Every kernel (the plain-PyTorch reference here, the C kernels of :mod:`sparse_kernels.cpu`, the
+Triton kernels and the dense-block path) computes the same keep decision for the same seed, so
+the backward pass regenerates the mask instead of saving it, and all paths agree bit for bit.
+With ``edge`` the user's edge id and ``H`` the number of heads, all arithmetic modulo
+:math:`2^{32}`:
+
+.. math::
+    c = \text{edge} \cdot H + h,\qquad
+    u = \operatorname{mix}(\operatorname{mix}(c + k_0) \oplus k_1),\qquad
+    \text{keep} \iff \lfloor u / 2^8 \rfloor \ge t,
+
+with :math:`k_0 = \text{seed} \bmod 2^{32}`,
+:math:`k_1 = \operatorname{mix}(\lfloor \text{seed} / 2^{32} \rfloor \oplus \texttt{0x9E3779B9})`,
+the threshold :math:`t = \operatorname{round}(p \cdot 2^{24})` and ``mix`` the 32-bit
+"lowbias32" finaliser (``x ^= x >> 16; x *= 0x7FEB352D; x ^= x >> 15; x *= 0x846CA68B;
+x ^= x >> 16``). Kept weights are multiplied by :math:`1 / (1 - p)`, so the expectation of the
+output is unchanged; the keep rate is :math:`1 - t / 2^{24}` (within :math:`3 \cdot 10^{-8}` of
+:math:`1 - p`).
+
+The seed is a one-element ``int64`` tensor on the inputs' device, drawn from PyTorch's
+generator (:func:`new_seed`), so that dropout follows ``torch.manual_seed`` and reading it
+never synchronises a GPU.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["threshold", "keep_scale", "new_seed", "keep_mask", "MASK32"]
+
+MASK32 = 0xFFFFFFFF
+_MIX_A, _MIX_B, _GOLDEN = 0x7FEB352D, 0x846CA68B, 0x9E3779B9
+
+
+def threshold(p: float) -> int:
+    """The integer threshold :math:`t = \\operatorname{round}(p \\cdot 2^{24})` of dropout probability ``p``."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {p}")
+    return int(round(p * (1 << 24)))
+
+
+def keep_scale(p: float) -> float:
+    """The factor :math:`1 / (1 - p)` of kept weights."""
+    return 1.0 / (1.0 - p)
+
+
+def new_seed(device: torch.device | str, generator: Optional[torch.Generator] = None) -> Tensor:
+    """A fresh 62-bit seed as a one-element int64 tensor on ``device`` (from PyTorch's generator)."""
+    return torch.randint(0, 1 << 62, (1,), dtype=torch.long, device=device, generator=generator)
+
+
+def _mix(x: Tensor) -> Tensor:
+    """lowbias32 on int64 tensors holding values in ``[0, 2^32)`` (products wrap; the low 32 bits are exact)."""
+    x = x ^ (x >> 16)
+    x = (x * _MIX_A) & MASK32
+    x = x ^ (x >> 15)
+    x = (x * _MIX_B) & MASK32
+    return x ^ (x >> 16)
+
+
+def _mix_int(x: int) -> int:
+    x ^= x >> 16
+    x = (x * _MIX_A) & MASK32
+    x ^= x >> 15
+    x = (x * _MIX_B) & MASK32
+    return x ^ (x >> 16)
+
+
+def _keys(seed: Tensor) -> tuple[Tensor, Tensor]:
+    s = seed.reshape(()).long()
+    k0 = s & MASK32
+    k1 = _mix(((s >> 32) & MASK32) ^ _GOLDEN)
+    return k0, k1
+
+
+def keep_mask(edge: Tensor, heads: int, seed: Tensor, p_threshold: int) -> Tensor:
+    """``[*edge.shape, heads]`` boolean keep mask of the counters ``edge * heads + h``.
+
+    Args:
+        edge: int64 user edge ids (any shape); negative ids (padding) give ``False``.
+        heads: number of heads :math:`H`.
+        seed: one-element int64 tensor (see :func:`new_seed`).
+        p_threshold: :func:`threshold` of the dropout probability.
+    """
+    k0, k1 = _keys(seed.to(edge.device))
+    h = torch.arange(heads, device=edge.device)
+    counter = (edge.long().unsqueeze(-1) * heads + h) & MASK32
+    u = _mix(_mix((counter + k0) & MASK32) ^ k1)
+    return ((u >> 8) >= p_threshold) & (edge.unsqueeze(-1) >= 0)
