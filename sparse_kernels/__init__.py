@@ -9,7 +9,7 @@ Triton kernel and dense blocks.
 """
 import importlib.util
 
-from . import cpu, dispatch, dropout
+from . import cpu, dense_blocks, dispatch, dropout
 from .csr import CSC, CSR, build_csr, csr_from_sorted_rows, validate_edge_index
 from .dispatch import explain, force_path
 from .ops import (attention, attention_with_stats, edge_softmax, sddmm, spmm, validate_attention_inputs)
@@ -24,4 +24,4 @@ if importlib.util.find_spec("triton") is not None:
 
 __all__ = ["CSR", "CSC", "build_csr", "csr_from_sorted_rows", "validate_edge_index", "attention",
            "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs", "NORMALIZERS",
-           "dispatch", "dropout", "explain", "force_path"]
+           "dispatch", "dropout", "dense_blocks", "explain", "force_path"]

@@ -106,6 +106,8 @@ class KernelSet:
 _PATHS: list[Path] = []
 _KERNEL_SETS: list[KernelSet] = []
 _forced_path: Optional[str] = None
+#: (op, device type, features) -> kernel set; cleared whenever the registry changes
+_KERNEL_CACHE: dict[tuple, KernelSet] = {}
 
 
 def _ranked(items: list) -> list:
@@ -127,6 +129,7 @@ def register_kernels(name: str, device_type: Optional[str], kernels: dict[str, C
         raise ValueError(f"unknown op(s) {sorted(unknown)}; known: {list(OPS)}")
     _KERNEL_SETS[:] = [s for s in _KERNEL_SETS if (s.name, s.device_type) != (name, device_type)]
     _KERNEL_SETS.append(KernelSet(name, device_type, dict(kernels), supports, priority))
+    _KERNEL_CACHE.clear()
 
 
 def select_path(call: AttentionCall) -> Path:
@@ -143,10 +146,15 @@ def select_path(call: AttentionCall) -> Path:
 
 
 def select_kernels(op: str, device_type: str, features: Features) -> KernelSet:
-    """The kernel set that implements ``op`` for these features on ``device_type``."""
+    """The kernel set that implements ``op`` for these features on ``device_type`` (cached)."""
+    key = (op, device_type, features)
+    cached = _KERNEL_CACHE.get(key)
+    if cached is not None:
+        return cached
     for kernel_set in _ranked(_KERNEL_SETS):
         if (kernel_set.device_type in (None, device_type) and op in kernel_set.kernels
                 and kernel_set.supports(op, features)):
+            _KERNEL_CACHE[key] = kernel_set
             return kernel_set
     raise RuntimeError(f"no kernel implements {op} on {device_type} for {features}")
 
@@ -186,3 +194,4 @@ def kernel_override(name: str, device_type: str, kernels: dict[str, Callable],
         yield
     finally:
         _KERNEL_SETS[:] = saved
+        _KERNEL_CACHE.clear()

@@ -11,9 +11,12 @@ Public functions (per-edge tensors always in the **user's edge order**, the orde
 * :func:`edge_softmax` — per-destination normalisation of edge scores;
 * :func:`spmm` — :math:`o_i = \sum_{j} w_{ij} x_j`.
 
-The CSR path runs the custom ops ``torch.ops.sparse_kernels.*`` (fake kernels, so
-``torch.compile(fullgraph=True)`` traces through them with symbolic sizes). Each op's
-implementation asks the dispatcher for the kernel of its device, dtype and features: the
+The CSR path runs the custom ops ``torch.ops.sparse_kernels.*`` under ``torch.compile`` (fake
+kernels, so ``torch.compile(fullgraph=True)`` traces through them with symbolic sizes) and, in
+eager mode, the same kernels through a lean :class:`torch.autograd.Function` (the custom-op
+machinery costs about half a millisecond per call in Python, more than the kernels themselves on a
+batch of molecules). Each implementation asks the dispatcher for the kernel of its device, dtype and
+features: the
 plain-PyTorch reference (:mod:`sparse_kernels.reference`, registered here as ``"reference"`` for
 every device), the compiled CPU kernels, the Triton kernels. Index tensors of an edge list travel
 as ``(ptr, gather, segment)``: offsets, the node read by each edge and the node it reduces into;
@@ -333,15 +336,41 @@ def _contiguous(x: Optional[Tensor]) -> Optional[Tensor]:
     return None if x is None else x.contiguous()
 
 
+class _EagerAttention(torch.autograd.Function):
+    """The fused ops' kernels with their autograd, without the custom-op dispatch (eager mode)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, edge_k, edge_v, graph, options):
+        features = _attention_features(q, bias, edge_k, edge_v, options[0], options[2])
+        out, stat = dispatch.kernel("attention_fwd", q.device.type, features)(
+            q, k, v, *graph, bias, edge_k, edge_v, *options)
+        ctx.save_for_backward(q, k, v, bias, edge_k, edge_v, out, stat)
+        ctx.graph, ctx.options, ctx.features = graph, options, features
+        ctx.mark_non_differentiable(stat)
+        return out, stat
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_stat):
+        q, k, v, bias, edge_k, edge_v, out, stat = ctx.saved_tensors
+        grads = dispatch.kernel("attention_bwd", q.device.type, ctx.features)(
+            grad_out.contiguous(), q, k, v, out, stat, *ctx.graph, bias, edge_k, edge_v, *ctx.options)
+        optional = [None if x is None else g for x, g in zip((bias, edge_k, edge_v), grads[3:])]
+        return (*grads[:3], *optional, None, None)
+
+
 def _csr_attention(call: AttentionCall) -> tuple[Tensor, Tensor]:
-    """The CSR path: the fused custom ops (kernel chosen per device, dtype and features)."""
+    """The CSR path: the fused kernels (chosen per device, dtype and features)."""
     csr, csc = call.csr, call.csr.transpose()
     p_threshold = drop.threshold(call.dropout) if call.seed is not None else 0
-    return torch.ops.sparse_kernels.attention_fwd(
-        call.q.contiguous(), call.k.contiguous(), call.v.contiguous(), csr.rowptr, csr.col, csr.row, csr.eid,
-        csc.colptr, csc.row, csc.perm, _contiguous(call.bias), _contiguous(call.edge_k), _contiguous(call.edge_v),
-        call.seed if p_threshold else None, float(call.scale), call.normalizer, p_threshold,
-        drop.keep_scale(call.dropout))
+    tensors = (call.q.contiguous(), call.k.contiguous(), call.v.contiguous(), _contiguous(call.bias),
+               _contiguous(call.edge_k), _contiguous(call.edge_v))
+    graph = (csr.rowptr, csr.col, csr.row, csr.eid, csc.colptr, csc.row, csc.perm)
+    options = (call.seed if p_threshold else None, float(call.scale), call.normalizer, p_threshold,
+               drop.keep_scale(call.dropout))
+    if torch.compiler.is_compiling():
+        q, k, v, bias, edge_k, edge_v = tensors
+        return torch.ops.sparse_kernels.attention_fwd(q, k, v, *graph, bias, edge_k, edge_v, *options)
+    return _EagerAttention.apply(*tensors, graph, options)
 
 
 def _make_call(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor], edge_k: Optional[Tensor],

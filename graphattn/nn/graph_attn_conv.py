@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import Linear
 
 from ..functional import as_attention_graph, graph_attention
@@ -100,9 +102,7 @@ class GraphAttnConv(torch.nn.Module):
         if self.lin_edge is not None and edge_attr is None:
             raise ValueError(f"edge_attr [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
         graph = as_attention_graph(edge_index, x_dst.size(0), x_src.size(0))
-        query = self.lin_query(x_dst).view(-1, H, C)
-        key = self.lin_key(x_src).view(-1, H, C)
-        value = self.lin_value(x_src).view(-1, H, C)
+        query, key, value, x_r = self._project(x_src, x_dst)
         need_weights = isinstance(return_attention_weights, bool)
         p = self.dropout if self.training else 0.0
 
@@ -117,8 +117,7 @@ class GraphAttnConv(torch.nn.Module):
         out, alpha = res if need_weights else (res, None)
 
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
-        if self.root_weight:
-            x_r = self.lin_skip(x_dst)
+        if x_r is not None:
             if self.lin_beta is not None:
                 beta = self.lin_beta(torch.cat([out, x_r, out - x_r], dim=-1)).sigmoid()
                 out = beta * x_r + (1 - beta) * out
@@ -131,6 +130,22 @@ class GraphAttnConv(torch.nn.Module):
         if isinstance(edge_index, AttentionGraph):
             return out, (edge_index.edge_index, alpha)
         return out, edge_index.set_value(alpha, layout="coo")      # torch_sparse.SparseTensor, as PyG
+
+    def _project(self, x_src: Tensor, x_dst: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+        """Query, key and value ``[N, H, C]`` and the root term :math:`\mathbf{W}_1 \mathbf{x}_i` (``None``
+        without ``root_weight``). When sources and destinations are the same features, the four
+        projections run as one GEMM on the concatenated weights (the parameters stay separate, as in
+        PyG), which costs less than four small GEMMs and their gradient sums."""
+        H, C = self.heads, self.out_channels
+        lins = [self.lin_query, self.lin_key, self.lin_value] + ([self.lin_skip] if self.root_weight else [])
+        if x_src is x_dst and not any(isinstance(lin.weight, UninitializedParameter) for lin in lins):
+            bias = None if lins[0].bias is None else torch.cat([lin.bias for lin in lins])
+            out = F.linear(x_dst, torch.cat([lin.weight for lin in lins]), bias)
+            parts = out.split([lin.weight.size(0) for lin in lins], dim=-1)
+        else:
+            parts = [lin(x) for lin, x in zip(lins, (x_dst, x_src, x_src, x_dst))]
+        query, key, value = (part.reshape(-1, H, C) for part in parts[:3])
+        return query, key, value, parts[3] if self.root_weight else None
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads})"

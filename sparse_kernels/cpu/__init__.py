@@ -7,7 +7,8 @@ backward (a row pass for ``dq`` and the per-edge gradients, a column pass over t
 transpose for ``dk`` and ``dv``), for float32 and float64, with OpenMP over rows (the thread
 count of :func:`torch.get_num_threads`). Nothing of size :math:`E \times H \times D` is formed.
 
-The C source is plain C99 (no PyTorch headers) and compiles in about a second with the system
+The C source (``attention.c`` with ``attention_impl.h``, included once per scalar type) is plain C99
+(no PyTorch headers) and compiles in about a second with the system
 C compiler (``$CC`` or ``cc``) into a cache folder (``$GRAPHATTN_CACHE`` or
 ``~/.cache/graphattn``), keyed by the source, the flags, the compiler and the machine. Where no
 compiler works, :func:`available` is ``False`` and the engine runs the plain-PyTorch reference.
@@ -29,12 +30,14 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["available", "load_error", "attention_fwd", "attention_bwd", "dropout_keep", "kernels", "supports",
-           "KERNEL_DTYPES"]
+__all__ = ["available", "load_error", "attention_fwd", "attention_bwd", "dropout_keep", "dropout_blocks", "kernels",
+           "supports", "KERNEL_DTYPES"]
 
 #: Input dtypes the CPU kernels take.
 KERNEL_DTYPES = (torch.float32, torch.float64)
-_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "attention.c")
+_FOLDER = os.path.dirname(os.path.abspath(__file__))
+_SOURCE = os.path.join(_FOLDER, "attention.c")
+_SOURCES = (_SOURCE, os.path.join(_FOLDER, "attention_impl.h"))
 _FLAGS = ["-O3", "-fPIC", "-shared", "-fopenmp", "-std=gnu99"]
 _NATIVE = ["-march=native"]
 _NORM_CODES = {"softmax": 0, "sigmoid": 1, "softplus": 2}
@@ -74,8 +77,7 @@ def _build() -> ctypes.CDLL:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         raise RuntimeError("no C compiler found (set CC)")
-    with open(_SOURCE, "rb") as f:
-        source = f.read()
+    source = b"".join(open(path, "rb").read() for path in _SOURCES)
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     errors = []
     for flags in (_FLAGS + _NATIVE, _FLAGS):
@@ -96,6 +98,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
     lib.ga_dropout_keep.argtypes = [i64, i64, ptr, i64, i64, ptr]
     lib.ga_dropout_keep.restype = None
+    for suffix in _SUFFIX.values():
+        blocks = getattr(lib, f"ga_dropout_blocks_{suffix}")
+        blocks.argtypes = [i64, i64, i64, ptr, ptr, i64, i64, dbl, ptr]
+        blocks.restype = None
     for suffix in _SUFFIX.values():
         fwd = getattr(lib, f"ga_attention_fwd_{suffix}")
         fwd.argtypes = [i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, dbl, i64, i64, i64, dbl,
@@ -180,6 +186,23 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
         _NORM_CODES[normalizer], seed, threshold, float(keep_scale), _p(dq), _p(dk), _p(dv), _p(dbias), _p(dek),
         _p(dev), _p(scratch[0]), _p(scratch[1]), torch.get_num_threads())
     return dq, dk, dv, dbias, dek, dev
+
+
+def dropout_blocks(row_edge: Tensor, sizes: Tensor, heads: int, seed: int, threshold: int, keep_scale: float,
+                   dtype: torch.dtype) -> Tensor:
+    """Dropout factors ``[G, H, n, n]`` of dense blocks: ``keep_scale`` where the edge
+    ``row_edge[g, r] + c`` is kept for head ``h``, 0 where dropped or padding (``r``/``c`` >= ``sizes[g]``).
+
+    Args:
+        row_edge: ``[G, n]`` int64 user edge id of each block row's first edge; sizes: ``[G]`` int64.
+    """
+    lib = _library()
+    num_blocks, n = row_edge.shape
+    out = torch.empty(num_blocks, heads, n, n, dtype=dtype)
+    getattr(lib, f"ga_dropout_blocks_{_SUFFIX[dtype]}")(num_blocks, n, heads, _p(row_edge.contiguous()),
+                                                        _p(sizes.contiguous()), seed, threshold, float(keep_scale),
+                                                        _p(out))
+    return out
 
 
 def dropout_keep(edge: Tensor, heads: int, seed: int, threshold: int) -> Tensor:

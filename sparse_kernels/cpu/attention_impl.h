@@ -1,0 +1,248 @@
+/*
+ * The attention kernels for one scalar type, included by attention.c once per type with
+ *   T       the scalar type (float, double)
+ *   VEC     a vector of VEC_LEN T (32 bytes)
+ *   SFX(x)  the name of x for this type (x ## _f32, x ## _f64)
+ *   EXP, LOG, LOG1P, FABS  the libm functions of T
+ * defined. The per-row functions take the head widths D and DV as arguments and are always
+ * inlined: the exported functions call them with constant widths for the common sizes, so that the
+ * compiler unrolls and vectorises the inner loops (a generic call serves any other width).
+ */
+
+GA_INLINE T SFX(sigmoid)(T s) { return (T)1 / ((T)1 + EXP(-s)); }
+GA_INLINE T SFX(softplus)(T s) { return (s > 0 ? s : (T)0) + LOG1P(EXP(-FABS(s))); }
+
+/* <a, b> (+ <a, c> when c is not NULL) on VEC_LEN-wide vectors (GCC/Clang vector extensions, unaligned
+   loads through memcpy), then a tree over the lanes: no long dependency chain of scalar adds. */
+GA_INLINE T SFX(dot)(const T* restrict a, const T* restrict b, const T* restrict c, int64_t n) {
+    VEC acc = {0};
+    int64_t d = 0;
+    for (; d + VEC_LEN <= n; d += VEC_LEN) {
+        VEC x, y;
+        memcpy(&x, a + d, sizeof x);
+        memcpy(&y, b + d, sizeof y);
+        if (c) {
+            VEC z;
+            memcpy(&z, c + d, sizeof z);
+            y += z;
+        }
+        acc += x * y;
+    }
+    for (int width = VEC_LEN / 2; width > 0; width /= 2)
+        for (int r = 0; r < width; ++r) acc[r] += acc[r + width];
+    T s = acc[0];
+    for (; d < n; ++d) s += a[d] * (c ? b[d] + c[d] : b[d]);
+    return s;
+}
+
+/* y += alpha * (x + z)   (z may be NULL) */
+GA_INLINE void SFX(axpy)(T alpha, const T* restrict x, const T* restrict z, T* restrict y, int64_t n) {
+    if (z) {
+        for (int64_t d = 0; d < n; ++d) y[d] += alpha * (x[d] + z[d]);
+    } else {
+        for (int64_t d = 0; d < n; ++d) y[d] += alpha * x[d];
+    }
+}
+
+/* y = alpha * x */
+GA_INLINE void SFX(scaled)(T alpha, const T* restrict x, T* restrict y, int64_t n) {
+    for (int64_t d = 0; d < n; ++d) y[d] = alpha * x[d];
+}
+
+typedef struct {
+    int64_t H;
+    const int64_t *rowptr, *col, *eid, *colptr, *row_t, *perm_t;
+    const T *q, *k, *v, *bias, *ek, *ev, *dout, *out, *stat;
+    T scale, keep_scale;
+    int64_t norm;
+    dropout_t drop;
+    T *res, *res_stat;                       /* forward: out, stat */
+    T *dq, *dk, *dv, *dbias, *dek, *dev;     /* backward */
+    T *ds_buf, *w_buf;                       /* backward scratch [E, H] in CSR order */
+} SFX(args_t);
+
+/* Score of an edge (source j, user id u) for head h of destination row qi. */
+GA_INLINE T SFX(score)(const SFX(args_t)* a, const T* qi, int64_t j, int64_t u, int64_t h, int64_t D) {
+    const int64_t H = a->H;
+    T s = SFX(dot)(qi + h * D, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, D) * a->scale;
+    return a->bias ? s + a->bias[u * H + h] : s;
+}
+
+/* Forward of destination row i: online normalisation over chunks of CHUNK edges. buf holds
+   2 * CHUNK * H + 2 * H + H * DV values. */
+GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* buf) {
+    const int64_t H = a->H, norm = a->norm;
+    T *S = buf, *P = S + CHUNK * H, *m = P + CHUNK * H, *l = m + H, *acc = l + H;
+    const T* qi = a->q + i * H * D;
+    for (int64_t h = 0; h < H; ++h) { m[h] = -INFINITY; l[h] = 0; }
+    memset(acc, 0, sizeof(T) * (size_t)(H * DV));
+    for (int64_t c0 = a->rowptr[i]; c0 < a->rowptr[i + 1]; c0 += CHUNK) {
+        int64_t n = a->rowptr[i + 1] - c0 < CHUNK ? a->rowptr[i + 1] - c0 : CHUNK;
+        for (int64_t t = 0; t < n; ++t) {
+            int64_t c = c0 + t, u = a->eid ? a->eid[c] : c;
+            for (int64_t h = 0; h < H; ++h) S[t * H + h] = SFX(score)(a, qi, a->col[c], u, h, D);
+        }
+        for (int64_t h = 0; h < H; ++h) {
+            T total = 0;
+            if (norm == NORM_SOFTMAX) {
+                T mx = m[h];
+                for (int64_t t = 0; t < n; ++t) mx = S[t * H + h] > mx ? S[t * H + h] : mx;
+                T safe = mx == -INFINITY ? (T)0 : mx;
+                T alpha = EXP(m[h] - safe);
+                for (int64_t t = 0; t < n; ++t) total += (P[t * H + h] = EXP(S[t * H + h] - safe));
+                if (alpha != (T)1 && l[h] > 0)
+                    for (int64_t d = 0; d < DV; ++d) acc[h * DV + d] *= alpha;
+                l[h] = l[h] * alpha + total;
+                m[h] = mx;
+            } else {
+                for (int64_t t = 0; t < n; ++t)
+                    total += (P[t * H + h] = norm == NORM_SIGMOID ? SFX(sigmoid)(S[t * H + h])
+                                                                  : SFX(softplus)(S[t * H + h]));
+                l[h] += total;
+            }
+        }
+        for (int64_t t = 0; t < n; ++t) {
+            int64_t c = c0 + t, u = a->eid ? a->eid[c] : c, j = a->col[c];
+            for (int64_t h = 0; h < H; ++h) {
+                T w = P[t * H + h];
+                if (a->drop.active) w = dropout_keep(&a->drop, u, H, h) ? w * a->keep_scale : (T)0;
+                if (w == (T)0) continue;
+                SFX(axpy)(w, a->v + (j * H + h) * DV, a->ev ? a->ev + (u * H + h) * DV : NULL, acc + h * DV, DV);
+            }
+        }
+    }
+    for (int64_t h = 0; h < H; ++h) {
+        T st, inv = 1;
+        if (norm == NORM_SIGMOID) {
+            st = 0;
+        } else {
+            st = l[h] > 0 ? (norm == NORM_SOFTMAX && m[h] != -INFINITY ? m[h] : (T)0) + LOG(l[h]) : (T)INFINITY;
+            inv = l[h] > 0 ? (T)1 / l[h] : (T)0;
+        }
+        a->res_stat[i * H + h] = st;
+        SFX(scaled)(inv, acc + h * DV, a->res + (i * H + h) * DV, DV);
+    }
+}
+
+/* Backward row pass of destination row i: dq, the per-edge gradients, ds and w. delta holds H values. */
+GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* delta) {
+    const int64_t H = a->H, norm = a->norm;
+    const T *qi = a->q + i * H * D, *doi = a->dout + i * H * DV;
+    T* dqi = a->dq + i * H * D;
+    memset(dqi, 0, sizeof(T) * (size_t)(H * D));
+    for (int64_t h = 0; h < H; ++h)
+        delta[h] = norm == NORM_SIGMOID ? (T)0 : SFX(dot)(doi + h * DV, a->out + (i * H + h) * DV, NULL, DV);
+    for (int64_t c = a->rowptr[i]; c < a->rowptr[i + 1]; ++c) {
+        int64_t u = a->eid ? a->eid[c] : c, j = a->col[c];
+        for (int64_t h = 0; h < H; ++h) {
+            T s = SFX(score)(a, qi, j, u, h, D), st = a->stat[i * H + h], w, ds;
+            if (norm == NORM_SOFTMAX) w = EXP(s - st);
+            else if (norm == NORM_SOFTPLUS) w = SFX(softplus)(s) * EXP(-st);
+            else w = SFX(sigmoid)(s);
+            const T prob = w;
+            T mult = 1;
+            if (a->drop.active) mult = dropout_keep(&a->drop, u, H, h) ? a->keep_scale : (T)0;
+            T da = mult == (T)0 ? (T)0
+                 : mult * SFX(dot)(doi + h * DV, a->v + (j * H + h) * DV, a->ev ? a->ev + (u * H + h) * DV : NULL, DV);
+            if (norm == NORM_SOFTMAX) ds = prob * (da - delta[h]);
+            else if (norm == NORM_SOFTPLUS) ds = (da - delta[h]) * SFX(sigmoid)(s) * EXP(-st);
+            else ds = da * prob * ((T)1 - prob);
+            w = prob * mult;
+            a->ds_buf[c * H + h] = ds;
+            a->w_buf[c * H + h] = w;
+            if (a->dbias) a->dbias[u * H + h] = ds;
+            T g = ds * a->scale;
+            SFX(axpy)(g, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, dqi + h * D, D);
+            if (a->dek) SFX(scaled)(g, qi + h * D, a->dek + (u * H + h) * D, D);
+            if (a->dev) SFX(scaled)(w, doi + h * DV, a->dev + (u * H + h) * DV, DV);
+        }
+    }
+}
+
+/* Backward column pass of source j over the transpose: dk_j, dv_j. */
+GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t DV) {
+    const int64_t H = a->H;
+    T *dkj = a->dk + j * H * D, *dvj = a->dv + j * H * DV;
+    memset(dkj, 0, sizeof(T) * (size_t)(H * D));
+    memset(dvj, 0, sizeof(T) * (size_t)(H * DV));
+    for (int64_t t = a->colptr[j]; t < a->colptr[j + 1]; ++t) {
+        int64_t c = a->perm_t[t], i = a->row_t[t];
+        for (int64_t h = 0; h < H; ++h) {
+            T g = a->ds_buf[c * H + h] * a->scale, w = a->w_buf[c * H + h];
+            if (g != (T)0) SFX(axpy)(g, a->q + (i * H + h) * D, NULL, dkj + h * D, D);
+            if (w != (T)0) SFX(axpy)(w, a->dout + (i * H + h) * DV, NULL, dvj + h * DV, DV);
+        }
+    }
+}
+
+/* Calls ROW(a, index, D, DV, extra...) with constant widths for the common head sizes. */
+#define GA_WIDTHS(ROW, a, index, D, DV, ...)                                                              \
+    do {                                                                                                \
+        if (D == DV && D == 16) ROW(a, index, 16, 16, ##__VA_ARGS__);                                   \
+        else if (D == DV && D == 32) ROW(a, index, 32, 32, ##__VA_ARGS__);                              \
+        else if (D == DV && D == 64) ROW(a, index, 64, 64, ##__VA_ARGS__);                              \
+        else if (D == DV && D == 8) ROW(a, index, 8, 8, ##__VA_ARGS__);                                 \
+        else if (D == DV && D == 128) ROW(a, index, 128, 128, ##__VA_ARGS__);                           \
+        else ROW(a, index, D, DV, ##__VA_ARGS__);                                                       \
+    } while (0)
+
+void SFX(ga_attention_fwd)(int64_t n_dst, int64_t H, int64_t D, int64_t DV, const int64_t* rowptr,
+                           const int64_t* col, const int64_t* eid, const T* q, const T* k, const T* v,
+                           const T* bias, const T* ek, const T* ev, double scale, int64_t norm, int64_t seed,
+                           int64_t threshold, double keep_scale, T* out, T* stat, int64_t nthreads) {
+    SFX(args_t) a = {0};
+    a.H = H; a.rowptr = rowptr; a.col = col; a.eid = eid;
+    a.q = q; a.k = k; a.v = v; a.bias = bias; a.ek = ek; a.ev = ev;
+    a.scale = (T)scale; a.keep_scale = (T)keep_scale; a.norm = norm; a.drop = dropout_init(seed, threshold);
+    a.res = out; a.res_stat = stat;
+    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")
+    {
+        T* buf = (T*)malloc(sizeof(T) * (size_t)(2 * CHUNK * H + 2 * H + H * DV));
+        _Pragma("omp for schedule(dynamic, 32)")
+        for (int64_t i = 0; i < n_dst; ++i) GA_WIDTHS(SFX(fwd_row), &a, i, D, DV, buf);
+        free(buf);
+    }
+}
+
+void SFX(ga_attention_bwd)(int64_t n_dst, int64_t n_src, int64_t H, int64_t D, int64_t DV,
+                           const int64_t* rowptr, const int64_t* col, const int64_t* eid, const int64_t* colptr,
+                           const int64_t* row_t, const int64_t* perm_t, const T* q, const T* k, const T* v,
+                           const T* bias, const T* ek, const T* ev, const T* dout, const T* out, const T* stat,
+                           double scale, int64_t norm, int64_t seed, int64_t threshold, double keep_scale, T* dq,
+                           T* dk, T* dv, T* dbias, T* dek, T* dev, T* ds_buf, T* w_buf, int64_t nthreads) {
+    SFX(args_t) a = {0};
+    a.H = H; a.rowptr = rowptr; a.col = col; a.eid = eid; a.colptr = colptr; a.row_t = row_t; a.perm_t = perm_t;
+    a.q = q; a.k = k; a.v = v; a.bias = bias; a.ek = ek; a.ev = ev; a.dout = dout; a.out = out; a.stat = stat;
+    a.scale = (T)scale; a.keep_scale = (T)keep_scale; a.norm = norm; a.drop = dropout_init(seed, threshold);
+    a.dq = dq; a.dk = dk; a.dv = dv; a.dbias = dbias; a.dek = dek; a.dev = dev; a.ds_buf = ds_buf; a.w_buf = w_buf;
+    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")
+    {
+        T* delta = (T*)malloc(sizeof(T) * (size_t)H);
+        _Pragma("omp for schedule(dynamic, 32)")
+        for (int64_t i = 0; i < n_dst; ++i) GA_WIDTHS(SFX(bwd_row), &a, i, D, DV, delta);
+        free(delta);
+    }
+    _Pragma("omp parallel for schedule(dynamic, 32) num_threads(nthreads) if(nthreads > 1)")
+    for (int64_t j = 0; j < n_src; ++j) GA_WIDTHS(SFX(bwd_col), &a, j, D, DV);
+}
+
+/* Dropout factors of dense blocks, out [G, H, n, n]: entry (g, h, r, c) is keep_scale if the edge
+   row_edge[g * n + r] + c (user id) is kept for head h, else 0; 0 for padding (r or c >= size[g]).
+   The counters are formed modulo 2^32 directly (as dropout_keep truncates them), so that the inner
+   loop is branch-free uint32 arithmetic the compiler vectorises. */
+void SFX(ga_dropout_blocks)(int64_t G, int64_t n, int64_t H, const int64_t* row_edge, const int64_t* size,
+                            int64_t seed, int64_t threshold, double keep_scale, T* out) {
+    const dropout_t d = dropout_init(seed, threshold);
+    const T kept = (T)keep_scale;
+    for (int64_t g = 0; g < G; ++g)
+        for (int64_t h = 0; h < H; ++h)
+            for (int64_t r = 0; r < n; ++r) {
+                T* restrict o = out + ((g * H + h) * n + r) * n;
+                const uint32_t first = (uint32_t)row_edge[g * n + r] * (uint32_t)H + (uint32_t)h + d.key0;
+                const int64_t valid = r < size[g] ? size[g] : 0;
+                for (int64_t c = 0; c < n; ++c) {
+                    uint32_t u = mix32(mix32(first + (uint32_t)c * (uint32_t)H) ^ d.key1);
+                    o[c] = (u >> 8) >= d.threshold && c < valid ? kept : (T)0;
+                }
+            }
+}
