@@ -4,7 +4,8 @@ Every attention is computed on an attention graph: scores on edges (SDDMM), a pe
 normalisation (softmax or an alternative) and aggregation (SpMM), on the engine in
 :mod:`sparse_kernels`.
 """
-from .functional import NORMALIZERS, as_attention_graph, attention_weights, graph_attention
+from .functional import (NORMALIZERS, aggregate, as_attention_graph, attention_weights, edge_scores, graph_attention,
+                         normalize)
 from .graph import AttentionGraph
 
 from . import adapters, models, nn, seq, sparsify, utils  # noqa: E402  (they import the functional API above)
@@ -15,7 +16,8 @@ from .nn import GINAttention, GPSLayer, GraphAttnConv, GraphTransformerLayer, PN
 
 __version__ = "0.1.0"
 
-__all__ = ["AttentionGraph", "graph_attention", "attention_weights", "as_attention_graph", "NORMALIZERS",
+__all__ = ["AttentionGraph", "graph_attention", "attention_weights", "edge_scores", "normalize", "aggregate",
+           "as_attention_graph", "NORMALIZERS",
            "nn", "models", "seq", "GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "VirtualNode",
            "GINAttention", "PNAAttention", "adapters", "inject_adapters", "PAdapterConfig",
            "SparseGINAdapterConfig", "sparsify", "utils", "GTSP", "GTSPConfig", "count_flops", "__version__"]

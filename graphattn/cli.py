@@ -14,6 +14,7 @@ commands:
   bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
+  bench layers       training steps of layer stacks and the core op against the PyG layers they replace
 """
 
 
@@ -35,6 +36,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         rest = rest[1:]
     elif command == "bench" and rest and rest[0] == "models":
         from .bench.models import main as run
+        rest = rest[1:]
+    elif command == "bench" and rest and rest[0] == "layers":
+        from .bench.layers import main as run
         rest = rest[1:]
     else:
         print(USAGE, file=sys.stderr)

@@ -98,3 +98,47 @@ def test_edge_order_roundtrip_and_to():
     assert torch.equal(g.to_user_order(g.to_csr_order(x)), x)
     moved = g.to("cpu")
     assert torch.equal(moved.edge_index, EI) and "num_edges=4" in repr(moved)
+
+
+def test_raw_edge_index_builds_one_graph_per_tensor():
+    """Layers given the same edge_index share one CSR (and transpose); an in-place change rebuilds it."""
+    from graphattn.graph import cached_graph
+
+    ei = torch.tensor([[0, 2, 1, 3, 3], [1, 1, 0, 2, 0]])
+    first = cached_graph(ei, 4)
+    csr = first.csr
+    csr.transpose()
+    assert cached_graph(ei, 4).csr is csr and cached_graph(ei, 4).csr.transpose() is csr.transpose()
+    assert cached_graph(ei, 5).csr is not csr                      # other node counts: another graph
+    assert cached_graph(ei.clone(), 4).csr is not csr              # another tensor: another graph
+    ei[0, 0] = 3
+    rebuilt = cached_graph(ei, 4).csr
+    assert rebuilt is not csr and 3 in rebuilt.col[rebuilt.row == 1].tolist()
+    with pytest.raises(ValueError, match="num_src_nodes"):
+        cached_graph(torch.tensor([[7], [0]]), 4)                  # validated on first build
+
+
+def test_layer_stack_builds_the_graph_once(monkeypatch):
+    import graphattn.graph as graph_module
+
+    builds = []
+    original = graph_module.build_csr
+    monkeypatch.setattr(graph_module, "build_csr", lambda *a, **kw: builds.append(1) or original(*a, **kw))
+    convs = torch.nn.ModuleList(ga.GraphAttnConv(8, 4, heads=2) for _ in range(4))
+    x, ei = torch.randn(6, 8), torch.randint(0, 6, (2, 20))
+    for _ in range(2):
+        h = x
+        for conv in convs:
+            h = conv(h, ei)
+        h.sum().backward()
+    assert len(builds) == 1
+
+
+def test_from_sorted_rows_checks_order_and_skips_the_sort():
+    g = ga.AttentionGraph.from_sorted_rows(torch.tensor([0, 0, 1, 3]), torch.tensor([2, 1, 0, 2]), 3, 4)
+    assert g.csr.eid is None and g.csr.rowptr.tolist() == [0, 2, 3, 3, 4]
+    assert torch.equal(g.edge_index, torch.tensor([[2, 1, 0, 2], [0, 0, 1, 3]]))
+    with pytest.raises(ValueError, match="sorted"):
+        ga.AttentionGraph.from_sorted_rows(torch.tensor([1, 0]), torch.tensor([0, 0]), 2)
+    with pytest.raises(ValueError, match="num_src_nodes"):
+        ga.AttentionGraph.from_sorted_rows(torch.tensor([0, 1]), torch.tensor([0, 5]), 2)

@@ -2,15 +2,19 @@
 
 Graphs are tiny (the interpreter costs about a millisecond per program) but awkward: empty rows,
 one row holding half the edges (split into chunks by the plan), N = 1, E = 0, a bipartite graph,
-sizes that are not multiples of the blocks, head counts that are not powers of two.
+edges given in CSR order (no edge-id indirection), sizes that are not multiples of the blocks,
+head counts that are not powers of two. Per-edge inputs (bias, edge vectors) are in the user's
+edge order; with dropout, the Triton kernels and the reference draw the same masks from the seed.
 """
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 import sparse_kernels as sk
 from sparse_kernels import reference
 from sparse_kernels.triton import chunk_override, interpreter_backend
-from sparse_kernels.triton._common import interpreting
+from sparse_kernels.triton._common import dropout_factor, dropout_keys, edge_offsets, interpreting
 
 pytestmark = [pytest.mark.interpreter,
               pytest.mark.skipif(not interpreting(), reason="CPU tests of the kernels need TRITON_INTERPRET=1")]
@@ -35,6 +39,16 @@ def make_graph(kind: str) -> sk.CSR:
     elif kind == "empty":  # E = 0
         n_src, n_dst = 4, 5
         ei = torch.zeros(2, 0, dtype=torch.long)
+    elif kind == "sorted":  # given in CSR order (eid None), bipartite; row 7 holds 40 edges from source 5, rows
+        n_src, n_dst = 19, 25  # 3 and 20.. are empty: both passes split
+        counts = torch.randint(1, 5, (n_dst,))
+        counts[3], counts[7], counts[20:] = 0, 40, 0
+        row = torch.repeat_interleave(torch.arange(n_dst), counts)
+        col = torch.randint(0, n_src, (row.numel(),))
+        col[row == 7] = 5
+        csr = sk.csr_from_sorted_rows(row, col, n_src, n_dst)
+        assert csr.eid is None
+        return csr
     else:
         raise ValueError(kind)
     return sk.build_csr(ei, n_src, n_dst)
@@ -51,44 +65,54 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     return ((x - ref)[finite].abs().max() / ref[finite].abs().max().clamp_min(1.0)).item() if finite.any() else 0.0
 
 
-def run_attention(csr, q, k, v, bias, normalizer, grad_out):
-    """out, stat and all gradients through the public op API."""
-    leaves = [t.detach().requires_grad_() for t in (q, k, v)] + (
-        [bias.detach().requires_grad_()] if bias is not None else [])
-    b = leaves[3] if bias is not None else None
-    out, stat = sk.attention_with_stats(*leaves[:3], csr, bias=b, scale=0.37, normalizer=normalizer)
-    grads = torch.autograd.grad(out, leaves, grad_out, allow_unused=True)
-    return [out, stat, *grads]
+NAMES = ["out", "stat", "dq", "dk", "dv", "dbias", "dedge_k", "dedge_v"]
 
 
-def check(kind, normalizer, dtype, heads, dim, dim_v, with_bias, chunk=16):
-    csr = make_graph(kind)
+def run_attention(csr, inputs, normalizer, grad_out, dropout=0.0, seed=None):
+    """out, stat and the gradients of ``inputs = (q, k, v, bias, edge_k, edge_v)`` (``None`` for absent
+    ones, and for their gradients) through the public op API."""
+    leaves = [None if t is None else t.detach().requires_grad_() for t in inputs]
+    q, k, v, bias, edge_k, edge_v = leaves
+    out, stat = sk.attention_with_stats(q, k, v, csr, bias=bias, scale=0.37, normalizer=normalizer, edge_k=edge_k,
+                                        edge_v=edge_v, dropout=dropout, seed=seed)
+    grads = iter(torch.autograd.grad(out, [t for t in leaves if t is not None], grad_out))
+    return [out, stat, *(None if t is None else next(grads) for t in leaves)]
+
+
+def make_inputs(csr, dtype, heads, dim, dim_v, with_bias, edge_vectors=False):
+    """``(q, k, v, bias, edge_k, edge_v)`` and ``grad_out`` for ``csr`` (per-edge inputs in the user's order)."""
     n_dst, n_src, e = csr.num_dst_nodes, csr.num_src_nodes, csr.num_edges
-    q = torch.randn(n_dst, heads, dim).to(dtype)
-    k = torch.randn(n_src, heads, dim).to(dtype)
-    v = torch.randn(n_src, heads, dim_v).to(dtype)
-    bias = torch.randn(e, heads).to(dtype) if with_bias else None
-    grad_out = torch.randn(n_dst, heads, dim_v).to(dtype)
+    shapes = [(n_dst, heads, dim), (n_src, heads, dim), (n_src, heads, dim_v), (e, heads) if with_bias else None,
+              (e, heads, dim) if edge_vectors else None, (e, heads, dim_v) if edge_vectors else None]
+    inputs = [None if shape is None else torch.randn(shape).to(dtype) for shape in shapes]
+    return inputs, torch.randn(n_dst, heads, dim_v).to(dtype)
+
+
+def check(kind, normalizer, dtype, heads, dim, dim_v, with_bias, chunk=16, edge_vectors=False, dropout=0.0):
+    """Triton (interpreted) against the float64 reference: out, stat and every gradient; with dropout
+    both use the same seed, so the masks must agree."""
+    csr = make_graph(kind)
+    inputs, grad_out = make_inputs(csr, dtype, heads, dim, dim_v, with_bias, edge_vectors)
+    seed = sk.dropout.new_seed("cpu") if dropout else None
     with interpreter_backend(), chunk_override(chunk):
-        got = run_attention(csr, q, k, v, bias, normalizer, grad_out)
+        got = run_attention(csr, inputs, normalizer, grad_out, dropout, seed)
     assert hasattr(csr.rowptr, "_sparse_kernels_plans"), "the Triton path did not run"
     d = lambda t: None if t is None else t.double()  # noqa: E731
     with sk.dispatch.kernel_override("reference", "cpu", sk.ops.REFERENCE_KERNELS):
-        want = run_attention(csr, d(q), d(k), d(v), d(bias), normalizer, d(grad_out))
-    names = ["out", "stat", "dq", "dk", "dv", "dbias"]
-    for name, g, w in zip(names, got, want):
+        want = run_attention(csr, [d(t) for t in inputs], normalizer, d(grad_out), dropout, seed)
+    for name, g, w in zip(NAMES, got, want):
         if w is None:
             continue
         assert g.dtype == (torch.float32 if name == "stat" else dtype), name
         assert not torch.isnan(g).any(), name
         assert rel_err(g, w) <= TOL[dtype], f"{name}: {rel_err(g, w)}"
-    return csr, got
+    return csr, seed, got
 
 
 @pytest.mark.parametrize("kind", ["random", "hub", "single", "empty"])
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
 def test_fp32_matches_reference(kind, normalizer):
-    csr, (out, stat, *_) = check(kind, normalizer, torch.float32, heads=3, dim=16, dim_v=12, with_bias=True)
+    csr, _, (out, stat, *_) = check(kind, normalizer, torch.float32, heads=3, dim=16, dim_v=12, with_bias=True)
     empty_rows = csr.degree() == 0
     assert (out[empty_rows] == 0).all()
     if normalizer != "sigmoid":
@@ -106,33 +130,89 @@ def test_head_widths(dim, dim_v):
     check("random", "softmax", torch.float32, heads=2, dim=dim, dim_v=dim_v, with_bias=False)
 
 
-def test_unsplit_plan_matches_split_plan():
+@pytest.mark.parametrize("kind", ["hub", "sorted"])
+def test_unsplit_plan_matches_split_plan(kind):
     """The split-K combine and the single-pass path agree (both against the reference)."""
-    check("hub", "softmax", torch.float32, heads=1, dim=16, dim_v=16, with_bias=True, chunk=1024)
+    check(kind, "softmax", torch.float32, heads=1, dim=16, dim_v=16, with_bias=True, chunk=1024, edge_vectors=True,
+          dropout=0.5)
+
+
+# --------------------------------------------------------------------------- edge vectors and dropout
+@pytest.mark.parametrize("kind", ["random", "hub", "sorted", "single", "empty"])
+@pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+def test_edge_vectors_fp32_match_reference(kind, normalizer):
+    """edge_k, edge_v and the bias read at the user's edge ids (shuffled, or the identity for "sorted")."""
+    check(kind, normalizer, torch.float32, heads=3, dim=16, dim_v=12, with_bias=True, edge_vectors=True)
+
+
+@pytest.mark.parametrize("kind,normalizer,dropout", [("random", "softmax", 0.0), ("sorted", "softplus", 0.0),
+                                                     ("hub", "sigmoid", 0.5)])
+def test_edge_vectors_fp16_match_reference(kind, normalizer, dropout):
+    check(kind, normalizer, torch.float16, heads=2, dim=48, dim_v=64, with_bias=True, edge_vectors=True,
+          dropout=dropout)
+
+
+@pytest.mark.parametrize("kind", ["hub", "sorted"])
+@pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_matches_reference(kind, normalizer, p):
+    """Same seed, same masks: the output and every gradient equal the reference's; ``dedge_v`` is
+    zero exactly where the mask of :mod:`sparse_kernels.dropout` drops a (user edge, head)."""
+    csr, seed, got = check(kind, normalizer, torch.float32, heads=2, dim=8, dim_v=8, with_bias=True,
+                           edge_vectors=True, dropout=p)
+    keep = sk.dropout.keep_mask(torch.arange(csr.num_edges), 2, seed, sk.dropout.threshold(p))
+    assert 0 < keep.sum() < keep.numel()
+    assert torch.equal(got[NAMES.index("dedge_v")].abs().sum(-1) != 0, keep)
+
+
+@triton.jit
+def _keep_kernel(edge_ptr, seed_ptr, out_ptr, E, H, threshold, BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr):
+    offs_e = tl.arange(0, BLOCK_E)
+    offs_h = tl.arange(0, BLOCK_H)
+    mask_e = offs_e < E
+    counter = edge_offsets(tl.load(edge_ptr + offs_e, mask=mask_e, other=0), offs_h, H)  # as in the kernels
+    key0, key1 = dropout_keys(seed_ptr)
+    tl.store(out_ptr + offs_e[:, None] * H + offs_h[None, :], dropout_factor(counter, key0, key1, threshold, 2.0),
+             mask=mask_e[:, None] & (offs_h < H)[None, :])
+
+
+@pytest.mark.parametrize("seed", [0, 12345, (1 << 32) + 7, (1 << 62) - 1])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_hash_is_bit_identical(seed, p):
+    """The Triton hash keeps exactly the (edge, head) pairs of :func:`sparse_kernels.dropout.keep_mask`,
+    for seeds with high bits and counters ``edge * H + h`` beyond 2^32 (taken modulo 2^32)."""
+    edge = torch.cat([torch.arange(200), torch.tensor([2 ** 31 - 1, 2 ** 31 + 5, 2 ** 32 - 1, 2 ** 40 + 3])])
+    seed_t, heads, t = torch.tensor([seed]), 3, sk.dropout.threshold(p)
+    factor = torch.empty(edge.numel(), heads)
+    _keep_kernel[(1,)](edge, seed_t, factor, edge.numel(), heads, t, BLOCK_E=256, BLOCK_H=4)
+    keep = sk.dropout.keep_mask(edge, heads, seed_t, t)
+    assert torch.equal(factor != 0, keep) and (factor[keep] == 2.0).all()
 
 
 def test_gradients_are_bitwise_deterministic():
     csr = make_graph("hub")
-    q, k, v = (torch.randn(30, 2, 16) for _ in range(3))
-    bias, grad_out = torch.randn(csr.num_edges, 2), torch.randn(30, 2, 16)
+    inputs, grad_out = make_inputs(csr, torch.float32, 2, 16, 16, with_bias=True, edge_vectors=True)
+    seed = sk.dropout.new_seed("cpu")
     with interpreter_backend(), chunk_override(16):
-        first = run_attention(csr, q, k, v, bias, "softmax", grad_out)
-        second = run_attention(csr, q, k, v, bias, "softmax", grad_out)
+        first = run_attention(csr, inputs, "softmax", grad_out, 0.3, seed)
+        second = run_attention(csr, inputs, "softmax", grad_out, 0.3, seed)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 
 
 def test_rows_with_only_masked_scores_give_zeros_not_nan():
     csr = make_graph("hub")
-    q, k, v = (torch.randn(30, 2, 16) for _ in range(3))
+    (q, k, v, _, edge_k, edge_v), grad_out = make_inputs(csr, torch.float32, 2, 16, 16, False, edge_vectors=True)
     bias = torch.zeros(csr.num_edges, 2)
     bias[csr.perm[csr.row == 4]] = float("-inf")  # the hub row: every score is -inf (user edge order)
     with interpreter_backend():
-        out, stat, dq, dk, dv, dbias = run_attention(csr, q, k, v, bias, "softmax", torch.randn(30, 2, 16))
+        got = run_attention(csr, (q, k, v, bias, edge_k, edge_v), "softmax", grad_out)
+    out, stat = got[:2]
     assert (out[4] == 0).all() and torch.isinf(stat[4]).all()
-    for g in (out, dq, dk, dv, dbias):
+    for g in [out, *got[2:]]:
         assert not torch.isnan(g).any()
-    ref_out, ref_stat = reference.attention_forward(q, k, v, csr.row, csr.col, bias, 0.37, "softmax", eid=csr.perm)
+    ref_out, ref_stat = reference.attention_forward(q, k, v, csr.row, csr.col, bias, 0.37, "softmax", eid=csr.perm,
+                                                    edge_k=edge_k, edge_v=edge_v)
     assert rel_err(out, ref_out) <= 1e-5
 
 

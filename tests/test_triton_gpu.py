@@ -30,10 +30,33 @@ def rel_err(x, ref):
     return float((x.double() - ref.double()).abs().max() / ref.double().abs().max().clamp_min(1.0))
 
 
-def grads(csr, q, k, v, bias, normalizer, grad_out):
-    leaves = [t.detach().requires_grad_() for t in (q, k, v, bias)]
-    out = sk.attention(*leaves[:3], csr, bias=leaves[3], normalizer=normalizer)
-    return [out, *torch.autograd.grad(out, leaves, grad_out)]
+def fused(csr, inputs, normalizer, grad_out, **options):
+    """out and the gradients of ``inputs = (q, k, v, bias, edge_k, edge_v)`` (``None`` for absent per-edge
+    inputs, which get no gradient; user's edge order) on the CSR path."""
+    leaves = [None if t is None else t.detach().requires_grad_() for t in inputs]
+    q, k, v, bias, edge_k, edge_v = leaves
+    out = sk.attention_with_stats(q, k, v, csr, bias=bias, normalizer=normalizer, edge_k=edge_k, edge_v=edge_v,
+                                  **options)[0]
+    grads = torch.autograd.grad(out, [t for t in leaves if t is not None], grad_out.to(out.dtype))
+    return [out.detach(), *grads]
+
+
+def check_fused(csr, inputs, normalizer, grad_out, **options):
+    """:func:`fused` on the Triton kernels against the float64 reference (the same seed: the same dropout
+    masks); returns the Triton results."""
+    q, _, _, bias, edge_k, edge_v = inputs
+    features = sk.dispatch.Features(q.dtype, normalizer, edge_k is not None or edge_v is not None,
+                                    options.get("dropout", 0.0) > 0, bias is not None)
+    assert sk.dispatch.select_kernels("attention_fwd", "cuda", features).name == "triton"
+    got = fused(csr, inputs, normalizer, grad_out, **options)
+    with sk.dispatch.kernel_override("reference", "cuda", sk.ops.REFERENCE_KERNELS):
+        want = fused(csr, [None if t is None else t.double() for t in inputs], normalizer, grad_out, **options)
+    names = ["out", "dq", "dk", "dv"] + [name for name, x in zip(["dbias", "dedge_k", "dedge_v"], inputs[3:])
+                                         if x is not None]
+    for name, g, w in zip(names, got, want, strict=True):
+        assert not torch.isnan(g).any(), name
+        assert rel_err(g, w) <= TOL[q.dtype], f"{name}: {rel_err(g, w)}"
+    return got
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -44,15 +67,25 @@ def test_fused_attention_matches_reference(dtype, normalizer):
     q, k = (torch.randn(n, h, 64, device="cuda").to(dtype) for _ in range(2))
     v, grad_out = (torch.randn(n, h, 32, device="cuda").to(dtype) for _ in range(2))
     bias = torch.randn(csr.num_edges, h, device="cuda").to(dtype)
-    got = grads(csr, q, k, v, bias, normalizer, grad_out)
-    ref_out, stat = reference.attention_forward(q.double(), k.double(), v.double(), csr.row, csr.col, bias.double(),
-                                                64 ** -0.5, normalizer)
-    want = [ref_out, *reference.attention_backward(grad_out.double(), q.double(), k.double(), v.double(), ref_out,
-                                                   stat, csr.row, csr.col, bias.double(), 64 ** -0.5, normalizer)]
-    for name, g, w in zip(["out", "dq", "dk", "dv", "dbias"], got, want):
-        assert not torch.isnan(g).any(), name
-        assert rel_err(g, w) <= TOL[dtype], f"{name}: {rel_err(g, w)}"
-    assert (got[0][n - 100:] == 0).all()  # rows without edges
+    out = check_fused(csr, (q, k, v, bias, None, None), normalizer, grad_out)[0]
+    assert (out[n - 100:] == 0).all()  # rows without edges
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
+@pytest.mark.parametrize("order", ["shuffled", "sorted"])
+def test_edge_vectors_and_dropout_match_reference(dtype, normalizer, order):
+    """edge_k, edge_v and a bias in the user's edge order (shuffled: read through ``eid``; sorted: ``eid``
+    is ``None``) with dropout: the same seed gives the reference's masks, so every output agrees."""
+    csr = skewed_graph(e=20000, hub_edges=5000)
+    if order == "sorted":
+        csr = sk.csr_from_sorted_rows(csr.row, csr.col, csr.num_src_nodes, csr.num_dst_nodes)
+    n, h, e = csr.num_dst_nodes, 4, csr.num_edges
+    q, k, edge_k = (torch.randn(m, h, 64, device="cuda").to(dtype) for m in (n, n, e))
+    v, grad_out, edge_v = (torch.randn(m, h, 32, device="cuda").to(dtype) for m in (n, n, e))
+    bias = torch.randn(e, h, device="cuda").to(dtype)
+    seed = sk.dropout.new_seed("cuda")
+    check_fused(csr, (q, k, v, bias, edge_k, edge_v), normalizer, grad_out, dropout=0.3, seed=seed)
 
 
 @pytest.mark.parametrize("dim,dim_v", [(16, 16), (32, 64), (128, 128), (256, 256)])
@@ -70,8 +103,10 @@ def test_gradients_bitwise_deterministic():
     csr = skewed_graph()
     n = csr.num_dst_nodes
     q, k, v, grad_out = (torch.randn(n, 8, 64, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    edge_k, edge_v = (torch.randn(csr.num_edges, 8, 64, device="cuda", dtype=torch.bfloat16) for _ in range(2))
     bias = torch.randn(csr.num_edges, 8, device="cuda", dtype=torch.bfloat16)
-    first, second = grads(csr, q, k, v, bias, "softmax", grad_out), grads(csr, q, k, v, bias, "softmax", grad_out)
+    inputs, seed = (q, k, v, bias, edge_k, edge_v), sk.dropout.new_seed("cuda")
+    first, second = (fused(csr, inputs, "softmax", grad_out, dropout=0.2, seed=seed) for _ in range(2))
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 

@@ -8,12 +8,13 @@
 #   kernels  benchmarks/kernels.py: all graphs, bf16 + fp32, PyG eager/compiled, FlexAttention, SDPA
 #   seq      benchmarks/seq_patterns.py: patterns x 1k..64k tokens against FlexAttention and SDPA
 #   charlm   examples/seq_char_lm.py at 16k characters, 300 steps per variant
+#   layers   graphattn bench layers: layer stacks (GraphAttnConv, GPSLayer) and the core op against PyG
 #   models   GPS training-epoch time against the same model from PyG's GPSConv, on ogbg-molhiv
 #   train    GPS on ogbg-molhiv with the published config, ${EPOCHS:-10} epochs (a full run needs 100)
 # Each stage writes <stage>.log and its results under $OUT (at most 8 files come back per call).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-STAGES="tests kernels seq charlm models train"
+STAGES="tests kernels seq charlm layers models train"
 for s in "$@"; do
   case " $STAGES " in *" $s "*) ;; *) echo "unknown stage $s ($STAGES)" >&2; exit 2 ;; esac
 done
@@ -40,6 +41,7 @@ for s in "$@"; do
     charlm)  stage charlm python3 examples/seq_char_lm.py --device cuda --context 16384 --dim 256 --depth 4 \
                --steps 300 --batch 2 --window 512 --sinks 4 --topk 256 --clusters 8 --eval-windows 16 \
                --out "$OUT/seq_char_lm-cuda.json" ;;
+    layers)  stage layers python3 -m graphattn bench layers --device cuda --out-dir "$OUT" ;;
     models)  stage models python3 -m graphattn bench models --dataset ogbg-molhiv --root "$data" --device cuda \
                --out-dir "$OUT" ;;
     train)   stage train python3 -m graphattn train --config gps-molhiv --root "$data" --device cuda \

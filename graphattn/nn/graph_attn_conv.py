@@ -132,7 +132,7 @@ class GraphAttnConv(torch.nn.Module):
         return out, edge_index.set_value(alpha, layout="coo")      # torch_sparse.SparseTensor, as PyG
 
     def _project(self, x_src: Tensor, x_dst: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
-        """Query, key and value ``[N, H, C]`` and the root term :math:`\mathbf{W}_1 \mathbf{x}_i` (``None``
+        r"""Query, key and value ``[N, H, C]`` and the root term :math:`\mathbf{W}_1 \mathbf{x}_i` (``None``
         without ``root_weight``). When sources and destinations are the same features, the four
         projections run as one GEMM on the concatenated weights (the parameters stay separate, as in
         PyG), which costs less than four small GEMMs and their gradient sums."""

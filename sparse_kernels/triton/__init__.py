@@ -3,8 +3,10 @@ r"""Triton kernels of the engine, registered as the CUDA implementation of the `
 =====================  ==========================================================
 module                 kernels
 =====================  ==========================================================
-``attention_fwd``      fused online-softmax forward on the CSR (split-K for long rows)
-``attention_bwd``      row pass (``dq``, ``dbias``) + column pass (``dk``, ``dv``), no atomics
+``attention_fwd``      fused online-softmax forward on the CSR (split-K for long rows), with a
+                       bias, edge vectors and counter-based dropout
+``attention_bwd``      row pass (``dq``, per-edge gradients, ``ds`` and ``w`` per edge) + column
+                       pass (``dk``, ``dv``), no atomics
 ``sddmm``              edge-parallel per-edge dot products
 ``spmm``               row-parallel weighted neighbour sums
 ``edge_softmax``       per-row statistics + edge-parallel normalisation, and its gradient
@@ -36,27 +38,8 @@ __all__ = ["kernels", "supports", "register", "interpreter_backend", "chunk_over
            "attention_bwd", "sddmm", "spmm", "edge_softmax", "schedule"]
 
 
-def _csr_order(x, eid):
-    return x if x is None or eid is None else x.index_select(0, eid)
-
-
-def _attention_fwd_op(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale,
-                      normalizer, p_threshold, keep_scale):
-    return attention_fwd.attention_fwd(q, k, v, rowptr, col, row, colptr, row_t, perm_t, _csr_order(bias, eid),
-                                       scale, normalizer)
-
-
-def _attention_bwd_op(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k,
-                      edge_v, seed, scale, normalizer, p_threshold, keep_scale):
-    dq, dk, dv, dbias = attention_bwd.attention_bwd(grad_out, q, k, v, out, stat, rowptr, col, row, colptr, row_t,
-                                                    perm_t, _csr_order(bias, eid), scale, normalizer)
-    if bias is not None and eid is not None:
-        dbias = torch.empty_like(dbias).index_copy_(0, eid, dbias)
-    return dq, dk, dv, dbias, q.new_empty(0), q.new_empty(0)
-
-
 _KERNELS: dict[str, Callable] = {
-    "attention_fwd": _attention_fwd_op, "attention_bwd": _attention_bwd_op,
+    "attention_fwd": attention_fwd.attention_fwd, "attention_bwd": attention_bwd.attention_bwd,
     "sddmm": sddmm.sddmm, "spmm": spmm.spmm, "edge_softmax": edge_softmax.edge_softmax,
     "edge_softmax_bwd": edge_softmax.edge_softmax_bwd}
 
@@ -81,11 +64,8 @@ def kernels() -> dict[str, Callable]:
 
 
 def supports(op: str, features: Features) -> bool:
-    """fp32/fp16/bf16 inputs; the fused attention without edge vectors or dropout (those run on the
-    reference until the kernels take them)."""
-    if features.dtype not in KERNEL_DTYPES:
-        return False
-    return op not in ("attention_fwd", "attention_bwd") or not (features.edge_vectors or features.dropout)
+    """fp32/fp16/bf16 inputs, every op and feature (bias, edge vectors, dropout, each normaliser)."""
+    return features.dtype in KERNEL_DTYPES
 
 
 def _bsr_applies(call: dispatch.AttentionCall) -> bool:

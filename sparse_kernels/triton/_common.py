@@ -1,4 +1,5 @@
-r"""Pieces shared by the Triton kernels: normaliser math, tile gathers and the split-K combine.
+r"""Pieces shared by the Triton kernels: normaliser math, tile gathers, the attention edge tile, the
+dropout hash and the split-K combine.
 
 Every row-parallel kernel runs one program per *work item* of a
 :class:`~sparse_kernels.triton.schedule.Plan` (a node and a contiguous range of its edges) and
@@ -13,10 +14,16 @@ Partial softmax states are merged as in flash-decoding:
     M = \max_c m_c,\qquad L = \sum_c l_c e^{m_c - M},\qquad A = \sum_c a_c e^{m_c - M};
 
 the other normalisers (and plain sums) add ``l`` and ``a``.
+
+Per-edge inputs of the fused attention (bias, ``edge_k``, ``edge_v``) are in the user's edge order:
+the edge at CSR position ``c`` reads them at its user id ``u = eid[c]`` (``u = c`` when the CSR
+order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose counter is
+``u * H + h`` (:func:`dropout_factor`, bit-identical to :mod:`sparse_kernels.dropout`).
 """
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 import triton
@@ -163,6 +170,94 @@ def gather_nodes(base, idx, mask_e, offs_h, offs_c, H, C):
 def edge_offsets(offs_e, offs_h, H):
     """Offsets of ``[E, H]`` per-edge values for edges ``offs_e`` and heads ``offs_h`` (int64)."""
     return offs_e.to(tl.int64)[:, None] * H + offs_h[None, :]
+
+
+@triton.jit
+def scatter_edges(base, idx, x, mask_e, offs_h, offs_c, H, C):
+    """Stores ``x [BE, BH, BC]`` into rows ``idx [BE]`` (int64) of an ``[E, H, C]`` tensor (the inverse of
+    :func:`gather_nodes`)."""
+    mask = mask_e[:, None, None] & (offs_h < H)[None, :, None] & (offs_c < C)[None, None, :]
+    ptrs = base + idx[:, None, None] * (H * C) + offs_h[None, :, None] * C + offs_c[None, None, :]
+    tl.store(ptrs, x.to(base.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def attention_tile(q, offs_e, mask_e, offs_h, offs_d, offs_dv, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr,
+                   k_ptr, v_ptr, scale, H, D, DV, HAS_EID: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   HAS_EK: tl.constexpr, HAS_EV: tl.constexpr):
+    r"""The CSR edges ``offs_e`` (``mask_e``) of a destination row whose query is ``q [BH, BD]``.
+
+    Gathers the keys :math:`k_j + e^k_u` ``[BE, BH, BD]`` and values :math:`v_j + e^v_u` ``[BE, BH, BDV]``
+    in fp32 (the edge vectors are added to the tiles, never stored), and scores them,
+    :math:`s = \text{scale}\,\langle q_i, k_j + e^k_u\rangle + b_u` (``-inf`` where masked).
+
+    Returns ``(u, uh, k, v, s)``: the user ids ``u [BE]`` (int64) and the offsets ``u * H + h``
+    ``[BE, BH]`` of the per-edge ``[E, H]`` values, which are also the dropout counters.
+    """
+    mask_eh = mask_e[:, None] & (offs_h < H)[None, :]
+    j = tl.load(col_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
+    if HAS_EID:
+        u = tl.load(eid_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
+    else:
+        u = offs_e.to(tl.int64)
+    k = gather_nodes(k_ptr, j, mask_e, offs_h, offs_d, H, D)
+    v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)  # all gathers in flight at once
+    if HAS_EK:
+        k += gather_nodes(ek_ptr, u, mask_e, offs_h, offs_d, H, D)
+    if HAS_EV:
+        v += gather_nodes(ev_ptr, u, mask_e, offs_h, offs_dv, H, DV)
+    uh = edge_offsets(u, offs_h, H)
+    s = tl.sum(q[None, :, :] * k, 2) * scale
+    if HAS_BIAS:
+        s += tl.load(bias_ptr + uh, mask=mask_eh, other=0.0).to(tl.float32)
+    s = tl.where(mask_eh, s, float("-inf"))
+    return u, uh, k, v, s
+
+
+# --------------------------------------------------------------------------- dropout
+@triton.jit
+def mix32(x):
+    """The "lowbias32" finaliser on ``uint32`` (shifts are logical, products wrap modulo :math:`2^{32}`)."""
+    x ^= x >> 16
+    x *= 0x7FEB352D
+    x ^= x >> 15
+    x *= 0x846CA68B
+    x ^= x >> 16
+    return x
+
+
+@triton.jit
+def dropout_keys(seed_ptr):
+    r"""The hash keys ``(k0, k1)`` (``uint32``) of the one-element int64 seed tensor, read on the device:
+    :math:`k_0 = \text{seed} \bmod 2^{32}`, :math:`k_1 = \operatorname{mix}(\lfloor \text{seed} / 2^{32}\rfloor
+    \oplus \texttt{0x9E3779B9})`."""
+    seed = tl.load(seed_ptr)
+    return seed.to(tl.uint32), mix32((seed >> 32).to(tl.uint32) ^ 0x9E3779B9)
+
+
+@triton.jit
+def dropout_factor(counter, key0, key1, threshold, keep_scale):
+    r"""``keep_scale`` where the counter-based mask keeps a weight, 0 where it drops it.
+
+    ``counter`` are the int64 values ``u * H + h`` (taken modulo :math:`2^{32}`); keep iff
+    :math:`\lfloor \operatorname{mix}(\operatorname{mix}(c + k_0) \oplus k_1) / 2^8 \rfloor \ge` ``threshold``.
+    """
+    x = mix32(mix32(counter.to(tl.uint32) + key0) ^ key1)
+    return tl.where((x >> 8) >= threshold, keep_scale, 0.0)
+
+
+# --------------------------------------------------------------------------- attention inputs
+def edge_inputs(q: Tensor, col: Tensor, eid: Optional[Tensor], bias: Optional[Tensor], edge_k: Optional[Tensor],
+                edge_v: Optional[Tensor], seed: Optional[Tensor], p_threshold: int) -> tuple[tuple, dict]:
+    """The optional inputs of the attention kernels: the tensors ``(eid, bias, edge_k, edge_v, seed)``
+    (a placeholder for each absent one) and their flags ``HAS_EID``, ``HAS_BIAS``, ``HAS_EK``,
+    ``HAS_EV``, ``DROPOUT``."""
+    dropout = seed is not None and p_threshold > 0
+    tensors = (col if eid is None else eid, q if bias is None else bias, q if edge_k is None else edge_k,
+               q if edge_v is None else edge_v, seed.to(q.device, torch.int64) if dropout else col)
+    flags = dict(HAS_EID=eid is not None, HAS_BIAS=bias is not None, HAS_EK=edge_k is not None,
+                 HAS_EV=edge_v is not None, DROPOUT=dropout)
+    return tensors, flags
 
 
 # --------------------------------------------------------------------------- split-K combine

@@ -1,19 +1,26 @@
 r"""Fused graph-attention backward without atomics.
 
-The weights are recomputed from the saved row statistic, :math:`a_{ij} = e^{s_{ij} - \mathrm{lse}_i}`
-(softplus: :math:`\operatorname{softplus}(s_{ij}) / Z_i`; sigmoid: :math:`\sigma(s_{ij})`), and with
-:math:`\partial a_{ij} = \langle \partial o_i, v_j\rangle`, :math:`\delta_i = \langle \partial o_i, o_i\rangle`
-and :math:`\partial s_{ij}` from :func:`~sparse_kernels.triton._common.score_grad`:
+The weights are recomputed from the saved row statistic, :math:`a_c = e^{s_c - \mathrm{lse}_i}`
+(softplus: :math:`\operatorname{softplus}(s_c) / Z_i`; sigmoid: :math:`\sigma(s_c)`), the dropout
+factor :math:`\mu_c` from the counter hash and the seed (the forward's mask, never stored), and with
+:math:`w_c = \mu_c a_c`, :math:`\partial a_c = \mu_c \langle \partial o_i, v_j + e^v_u\rangle`,
+:math:`\delta_i = \langle \partial o_i, o_i\rangle = \sum_c a_c\,\partial a_c` and :math:`\partial s_c` from
+:func:`~sparse_kernels.triton._common.score_grad`:
 
-* the **row pass** (CSR by destination) accumulates
-  :math:`\partial q_i = \text{scale} \sum_j \partial s_{ij} k_j` and writes :math:`\partial b_{ij} = \partial s_{ij}`
-  once per edge;
-* the **column pass** (cached CSC by source) accumulates
-  :math:`\partial k_j = \text{scale} \sum_i \partial s_{ij} q_i` and :math:`\partial v_j = \sum_i a_{ij}\,\partial o_i`,
-  reading the bias of CSC position ``c`` at CSR position ``perm_t[c]``.
+* the **row pass** (CSR by destination, tiles of
+  :func:`~sparse_kernels.triton._common.attention_tile`) accumulates
+  :math:`\partial q_i = \text{scale} \sum_c \partial s_c (k_j + e^k_u)`, writes the per-edge gradients
+  :math:`\partial b_u = \partial s_c`, :math:`\partial e^k_u = \text{scale}\,\partial s_c\, q_i` and
+  :math:`\partial e^v_u = w_c\,\partial o_i` at the user id ``u`` of each edge, and stores
+  :math:`\partial s_c` and :math:`w_c` (``[E, H]`` fp32, CSR order);
+* the **column pass** (cached CSC by source) reads them at CSR position ``perm_t[t]`` of CSC
+  position ``t`` and accumulates :math:`\partial k_j = \text{scale} \sum_c \partial s_c\, q_i` and
+  :math:`\partial v_j = \sum_c w_c\, \partial o_i`, without recomputing scores (no key, bias or edge
+  vector reads).
 
 Every output row is owned by one program (or by a fixed set of split-K slots merged in a fixed
-order), so two runs give bitwise-identical gradients. Accumulation is fp32.
+order) and every per-edge gradient is written once, so two runs give bitwise-identical gradients.
+Accumulation is fp32.
 """
 from __future__ import annotations
 
@@ -24,17 +31,20 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, combine, edge_offsets, edge_weights, gather_nodes,
-                      load_item, load_node, score_grad, store_node)
+from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, attention_tile, combine, dropout_factor, dropout_keys,
+                      edge_inputs, edge_offsets, edge_weights, gather_nodes, load_item, load_node, scatter_edges,
+                      score_grad, store_node)
 from .schedule import launch_config, plan_for
 
 __all__ = ["attention_bwd"]
 
 
 @triton.jit
-def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, stat_ptr, delta_ptr,
-                     dq_ptr, dbias_ptr, pdq_ptr, scale, H, D, DV,
-                     NORM: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_E: tl.constexpr,
+def _row_pass_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr, seed_ptr, q_ptr, k_ptr, v_ptr, do_ptr,
+                     stat_ptr, delta_ptr, dq_ptr, dbias_ptr, dek_ptr, dev_ptr, ds_ptr, w_ptr, pdq_ptr, scale,
+                     threshold, keep_scale, H, D, DV,
+                     NORM: tl.constexpr, HAS_EID: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_EK: tl.constexpr,
+                     HAS_EV: tl.constexpr, DROPOUT: tl.constexpr, BLOCK_E: tl.constexpr,
                      BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     item = tl.program_id(0)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -42,6 +52,8 @@ def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, 
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_h = offs_h < H
     node, start, end, slot = load_item(items_ptr, item)
+    if DROPOUT:
+        key0, key1 = dropout_keys(seed_ptr)
 
     q = load_node(q_ptr, node, offs_h, offs_d, H, D)
     do = load_node(do_ptr, node, offs_h, offs_dv, H, DV)
@@ -54,18 +66,26 @@ def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, 
         offs_e = e0 + tl.arange(0, BLOCK_E)
         mask_e = offs_e < end
         mask_eh = mask_e[:, None] & mask_h[None, :]
-        j = tl.load(col_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
-        k = gather_nodes(k_ptr, j, mask_e, offs_h, offs_d, H, D)
-        v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)
-        s = tl.sum(q[None, :, :] * k, 2) * scale
-        if HAS_BIAS:
-            s += tl.load(bias_ptr + edge_offsets(offs_e, offs_h, H), mask=mask_eh, other=0.0).to(tl.float32)
-        s = tl.where(mask_eh, s, float("-inf"))
+        u, uh, k, v, s = attention_tile(q, offs_e, mask_e, offs_h, offs_d, offs_dv, col_ptr, eid_ptr, bias_ptr,
+                                        ek_ptr, ev_ptr, k_ptr, v_ptr, scale, H, D, DV,
+                                        HAS_EID, HAS_BIAS, HAS_EK, HAS_EV)
         a = edge_weights(s, stat[None, :], NORM)
         da = tl.sum(do[None, :, :] * v, 2)
+        w = a
+        if DROPOUT:
+            mu = dropout_factor(uh, key0, key1, threshold, keep_scale)
+            da *= mu
+            w *= mu
         ds = tl.where(mask_eh, score_grad(da, a, s, stat[None, :], delta[None, :], NORM), 0.0)
+        csr_eh = edge_offsets(offs_e, offs_h, H)
+        tl.store(ds_ptr + csr_eh, ds, mask=mask_eh)
+        tl.store(w_ptr + csr_eh, w, mask=mask_eh)
         if HAS_BIAS:
-            tl.store(dbias_ptr + edge_offsets(offs_e, offs_h, H), ds.to(dbias_ptr.dtype.element_ty), mask=mask_eh)
+            tl.store(dbias_ptr + uh, ds.to(dbias_ptr.dtype.element_ty), mask=mask_eh)
+        if HAS_EK:
+            scatter_edges(dek_ptr, u, (ds * scale)[:, :, None] * q[None, :, :], mask_e, offs_h, offs_d, H, D)
+        if HAS_EV:
+            scatter_edges(dev_ptr, u, w[:, :, None] * do[None, :, :], mask_e, offs_h, offs_dv, H, DV)
         dq += tl.sum(ds[:, :, None] * k, 0)
     dq = dq * scale
     if slot < 0:
@@ -75,10 +95,9 @@ def _row_pass_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, 
 
 
 @triton.jit
-def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, do_ptr, stat_ptr,
-                        delta_ptr, dk_ptr, dv_ptr, pdk_ptr, pdv_ptr, scale, H, D, DV,
-                        NORM: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_E: tl.constexpr,
-                        BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, ds_ptr, w_ptr, q_ptr, do_ptr, dk_ptr, dv_ptr, pdk_ptr,
+                        pdv_ptr, scale, H, D, DV, BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr,
+                        BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     item = tl.program_id(0)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
@@ -86,32 +105,18 @@ def _column_pass_kernel(items_ptr, row_t_ptr, perm_t_ptr, q_ptr, k_ptr, v_ptr, b
     mask_h = offs_h < H
     node, start, end, slot = load_item(items_ptr, item)
 
-    k = load_node(k_ptr, node, offs_h, offs_d, H, D)
-    v = load_node(v_ptr, node, offs_h, offs_dv, H, DV)
     dk = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
-    for c0 in range(start, end, BLOCK_E):
-        offs_c = c0 + tl.arange(0, BLOCK_E)
-        mask_c = offs_c < end
-        mask_ch = mask_c[:, None] & mask_h[None, :]
-        i = tl.load(row_t_ptr + offs_c, mask=mask_c, other=0).to(tl.int64)
-        q = gather_nodes(q_ptr, i, mask_c, offs_h, offs_d, H, D)
-        do = gather_nodes(do_ptr, i, mask_c, offs_h, offs_dv, H, DV)
-        s = tl.sum(q * k[None, :, :], 2) * scale
-        if HAS_BIAS:
-            e = tl.load(perm_t_ptr + offs_c, mask=mask_c, other=0)
-            s += tl.load(bias_ptr + edge_offsets(e, offs_h, H), mask=mask_ch, other=0.0).to(tl.float32)
-        s = tl.where(mask_ch, s, float("-inf"))
-        node_h = i[:, None] * H + offs_h[None, :]
-        stat = tl.load(stat_ptr + node_h, mask=mask_ch, other=0.0)
-        a = edge_weights(s, stat, NORM)
-        da = tl.sum(do * v[None, :, :], 2)
-        delta = tl.zeros([BLOCK_E, BLOCK_H], tl.float32)
-        if NORM != NORM_SIGMOID:
-            delta = tl.load(delta_ptr + node_h, mask=mask_ch, other=0.0)
-        ds = tl.where(mask_ch, score_grad(da, a, s, stat, delta, NORM), 0.0)
-        dk += tl.sum(ds[:, :, None] * q, 0)
-        dv += tl.sum(a[:, :, None] * do, 0)
+    for t0 in range(start, end, BLOCK_E):
+        offs_t = t0 + tl.arange(0, BLOCK_E)
+        mask_t = offs_t < end
+        mask_th = mask_t[:, None] & mask_h[None, :]
+        i = tl.load(row_t_ptr + offs_t, mask=mask_t, other=0).to(tl.int64)
+        csr_eh = edge_offsets(tl.load(perm_t_ptr + offs_t, mask=mask_t, other=0), offs_h, H)
+        ds = tl.load(ds_ptr + csr_eh, mask=mask_th, other=0.0)
+        w = tl.load(w_ptr + csr_eh, mask=mask_th, other=0.0)
+        dk += tl.sum(ds[:, :, None] * gather_nodes(q_ptr, i, mask_t, offs_h, offs_d, H, D), 0)
+        dv += tl.sum(w[:, :, None] * gather_nodes(do_ptr, i, mask_t, offs_h, offs_dv, H, DV), 0)
     dk = dk * scale
     if slot < 0:
         store_node(dk_ptr, node, dk, offs_h, offs_d, H, D)
@@ -130,31 +135,37 @@ def _launch_meta(plan, heads: int, dim: int, dim_v: int) -> tuple[tuple[int, int
     return grid, meta
 
 
-def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
-                  rowptr: Tensor, col: Tensor, row: Tensor, colptr: Tensor, row_t: Tensor, perm_t: Tensor,
-                  bias: Optional[Tensor], scale: float,
-                  normalizer: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _like_or_empty(x: Optional[Tensor], q: Tensor) -> Tensor:
+    return q.new_empty(0) if x is None else torch.empty_like(x)
+
+
+def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor, rowptr: Tensor,
+                  col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
+                  bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
+                  seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
+                  keep_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Triton implementation of ``sparse_kernels::attention_bwd`` (same signature and results).
 
-    Returns ``(dq, dk, dv, dbias)`` in the inputs' dtypes; ``dbias`` is empty without a bias.
+    Returns ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` in the inputs' dtypes, the per-edge gradients
+    in the user's edge order (empty for absent inputs).
     """
     n_dst, heads, dim = q.shape
-    n_src, dim_v = k.size(0), v.size(2)
+    n_src, dim_v, num_edges = k.size(0), v.size(2), col.numel()
     norm = NORM_CODES[normalizer]
     stat = stat.float().contiguous()
     delta = (grad_out.float() * out.float()).sum(-1).contiguous() if norm != SIGMOID else stat
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dbias = torch.empty_like(bias) if bias is not None else q.new_empty(0)
-    has_bias = bias is not None
-    bias_arg = bias if has_bias else q
+    dbias, dek, dev = (_like_or_empty(x, q) for x in (bias, edge_k, edge_v))
+    ds, w = q.new_empty(2, num_edges, heads, dtype=torch.float32)  # row pass -> column pass, CSR order
 
     if n_dst > 0:
         plan = plan_for(rowptr)
         grid, meta = _launch_meta(plan, heads, dim, dim_v)
         pdq = q.new_empty(max(plan.num_slots, 1), heads, dim, dtype=torch.float32)
-        _row_pass_kernel[grid](plan.items, col, q, k, v, bias_arg, grad_out, stat, delta, dq,
-                               dbias if has_bias else q, pdq, float(scale), heads, dim, dim_v,
-                               NORM=norm, HAS_BIAS=has_bias, **meta)
+        optional, flags = edge_inputs(q, col, eid, bias, edge_k, edge_v, seed, p_threshold)
+        _row_pass_kernel[grid](plan.items, col, *optional, q, k, v, grad_out, stat, delta, dq, dbias, dek, dev, ds,
+                               w, pdq, float(scale), int(p_threshold), float(keep_scale), heads, dim, dim_v,
+                               NORM=norm, **flags, **meta)
         combine(plan.splits, SUM, heads, out=dq, partial_acc=pdq)
     if n_src > 0:
         plan_t = plan_for(colptr)
@@ -162,9 +173,8 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
         slots = max(plan_t.num_slots, 1)
         pdk = q.new_empty(slots, heads, dim, dtype=torch.float32)
         pdv = q.new_empty(slots, heads, dim_v, dtype=torch.float32)
-        _column_pass_kernel[grid](plan_t.items, row_t, perm_t, q, k, v, bias_arg, grad_out, stat, delta,
-                                  dk, dv, pdk, pdv, float(scale), heads, dim, dim_v,
-                                  NORM=norm, HAS_BIAS=has_bias, **meta)
+        _column_pass_kernel[grid](plan_t.items, row_t, perm_t, ds, w, q, grad_out, dk, dv, pdk, pdv, float(scale),
+                                  heads, dim, dim_v, **meta)
         combine(plan_t.splits, SUM, heads, out=dk, partial_acc=pdk)
         combine(plan_t.splits, SUM, heads, out=dv, partial_acc=pdv)
-    return dq, dk, dv, dbias
+    return dq, dk, dv, dbias, dek, dev

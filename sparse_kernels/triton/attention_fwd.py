@@ -2,16 +2,20 @@ r"""Fused graph-attention forward on the CSR by destination.
 
 One program per work item (a destination row, or a chunk of a long row, see
 :mod:`~sparse_kernels.triton.schedule`) and per block of heads. It walks the row's edges in
-tiles of ``BLOCK_E``, gathers the contiguous rows ``k_j`` and ``v_j`` of all its heads at once,
-and keeps the online-softmax state in fp32:
+tiles of ``BLOCK_E``, gathers the contiguous rows ``k_j`` and ``v_j`` of all its heads at once
+(plus the edge vectors of the edges' user ids ``u``, added to the tiles on the fly,
+:func:`~sparse_kernels.triton._common.attention_tile`), and keeps the online-softmax state in fp32:
 
 .. math::
-    s_{ij} = \text{scale}\,\langle q_i, k_j\rangle + b_{ij},\quad
-    m \leftarrow \max(m, \max_j s_{ij}),\quad
-    l \leftarrow l\,e^{m_{\text{old}} - m} + \sum_j e^{s_{ij} - m},\quad
-    \text{acc} \leftarrow \text{acc}\,e^{m_{\text{old}} - m} + \sum_j e^{s_{ij} - m} v_j
+    s_c = \text{scale}\,\langle q_i, k_j + e^k_u\rangle + b_u,\quad
+    m \leftarrow \max(m, \max_c s_c),\quad
+    l \leftarrow l\,e^{m_{\text{old}} - m} + \sum_c e^{s_c - m},\quad
+    \text{acc} \leftarrow \text{acc}\,e^{m_{\text{old}} - m} + \sum_c \mu_c\, e^{s_c - m} (v_j + e^v_u)
 
-(sigmoid and softplus add their weights without rescaling). A whole row writes
+(sigmoid and softplus add their weights without rescaling). :math:`\mu_c` is the dropout factor
+(``keep / (1 - p)`` from the counter hash of :func:`~sparse_kernels.triton._common.dropout_factor`
+with the seed read from its tensor on the device; 1 without dropout): it scales the accumulated
+weights only, so ``l`` and the statistic stay those of the undropped weights. A whole row writes
 ``out = acc / l`` (``acc`` for sigmoid) in the input dtype and the fp32 statistic ``stat``
 (lse, log Z or 0; ``+inf`` for a row without edges, whose output is zero); a chunk of a split
 row writes ``(m, l, acc)`` to scratch slots that :func:`~sparse_kernels.triton._common.combine`
@@ -26,17 +30,18 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._common import (NORM_CODES, combine, edge_offsets, finalize_acc, finalize_stat, gather_nodes, load_item,
-                      load_node, online_update, store_node)
+from ._common import (NORM_CODES, attention_tile, combine, dropout_factor, dropout_keys, edge_inputs, finalize_acc,
+                      finalize_stat, load_item, load_node, online_update, store_node)
 from .schedule import launch_config, plan_for
 
 __all__ = ["attention_fwd"]
 
 
 @triton.jit
-def _attention_fwd_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, stat_ptr,
-                          pm_ptr, pl_ptr, pacc_ptr, scale, H, D, DV,
-                          NORM: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_E: tl.constexpr,
+def _attention_fwd_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr, seed_ptr, q_ptr, k_ptr, v_ptr,
+                          out_ptr, stat_ptr, pm_ptr, pl_ptr, pacc_ptr, scale, threshold, keep_scale, H, D, DV,
+                          NORM: tl.constexpr, HAS_EID: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_EK: tl.constexpr,
+                          HAS_EV: tl.constexpr, DROPOUT: tl.constexpr, BLOCK_E: tl.constexpr,
                           BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     item = tl.program_id(0)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -44,6 +49,8 @@ def _attention_fwd_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, out
     offs_dv = tl.arange(0, BLOCK_DV)
     mask_h = offs_h < H
     node, start, end, slot = load_item(items_ptr, item)
+    if DROPOUT:
+        key0, key1 = dropout_keys(seed_ptr)
 
     q = load_node(q_ptr, node, offs_h, offs_d, H, D)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
@@ -51,16 +58,12 @@ def _attention_fwd_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, out
     acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
     for e0 in range(start, end, BLOCK_E):
         offs_e = e0 + tl.arange(0, BLOCK_E)
-        mask_e = offs_e < end
-        mask_eh = mask_e[:, None] & mask_h[None, :]
-        j = tl.load(col_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
-        k = gather_nodes(k_ptr, j, mask_e, offs_h, offs_d, H, D)
-        v = gather_nodes(v_ptr, j, mask_e, offs_h, offs_dv, H, DV)  # both gathers in flight at once
-        s = tl.sum(q[None, :, :] * k, 2) * scale
-        if HAS_BIAS:
-            s += tl.load(bias_ptr + edge_offsets(offs_e, offs_h, H), mask=mask_eh, other=0.0).to(tl.float32)
-        s = tl.where(mask_eh, s, float("-inf"))
+        _, uh, k, v, s = attention_tile(q, offs_e, offs_e < end, offs_h, offs_d, offs_dv, col_ptr, eid_ptr,
+                                        bias_ptr, ek_ptr, ev_ptr, k_ptr, v_ptr, scale, H, D, DV,
+                                        HAS_EID, HAS_BIAS, HAS_EK, HAS_EV)
         m, l, p, alpha = online_update(m, l, s, NORM)
+        if DROPOUT:
+            p *= dropout_factor(uh, key0, key1, threshold, keep_scale)
         acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v, 0)
 
     if slot < 0:
@@ -73,14 +76,18 @@ def _attention_fwd_kernel(items_ptr, col_ptr, q_ptr, k_ptr, v_ptr, bias_ptr, out
         store_node(pacc_ptr, part, acc, offs_h, offs_dv, H, DV)
 
 
-def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
-                  colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor], scale: float,
-                  normalizer: str) -> tuple[Tensor, Tensor]:
+def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor, eid: Optional[Tensor],
+                  colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor], edge_k: Optional[Tensor],
+                  edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
+                  keep_scale: float) -> tuple[Tensor, Tensor]:
     """Triton implementation of ``sparse_kernels::attention_fwd`` (same signature and results).
 
     Args:
         q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]`` (contiguous, one dtype).
-        rowptr, col: the CSR; bias: ``[E, H]`` in CSR order or ``None``.
+        rowptr, col: the CSR; eid: CSR position -> user edge id (``None``: the identity).
+        bias ``[E, H]``, edge_k ``[E, H, D]``, edge_v ``[E, H, Dv]``: optional, in the user's edge order.
+        seed: one-element int64 tensor (``None``: no dropout); p_threshold, keep_scale: see
+            :mod:`sparse_kernels.dropout`.
 
     Returns:
         ``out`` ``[N_dst, H, Dv]`` in ``q.dtype`` and ``stat`` ``[N_dst, H]`` float32.
@@ -98,9 +105,10 @@ def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, 
     pm = q.new_empty(slots, heads, dtype=torch.float32)
     pl = torch.empty_like(pm)
     pacc = q.new_empty(slots, heads, dim_v, dtype=torch.float32)
+    optional, flags = edge_inputs(q, col, eid, bias, edge_k, edge_v, seed, p_threshold)
     grid = (plan.items.size(0), triton.cdiv(heads, cfg["BLOCK_H"]))
-    _attention_fwd_kernel[grid](plan.items, col, q, k, v, bias if bias is not None else q, out, stat, pm, pl, pacc,
-                                float(scale), heads, dim, dim_v, NORM=norm, HAS_BIAS=bias is not None,
+    _attention_fwd_kernel[grid](plan.items, col, *optional, q, k, v, out, stat, pm, pl, pacc, float(scale),
+                                int(p_threshold), float(keep_scale), heads, dim, dim_v, NORM=norm, **flags,
                                 BLOCK_E=cfg["BLOCK_E"], BLOCK_H=cfg["BLOCK_H"], BLOCK_D=triton.next_power_of_2(dim),
                                 BLOCK_DV=triton.next_power_of_2(dim_v), num_warps=cfg["num_warps"])
     combine(plan.splits, norm, heads, stat=stat, partial_m=pm, partial_l=pl, out=out, partial_acc=pacc)

@@ -24,13 +24,16 @@ from . import _common, attention_bwd, attention_fwd, edge_softmax, sddmm, spmm
 __all__ = ["kernel_cases", "compile_kernel", "main"]
 
 _INDEX = {"items_ptr": "i32", "splits_ptr": "i32", "col_ptr": "i64", "row_t_ptr": "i64", "perm_t_ptr": "i64",
-          "segment_ptr": "i64", "gather_ptr": "i64"}
-_FP32 = {"stat_ptr", "delta_ptr", "pm_ptr", "pl_ptr", "pacc_ptr", "pdq_ptr", "pdk_ptr", "pdv_ptr", "pout_ptr"}
+          "segment_ptr": "i64", "gather_ptr": "i64", "eid_ptr": "i64", "seed_ptr": "i64"}
+_FP32 = {"stat_ptr", "delta_ptr", "pm_ptr", "pl_ptr", "pacc_ptr", "pdq_ptr", "pdk_ptr", "pdv_ptr", "pout_ptr",
+         "ds_ptr", "w_ptr"}
+_FP32_SCALARS = {"scale", "keep_scale"}
 
 
 def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     """Argument types by naming convention: index pointers, fp32 scratch, features in ``dtype``;
-    ``scale`` fp32, other scalars i32 (widths hinted divisible by 16, as at run time for D = 16k)."""
+    ``scale`` and ``keep_scale`` fp32, other scalars i32 (widths hinted divisible by 16, as at run time
+    for D = 16k)."""
     signature, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):
         if name in constexprs:
@@ -39,10 +42,21 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
             signature[name] = "*" + _INDEX.get(name, "fp32" if name in _FP32 else dtype)
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:
-            signature[name] = "fp32" if name == "scale" else "i32"
+            signature[name] = "fp32" if name in _FP32_SCALARS else "i32"
             if name in ("D", "DV", "F"):
                 attrs[(i,)] = [["tt.divisibility", 16]]
     return signature, attrs
+
+
+#: Optional inputs of the attention kernels per head width: everything (user edge ids, bias, edge
+#: vectors, dropout) at D = 64, plain at 32, edge vectors without dropout at 128, dropout on sorted
+#: edges at 256.
+_ATTENTION_INPUTS = {
+    64: dict(HAS_EID=True, HAS_BIAS=True, HAS_EK=True, HAS_EV=True, DROPOUT=True),
+    32: dict(HAS_EID=False, HAS_BIAS=False, HAS_EK=False, HAS_EV=False, DROPOUT=False),
+    128: dict(HAS_EID=True, HAS_BIAS=False, HAS_EK=True, HAS_EV=True, DROPOUT=False),
+    256: dict(HAS_EID=False, HAS_BIAS=True, HAS_EK=False, HAS_EV=False, DROPOUT=True),
+}
 
 
 def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
@@ -52,11 +66,12 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
     for dim, mean_degree in ((64, 32.0), (32, 16.0), (128, 16.0), (256, 4.0)):
         cfg = launch_config(dim, 8, mean_degree)
         blocks = dict(BLOCK_E=cfg["BLOCK_E"], BLOCK_H=cfg["BLOCK_H"])
-        attn = dict(blocks, BLOCK_D=dim, BLOCK_DV=dim, HAS_BIAS=dim == 64)
+        tiles = dict(blocks, BLOCK_D=dim, BLOCK_DV=dim)
+        attn = dict(tiles, **_ATTENTION_INPUTS[dim])
         for norm in ((_common.SOFTMAX, _common.SOFTPLUS, _common.SIGMOID) if dim == 64 else (_common.SOFTMAX,)):
             yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
             yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm), cfg["num_warps"]
-            yield attention_bwd._column_pass_kernel, dict(attn, NORM=norm), cfg["num_warps"]
+        yield attention_bwd._column_pass_kernel, tiles, cfg["num_warps"]
         if dim == 64:
             yield sddmm._sddmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
             yield spmm._spmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
