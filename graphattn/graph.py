@@ -17,6 +17,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from sparse_kernels import prepare
 from sparse_kernels.csr import CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, validate_edge_index
 
 __all__ = ["AttentionGraph", "cached_graph"]
@@ -229,7 +230,7 @@ class AttentionGraph:
                 num_graphs = int(batch_long.max()) + 1 if n else 0
             sizes = torch.zeros(num_graphs, dtype=torch.long, device=batch.device)
             sizes.scatter_add_(0, batch_long, torch.ones_like(batch_long))
-            csr = block_diagonal_full(sizes, n)
+            csr = prepare(block_diagonal_full(sizes, n))
             _store(batch, "_graphattn_full_csr", key, csr)
         n = csr.num_dst_nodes
         return cls(torch.stack([csr.col, csr.row]), n, n, validate=False, _csr=csr)
@@ -254,13 +255,15 @@ class AttentionGraph:
 
     @property
     def csr(self) -> CSR:
-        """The destination-major CSR (built once, cached)."""
+        """The destination-major CSR (built once, cached), with everything the engine derives from it
+        (:func:`sparse_kernels.prepare`): later calls on the graph never synchronise with the device."""
         if self._csr is None:
             if self._sorted_by_dst:
-                self._csr = csr_from_sorted_rows(self._edge_index[1], self._edge_index[0], self.num_src_nodes,
-                                                 self.num_dst_nodes)
+                csr = csr_from_sorted_rows(self._edge_index[1], self._edge_index[0], self.num_src_nodes,
+                                           self.num_dst_nodes)
             else:
-                self._csr = build_csr(self._edge_index, self.num_src_nodes, self.num_dst_nodes, validate=False)
+                csr = build_csr(self._edge_index, self.num_src_nodes, self.num_dst_nodes, validate=False)
+            self._csr = prepare(csr)
         return self._csr
 
     def in_degree(self) -> Tensor:

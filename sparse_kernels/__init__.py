@@ -11,7 +11,7 @@ import importlib.util
 
 from . import cpu, dense_blocks, dispatch, dropout
 from .csr import CSC, CSR, build_csr, csr_from_sorted_rows, validate_edge_index
-from .dispatch import explain, force_path
+from .dispatch import explain, force_path, prepare
 from .ops import (attention, attention_with_stats, edge_softmax, sddmm, spmm, validate_attention_inputs)
 from .reference import NORMALIZERS
 
@@ -24,4 +24,4 @@ if importlib.util.find_spec("triton") is not None:
 
 __all__ = ["CSR", "CSC", "build_csr", "csr_from_sorted_rows", "validate_edge_index", "attention",
            "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs", "NORMALIZERS",
-           "dispatch", "dropout", "dense_blocks", "explain", "force_path"]
+           "dispatch", "dropout", "dense_blocks", "explain", "force_path", "prepare"]

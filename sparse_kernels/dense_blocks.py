@@ -89,6 +89,8 @@ class BlockPlan:
     offsets: Tensor
     num_nodes: int
     jagged: bool
+    min_size: int
+    max_size: int
 
 
 def _choose_buckets(sizes: list[int], cost: int) -> list[tuple[int, int]]:
@@ -145,7 +147,8 @@ def build_plan(csr: CSR, cost: Optional[int] = None) -> BlockPlan:
     if buckets and (len(buckets) > 1 or buckets[0].padded or [g for _, g in order] != sorted(g for _, g in order)):
         parts = [torch.arange(slot_of_block[g], slot_of_block[g] + s) for g, s in enumerate(host_sizes) if s > 0]
         gather = torch.cat(parts).to(device)
-    return BlockPlan(buckets, gather, offsets, csr.num_dst_nodes, jagged=bool(host_sizes) and min(host_sizes) > 0)
+    return BlockPlan(buckets, gather, offsets, csr.num_dst_nodes, jagged=bool(host_sizes) and min(host_sizes) > 0,
+                     min_size=min(host_sizes, default=0), max_size=max(host_sizes, default=0))
 
 
 def plan_for(csr: CSR) -> BlockPlan:
@@ -197,7 +200,9 @@ def _padded_attention(call: dispatch.AttentionCall, plan: BlockPlan) -> Tensor:
 
 def _jagged_attention(call: dispatch.AttentionCall, plan: BlockPlan) -> Tensor:
     """Variable-length SDPA on a jagged nested tensor (CUDA FlashAttention; no padding)."""
-    nested = [torch.nested.nested_tensor_from_jagged(x, plan.offsets).transpose(1, 2) for x in (call.q, call.k, call.v)]
+    nested = [torch.nested.nested_tensor_from_jagged(x, plan.offsets, min_seqlen=plan.min_size,
+                                                     max_seqlen=plan.max_size).transpose(1, 2)
+              for x in (call.q, call.k, call.v)]
     out = F.scaled_dot_product_attention(*nested, scale=call.scale)
     return out.transpose(1, 2).values()
 
@@ -221,4 +226,11 @@ def applies(call: dispatch.AttentionCall) -> bool:
             and (call.q.device.type != "cuda" or call.dropout == 0.0))
 
 
+def prepare(csr: CSR) -> None:
+    """Builds the plan of a block-diagonal full graph (nothing for other graphs)."""
+    if csr.block_sizes is not None:
+        plan_for(csr)
+
+
 dispatch.register_path("dense_blocks", applies, dense_block_attention, priority=30)
+dispatch.register_preparer(None, prepare)

@@ -13,7 +13,10 @@ Two registries, both ordered by priority (highest first; among equals, the lates
   CPU kernels (:mod:`sparse_kernels.cpu`) and the Triton kernels (CUDA). Each says which ops and
   features (:class:`Features`) it supports.
 
-Adding a kernel or a path is a registration; callers never choose. :func:`explain` tells which
+Adding a kernel or a path is a registration; callers never choose. Structures that a path or a
+kernel derives from a graph (schedules, tile layouts, bucket plans) are built by *preparers*
+(:func:`register_preparer`), which :func:`prepare` runs once per graph, so that no call on a prepared
+graph reads anything back from the device. :func:`explain` tells which
 path and kernel a call takes (benchmarks record it), :func:`force_path` pins a path and
 :func:`kernel_override` a kernel set inside a ``with`` block (tests run the Triton kernels on
 CPU tensors in Triton's interpreter this way).
@@ -28,8 +31,8 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["Features", "AttentionCall", "Path", "KernelSet", "register_path", "register_kernels", "select_path",
-           "select_kernels", "kernel", "explain", "force_path", "kernel_override", "OPS"]
+__all__ = ["Features", "AttentionCall", "Path", "KernelSet", "register_path", "register_kernels", "register_preparer",
+           "prepare", "select_path", "select_kernels", "kernel", "explain", "force_path", "kernel_override", "OPS"]
 
 #: The custom ops a kernel set may implement.
 OPS = ("attention_fwd", "attention_bwd", "sddmm", "spmm", "edge_softmax", "edge_softmax_bwd")
@@ -108,6 +111,8 @@ _KERNEL_SETS: list[KernelSet] = []
 _forced_path: Optional[str] = None
 #: (op, device type, features) -> kernel set; cleared whenever the registry changes
 _KERNEL_CACHE: dict[tuple, KernelSet] = {}
+#: (device type or None for any, preparer)
+_PREPARERS: list[tuple[Optional[str], Callable]] = []
 
 
 def _ranked(items: list) -> list:
@@ -130,6 +135,22 @@ def register_kernels(name: str, device_type: Optional[str], kernels: dict[str, C
     _KERNEL_SETS[:] = [s for s in _KERNEL_SETS if (s.name, s.device_type) != (name, device_type)]
     _KERNEL_SETS.append(KernelSet(name, device_type, dict(kernels), supports, priority))
     _KERNEL_CACHE.clear()
+
+
+def register_preparer(device_type: Optional[str], preparer: Callable) -> None:
+    """Registers ``preparer(csr)``, run by :func:`prepare` on graphs of ``device_type`` (``None``: any)."""
+    _PREPARERS.append((device_type, preparer))
+
+
+def prepare(csr):
+    """Builds, once, everything the paths and kernels derive from the graph ``csr`` on its device (the
+    transpose, kernel schedules, tile layouts, dense-block plans; each cached on the graph), so that
+    later calls never synchronise with the device. Returns ``csr``."""
+    if not torch.compiler.is_compiling():
+        for device_type, preparer in _PREPARERS:
+            if device_type in (None, csr.device.type):
+                preparer(csr)
+    return csr
 
 
 def select_path(call: AttentionCall) -> Path:

@@ -18,7 +18,11 @@ machinery costs about half a millisecond per call in Python, more than the kerne
 batch of molecules). Each implementation asks the dispatcher for the kernel of its device, dtype and
 features: the
 plain-PyTorch reference (:mod:`sparse_kernels.reference`, registered here as ``"reference"`` for
-every device), the compiled CPU kernels, the Triton kernels. Index tensors of an edge list travel
+every device), the compiled CPU kernels, the Triton kernels. Kernel implementations have the ops'
+signatures, except that ``attention_bwd`` takes one more argument, ``fold_edge_grads``: ``edge_v`` is the
+same tensor as ``edge_k``, so return the sum of both gradients as ``dedge_k`` and an empty ``dedge_v``
+(the eager path uses it for TransformerConv's shared edge projection; the custom op passes ``False``).
+Index tensors of an edge list travel
 as ``(ptr, gather, segment)``: offsets, the node read by each edge and the node it reduces into;
 ``(rowptr, col, row)`` for the CSR and ``(colptr, csc.row, csc.col)`` for its transpose.
 """
@@ -85,11 +89,13 @@ def _attention_bwd_reference(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, 
                              rowptr: Tensor, col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor,
                              row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor], edge_k: Optional[Tensor],
                              edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float, normalizer: str,
-                             p_threshold: int, keep_scale: float) -> tuple[Tensor, ...]:
-    grads = reference.attention_backward(grad_out, q, k, v, out, stat, row, col, bias, scale, normalizer, rowptr,
-                                         (colptr, row_t, perm_t), eid=eid, edge_k=edge_k, edge_v=edge_v, seed=seed,
-                                         p_threshold=p_threshold, keep_scale=keep_scale)
-    return tuple(_empty_if_none(g, q) for g in grads)
+                             p_threshold: int, keep_scale: float, fold_edge_grads: bool) -> tuple[Tensor, ...]:
+    dq, dk, dv, dbias, dek, dev = reference.attention_backward(
+        grad_out, q, k, v, out, stat, row, col, bias, scale, normalizer, rowptr, (colptr, row_t, perm_t), eid=eid,
+        edge_k=edge_k, edge_v=edge_v, seed=seed, p_threshold=p_threshold, keep_scale=keep_scale)
+    if fold_edge_grads:
+        dek, dev = dek + dev, None
+    return tuple(_empty_if_none(g, q) for g in (dq, dk, dv, dbias, dek, dev))
 
 
 @torch.library.custom_op(f"{_LIB}::attention_bwd", mutates_args=())
@@ -100,7 +106,7 @@ def _attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tenso
                    keep_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     fn = dispatch.kernel("attention_bwd", q.device.type, _attention_features(q, bias, edge_k, edge_v, seed, normalizer))
     return fn(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed,
-              scale, normalizer, p_threshold, keep_scale)
+              scale, normalizer, p_threshold, keep_scale, False)
 
 
 @_attention_bwd.register_fake
@@ -337,25 +343,31 @@ def _contiguous(x: Optional[Tensor]) -> Optional[Tensor]:
 
 
 class _EagerAttention(torch.autograd.Function):
-    """The fused ops' kernels with their autograd, without the custom-op dispatch (eager mode)."""
+    """The fused ops' kernels with their autograd, without the custom-op dispatch (eager mode). One
+    tensor given as both ``edge_k`` and ``edge_v`` (TransformerConv's edge projection) is passed once,
+    as ``edge_k`` with ``shared_edge=True``, and gets one gradient, written once by the kernel."""
 
     @staticmethod
-    def forward(ctx, q, k, v, bias, edge_k, edge_v, graph, options):
+    def forward(ctx, q, k, v, bias, edge_k, edge_v, graph, options, shared_edge):
+        edge_v = edge_k if shared_edge else edge_v
         features = _attention_features(q, bias, edge_k, edge_v, options[0], options[2])
         out, stat = dispatch.kernel("attention_fwd", q.device.type, features)(
             q, k, v, *graph, bias, edge_k, edge_v, *options)
         ctx.save_for_backward(q, k, v, bias, edge_k, edge_v, out, stat)
-        ctx.graph, ctx.options, ctx.features = graph, options, features
+        ctx.graph, ctx.options, ctx.features, ctx.shared_edge = graph, options, features, shared_edge
         ctx.mark_non_differentiable(stat)
         return out, stat
 
     @staticmethod
     def backward(ctx, grad_out, grad_stat):
         q, k, v, bias, edge_k, edge_v, out, stat = ctx.saved_tensors
-        grads = dispatch.kernel("attention_bwd", q.device.type, ctx.features)(
-            grad_out.contiguous(), q, k, v, out, stat, *ctx.graph, bias, edge_k, edge_v, *ctx.options)
-        optional = [None if x is None else g for x, g in zip((bias, edge_k, edge_v), grads[3:])]
-        return (*grads[:3], *optional, None, None)
+        dq, dk, dv, dbias, dek, dev = dispatch.kernel("attention_bwd", q.device.type, ctx.features)(
+            grad_out.contiguous(), q, k, v, out, stat, *ctx.graph, bias, edge_k, edge_v, *ctx.options,
+            ctx.shared_edge)
+        optional = [None if x is None else g for x, g in ((bias, dbias), (edge_k, dek), (edge_v, dev))]
+        if ctx.shared_edge:
+            optional[2] = None
+        return (dq, dk, dv, *optional, None, None, None)
 
 
 def _csr_attention(call: AttentionCall) -> tuple[Tensor, Tensor]:
@@ -370,7 +382,10 @@ def _csr_attention(call: AttentionCall) -> tuple[Tensor, Tensor]:
     if torch.compiler.is_compiling():
         q, k, v, bias, edge_k, edge_v = tensors
         return torch.ops.sparse_kernels.attention_fwd(q, k, v, *graph, bias, edge_k, edge_v, *options)
-    return _EagerAttention.apply(*tensors, graph, options)
+    shared_edge = call.edge_k is not None and call.edge_k is call.edge_v
+    if shared_edge:
+        tensors = tensors[:5] + (None,)
+    return _EagerAttention.apply(*tensors, graph, options, shared_edge)
 
 
 def _make_call(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor], edge_k: Optional[Tensor],

@@ -250,3 +250,51 @@ def test_compiles_fullgraph_without_recompiling_for_new_sizes():
             (ref_dq,) = torch.autograd.grad(out.square().sum(), ref_q)
             assert rel_err(loss, out.square().sum()) <= 1e-5 and rel_err(dq, ref_dq) <= 1e-5
     assert counter.frame_count == 1
+
+
+def test_prepared_graph_reads_nothing_back_from_the_device(monkeypatch):
+    """Once a graph is prepared (what AttentionGraph does on CUDA), a forward and backward through the
+    Triton kernels read no tensor value on the host: no .item(), .tolist() or int()/bool() of a tensor.
+    On a GPU each of those is a synchronisation inside a layer."""
+    import graphattn as ga
+    from sparse_kernels.triton import prepare
+
+    ei = torch.stack([torch.randint(0, 20, (90,)), torch.randint(0, 16, (90,))])
+    graph = ga.AttentionGraph(ei, 20, 16)
+    prepare(graph.csr)
+    q = torch.randn(16, 2, 8, requires_grad=True)
+    k, v = torch.randn(20, 2, 8, requires_grad=True), torch.randn(20, 2, 8, requires_grad=True)
+    edge_v = torch.randn(90, 2, 8, requires_grad=True)
+    seed = torch.tensor([5])
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host")
+
+    with interpreter_backend():
+        ga.graph_attention(q, k, v, graph, edge_v=edge_v, dropout=0.3)          # warm: Triton compiles
+        for name in ("item", "tolist", "__int__", "__bool__", "__float__", "__index__"):
+            monkeypatch.setattr(torch.Tensor, name, host_read)
+        out = sk.attention(q, k, v, graph.csr, edge_v=edge_v, dropout=0.3, seed=seed)
+        torch.autograd.grad(out.sum(), (q, k, v, edge_v))
+
+
+def test_one_tensor_as_edge_k_and_edge_v_gets_one_summed_gradient():
+    """TransformerConv's case: the row pass writes the two edge terms into one gradient (FOLD_EDGE)."""
+    csr = make_graph("hub")
+    q, k, v = (torch.randn(30, 2, 16) for _ in range(3))
+    edge = torch.randn(csr.num_edges, 2, 16)
+    grad_out = torch.randn(30, 2, 16)
+
+    def grads(shared):
+        leaves = [x.clone().requires_grad_() for x in (q, k, v, edge)]
+        ek = leaves[3]
+        ev = ek if shared else leaves[3].clone()      # the clone routes its gradient back to the same leaf
+        out = sk.attention(*leaves[:3], csr, edge_k=ek, edge_v=ev, dropout=0.2, seed=torch.tensor([9]))
+        return torch.autograd.grad(out, leaves, grad_out)
+
+    with interpreter_backend(), chunk_override(16):
+        folded = grads(shared=True)
+    with sk.dispatch.kernel_override("reference", "cpu", sk.ops.REFERENCE_KERNELS):
+        separate = grads(shared=False)
+    for a, b in zip(folded, separate):
+        assert rel_err(a, b) <= 1e-5

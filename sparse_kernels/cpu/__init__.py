@@ -169,23 +169,25 @@ def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, 
 def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor, rowptr: Tensor,
                   col: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
                   bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor], scale: float,
-                  normalizer: str, seed: int, threshold: int, keep_scale: float
+                  normalizer: str, seed: int, threshold: int, keep_scale: float, fold_edge_grads: bool = False
                   ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """Fused backward: ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` (``None`` for absent inputs)."""
+    """Fused backward: ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` (``None`` for absent inputs). With
+    ``fold_edge_grads`` (``edge_v`` is ``edge_k``) ``dedge_k`` is the gradient of both uses and
+    ``dedge_v`` is ``None``."""
     lib = _library()
     n_dst, heads, dim = q.shape
     n_src, dim_v, num_edges = k.size(0), v.size(2), col.numel()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dbias = None if bias is None else torch.empty_like(bias)
     dek = None if edge_k is None else torch.empty_like(edge_k)
-    dev = None if edge_v is None else torch.empty_like(edge_v)
+    dev = dek if fold_edge_grads else (None if edge_v is None else torch.empty_like(edge_v))
     scratch = q.new_empty(2, num_edges, heads)
     getattr(lib, f"ga_attention_bwd_{_SUFFIX[q.dtype]}")(
         n_dst, n_src, heads, dim, dim_v, _p(rowptr), _p(col), _p(eid), _p(colptr), _p(row_t), _p(perm_t), _p(q),
         _p(k), _p(v), _p(bias), _p(edge_k), _p(edge_v), _p(grad_out), _p(out), _p(stat), float(scale),
         _NORM_CODES[normalizer], seed, threshold, float(keep_scale), _p(dq), _p(dk), _p(dv), _p(dbias), _p(dek),
         _p(dev), _p(scratch[0]), _p(scratch[1]), torch.get_num_threads())
-    return dq, dk, dv, dbias, dek, dev
+    return dq, dk, dv, dbias, dek, None if fold_edge_grads else dev
 
 
 def dropout_blocks(row_edge: Tensor, sizes: Tensor, heads: int, seed: int, threshold: int, keep_scale: float,
@@ -226,9 +228,9 @@ def _attention_fwd_op(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bia
 
 
 def _attention_bwd_op(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k,
-                      edge_v, seed, scale, normalizer, p_threshold, keep_scale):
+                      edge_v, seed, scale, normalizer, p_threshold, keep_scale, fold_edge_grads):
     grads = attention_bwd(grad_out, q, k, v, out, stat, rowptr, col, eid, colptr, row_t, perm_t, bias, edge_k,
-                          edge_v, scale, normalizer, _seed_int(seed), p_threshold, keep_scale)
+                          edge_v, scale, normalizer, _seed_int(seed), p_threshold, keep_scale, fold_edge_grads)
     return tuple(q.new_empty(0) if g is None else g for g in grads)
 
 

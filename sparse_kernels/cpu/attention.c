@@ -16,7 +16,8 @@
  * without edges, whose output is zero).
  *
  * Backward: a row pass (by destination) computes dq, the per-edge gradients (bias, edge_k,
- * edge_v) and stores ds_e and w_e [E,H] in CSR order; a column pass over the transpose (by
+ * edge_v; one summed gradient when the caller passes the same buffer as dek and dev, for an edge
+ * tensor used as both) and stores ds_e and w_e [E,H] in CSR order; a column pass over the transpose (by
  * source) accumulates dk_j = scale * sum ds_e q_i and dv_j = sum w_e dO_i. Every output row is
  * written by one thread: no atomics, bitwise reproducible for any thread count.
  *

@@ -154,7 +154,8 @@ GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
             T g = ds * a->scale;
             SFX(axpy)(g, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, dqi + h * D, D);
             if (a->dek) SFX(scaled)(g, qi + h * D, a->dek + (u * H + h) * D, D);
-            if (a->dev) SFX(scaled)(w, doi + h * DV, a->dev + (u * H + h) * DV, DV);
+            if (a->dev == a->dek && a->dek) SFX(axpy)(w, doi + h * DV, NULL, a->dek + (u * H + h) * D, D);  /* folded */
+            else if (a->dev) SFX(scaled)(w, doi + h * DV, a->dev + (u * H + h) * DV, DV);
         }
     }
 }

@@ -34,7 +34,7 @@ from . import attention_bwd, attention_fwd, edge_softmax, schedule, sddmm, spmm
 from ._common import KERNEL_DTYPES, interpreting
 from .schedule import chunk_override, plan_for
 
-__all__ = ["kernels", "supports", "register", "interpreter_backend", "chunk_override", "plan_for", "attention_fwd",
+__all__ = ["kernels", "supports", "prepare", "register", "interpreter_backend", "chunk_override", "plan_for", "attention_fwd",
            "attention_bwd", "sddmm", "spmm", "edge_softmax", "schedule"]
 
 
@@ -83,11 +83,19 @@ def _bsr_run(call: dispatch.AttentionCall) -> torch.Tensor:
     return bsr_attention(call.q, call.k, call.v, select_bsr(call.csr), call.scale)
 
 
+def prepare(csr) -> None:
+    """Builds the schedules of both passes and the block-sparse selection of a graph (each cached on it)."""
+    plan_for(csr.rowptr)
+    plan_for(csr.transpose().colptr)
+    select_bsr(csr)
+
+
 def register(device_type: str = "cuda") -> None:
-    """Registers the Triton kernels as the ``device_type`` kernels of the ``sparse_kernels`` ops, and
-    the block-sparse path."""
+    """Registers the Triton kernels as the ``device_type`` kernels of the ``sparse_kernels`` ops, the
+    block-sparse path and the preparer of their per-graph structures."""
     dispatch.register_kernels("triton", device_type, kernels(), supports, priority=20)
     dispatch.register_path("bsr", _bsr_applies, _bsr_run, priority=20)
+    dispatch.register_preparer(device_type, prepare)
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ def _row_pass_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr, seed
                      stat_ptr, delta_ptr, dq_ptr, dbias_ptr, dek_ptr, dev_ptr, ds_ptr, w_ptr, pdq_ptr, scale,
                      threshold, keep_scale, H, D, DV,
                      NORM: tl.constexpr, HAS_EID: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_EK: tl.constexpr,
-                     HAS_EV: tl.constexpr, DROPOUT: tl.constexpr, BLOCK_E: tl.constexpr,
+                     HAS_EV: tl.constexpr, DROPOUT: tl.constexpr, FOLD_EDGE: tl.constexpr, BLOCK_E: tl.constexpr,
                      BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     item = tl.program_id(0)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -82,10 +82,14 @@ def _row_pass_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr, seed
         tl.store(w_ptr + csr_eh, w, mask=mask_eh)
         if HAS_BIAS:
             tl.store(dbias_ptr + uh, ds.to(dbias_ptr.dtype.element_ty), mask=mask_eh)
-        if HAS_EK:
-            scatter_edges(dek_ptr, u, (ds * scale)[:, :, None] * q[None, :, :], mask_e, offs_h, offs_d, H, D)
-        if HAS_EV:
-            scatter_edges(dev_ptr, u, w[:, :, None] * do[None, :, :], mask_e, offs_h, offs_dv, H, DV)
+        if FOLD_EDGE:   # edge_v is edge_k: one gradient, the sum of both terms
+            scatter_edges(dek_ptr, u, (ds * scale)[:, :, None] * q[None, :, :] + w[:, :, None] * do[None, :, :],
+                          mask_e, offs_h, offs_d, H, D)
+        else:
+            if HAS_EK:
+                scatter_edges(dek_ptr, u, (ds * scale)[:, :, None] * q[None, :, :], mask_e, offs_h, offs_d, H, D)
+            if HAS_EV:
+                scatter_edges(dev_ptr, u, w[:, :, None] * do[None, :, :], mask_e, offs_h, offs_dv, H, DV)
         dq += tl.sum(ds[:, :, None] * k, 0)
     dq = dq * scale
     if slot < 0:
@@ -143,11 +147,12 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
                   col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
                   bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
                   seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
-                  keep_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                  keep_scale: float, fold_edge_grads: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Triton implementation of ``sparse_kernels::attention_bwd`` (same signature and results).
 
     Returns ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` in the inputs' dtypes, the per-edge gradients
-    in the user's edge order (empty for absent inputs).
+    in the user's edge order (empty for absent inputs; with ``fold_edge_grads`` ``dedge_k`` holds both
+    edge terms and ``dedge_v`` is empty).
     """
     n_dst, heads, dim = q.shape
     n_src, dim_v, num_edges = k.size(0), v.size(2), col.numel()
@@ -155,7 +160,8 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
     stat = stat.float().contiguous()
     delta = (grad_out.float() * out.float()).sum(-1).contiguous() if norm != SIGMOID else stat
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dbias, dek, dev = (_like_or_empty(x, q) for x in (bias, edge_k, edge_v))
+    dbias, dek = (_like_or_empty(x, q) for x in (bias, edge_k))
+    dev = q.new_empty(0) if fold_edge_grads else _like_or_empty(edge_v, q)
     ds, w = q.new_empty(2, num_edges, heads, dtype=torch.float32)  # row pass -> column pass, CSR order
 
     if n_dst > 0:
@@ -165,7 +171,7 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
         optional, flags = edge_inputs(q, col, eid, bias, edge_k, edge_v, seed, p_threshold)
         _row_pass_kernel[grid](plan.items, col, *optional, q, k, v, grad_out, stat, delta, dq, dbias, dek, dev, ds,
                                w, pdq, float(scale), int(p_threshold), float(keep_scale), heads, dim, dim_v,
-                               NORM=norm, **flags, **meta)
+                               NORM=norm, FOLD_EDGE=fold_edge_grads, **flags, **meta)
         combine(plan.splits, SUM, heads, out=dq, partial_acc=pdq)
     if n_src > 0:
         plan_t = plan_for(colptr)

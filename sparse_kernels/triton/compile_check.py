@@ -49,8 +49,8 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
 
 
 #: Optional inputs of the attention kernels per head width: everything (user edge ids, bias, edge
-#: vectors, dropout) at D = 64, plain at 32, edge vectors without dropout at 128, dropout on sorted
-#: edges at 256.
+#: vectors, dropout) at D = 64, plain at 32, edge vectors without dropout at 128 (the backward with one
+#: shared edge tensor, ``FOLD_EDGE``), dropout on sorted edges at 256.
 _ATTENTION_INPUTS = {
     64: dict(HAS_EID=True, HAS_BIAS=True, HAS_EK=True, HAS_EV=True, DROPOUT=True),
     32: dict(HAS_EID=False, HAS_BIAS=False, HAS_EK=False, HAS_EV=False, DROPOUT=False),
@@ -70,7 +70,7 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
         attn = dict(tiles, **_ATTENTION_INPUTS[dim])
         for norm in ((_common.SOFTMAX, _common.SOFTPLUS, _common.SIGMOID) if dim == 64 else (_common.SOFTMAX,)):
             yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
-            yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm), cfg["num_warps"]
+            yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm, FOLD_EDGE=dim == 128), cfg["num_warps"]
         yield attention_bwd._column_pass_kernel, tiles, cfg["num_warps"]
         if dim == 64:
             yield sddmm._sddmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
