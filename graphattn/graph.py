@@ -159,7 +159,8 @@ class AttentionGraph:
         """From a sparse ``[num_dst_nodes, num_src_nodes]`` matrix (entry ``(i, j)``: ``i`` attends to ``j``).
 
         Accepts ``torch.sparse`` COO/CSR/CSC tensors and PyG/torch-sparse ``SparseTensor``
-        (as PyG's ``adj_t``). Stored values become ``edge_weight``.
+        (as PyG's ``adj_t``). Stored values become ``edge_weight``: ``[E]`` weights (dropped when all
+        ones) or ``[E, F]`` edge features of a hybrid tensor (PyG's ``ToSparseTensor(attr="edge_attr")``).
         """
         if isinstance(adj, Tensor) and adj.is_sparse or (
                 isinstance(adj, Tensor) and adj.layout in (torch.sparse_csr, torch.sparse_csc)):
@@ -173,8 +174,8 @@ class AttentionGraph:
         else:
             raise TypeError(f"adj must be a torch sparse tensor or SparseTensor, got {type(adj).__name__}")
         weight = None if values is None or values.dtype == torch.bool else values
-        if weight is not None and bool((weight == 1).all()):
-            weight = None
+        if weight is not None and weight.dim() == 1 and bool((weight == 1).all()):
+            weight = None                      # a plain adjacency; [E, F] values are edge features
         return cls(torch.stack([src, dst]), num_src, num_dst, edge_weight=weight)
 
     @classmethod

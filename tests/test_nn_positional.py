@@ -91,3 +91,19 @@ def test_virtual_node_transform_categories():
         assert {(0, v), (1, v), (v, 0), (v, 1)} <= set(map(tuple, vn_edges.t().tolist()))
     with pytest.raises(ValueError, match="integer"):
         AddVirtualNode()(Data(x=torch.randn(2, 9), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+
+
+def test_virtual_node_transform_edge_types_as_pyg():
+    """PyG's VirtualNode transform: the old edge types stay, node -> virtual edges get max + 1, back max + 2;
+    edge weights of the new edges are 1."""
+    from torch_geometric.transforms import VirtualNode
+
+    data = Data(x=torch.tensor([[5, 0, 3, 5, 0, 0, 1, 0, 0]] * 3), edge_index=torch.tensor([[0, 1, 2], [1, 2, 0]]),
+                edge_type=torch.tensor([0, 2, 1]), edge_weight=torch.tensor([0.5, 0.25, 2.0]), num_nodes=3)
+    ours = AddVirtualNode()(data.clone())
+    pyg = VirtualNode()(data.clone())
+    assert torch.equal(ours.edge_index, pyg.edge_index)
+    assert torch.equal(ours.edge_type, pyg.edge_type)
+    assert torch.equal(ours.edge_weight, pyg.edge_weight)
+    plain = AddVirtualNode()(Data(x=data.x, edge_index=data.edge_index, num_nodes=3))
+    assert plain.edge_type.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]

@@ -28,8 +28,11 @@ class AddVirtualNode(BaseTransform):
     (:class:`graphattn.models.AtomEncoder` / ``BondEncoder`` with ``extra_categories=1``).
 
     Node-level attributes other than ``x`` (e.g. positional encodings) are padded with zeros;
-    edge-level ones are padded with zeros (``edge_attr`` gets the virtual category).
-    ``data.virtual_mask`` ``[N + K]`` marks the virtual nodes so that pooling can exclude them.
+    edge-level ones are padded with zeros (``edge_attr`` gets the virtual category, ``edge_weight``
+    ones). As in PyG's transform, ``data.edge_type`` keeps the existing types (0 when absent) and
+    gives the new edges two new types, :math:`t_{max} + 1` from the real nodes to the virtual ones and
+    :math:`t_{max} + 2` back. ``data.virtual_mask`` ``[N + K]`` marks the virtual nodes so that
+    pooling can exclude them.
 
     Args:
         num_virtual_nodes: :math:`K`.
@@ -61,17 +64,23 @@ class AddVirtualNode(BaseTransform):
         num_new = new_edges.size(1)
         out = data.clone()
         for key, value in data.items():
-            if key in ("x", "edge_attr", "edge_index") or not torch.is_tensor(value):
+            if key in ("x", "edge_attr", "edge_index", "edge_type") or not torch.is_tensor(value):
                 continue
             if data.is_node_attr(key) and value.size(0) == n:
                 out[key] = torch.cat([value, value.new_zeros((k,) + tuple(value.shape[1:]))])
             elif data.is_edge_attr(key) and value.size(0) == data.num_edges:
-                out[key] = torch.cat([value, value.new_zeros((num_new,) + tuple(value.shape[1:]))])
+                fill = 1 if key == "edge_weight" else 0
+                out[key] = torch.cat([value, value.new_full((num_new,) + tuple(value.shape[1:]), fill)])
         out.x = torch.cat([x, torch.tensor(self.node_categories, dtype=x.dtype, device=x.device).repeat(k, 1)])
         out.edge_index = torch.cat([data.edge_index, new_edges], dim=1)
         if edge_attr is not None:
             vn_attr = torch.tensor(self.edge_categories, dtype=edge_attr.dtype, device=edge_attr.device)
             out.edge_attr = torch.cat([edge_attr, vn_attr.repeat(num_new, 1)])
+        edge_type = data.get("edge_type")
+        edge_type = data.edge_index.new_zeros(data.num_edges) if edge_type is None else edge_type
+        top = int(edge_type.max()) if edge_type.numel() else 0
+        out.edge_type = torch.cat([edge_type, edge_type.new_full((num_new // 2,), top + 1),
+                                   edge_type.new_full((num_new // 2,), top + 2)])
         out.virtual_mask = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)])
         out.num_nodes = n + k
         return out

@@ -6,13 +6,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..functional import graph_attention
+from ..functional import attention_weights, graph_attention
 from ._isomorphic import AttentionAdjacency, HeadwiseMLP
+from ._message_passing import EngineMessagePassing
 
 __all__ = ["GINAttention"]
 
 
-class GINAttention(torch.nn.Module):
+class GINAttention(EngineMessagePassing):
     r"""GIN-Attention of `"Graph-Aware Isomorphic Attention for Adaptive Dynamics in Transformers"
     <https://arxiv.org/abs/2501.02393>`_: the attention matrix is used as a weighted adjacency
     and aggregated the way GIN does, per head :math:`h`:
@@ -32,7 +33,9 @@ class GINAttention(torch.nn.Module):
 
     The neighbourhoods are those of the graph: the edges of a molecule (attention restricted to
     edges) or any sequence pattern (full, causal, windowed ``AttentionGraph``). The weighted sum
-    is one fused engine call (attention with the head slices as values).
+    is one fused engine call (attention with the head slices as values); in PyG's explain mode or
+    with message hooks the messages :math:`a_{ij,h}\,\mathbf{x}_{j,h}` go through ``propagate``
+    (:class:`~graphattn.nn._message_passing.EngineMessagePassing`).
 
     Args:
         channels: channels :math:`C` (in = out); heads: :math:`H` (divides ``C``).
@@ -43,12 +46,13 @@ class GINAttention(torch.nn.Module):
         temperature: :math:`T`; value_proj: project values.
 
     Forward:
-        ``x`` ``[N, C]``, ``graph`` (edge_index / sparse adjacency / ``AttentionGraph``) -> ``[N, C]``.
+        ``x`` ``[N, C]``, ``edge_index`` (edge_index / sparse adjacency / ``AttentionGraph``) -> ``[N, C]``.
     """
 
     def __init__(self, channels: int, heads: int = 1, mlp_ratio: int = 1, dropout: float = 0.0, eps: float = 0.0,
-                 train_eps: bool = True, eps_form: str = "gin", temperature: float = 1.0, value_proj: bool = False):
-        super().__init__()
+                 train_eps: bool = True, eps_form: str = "gin", temperature: float = 1.0, value_proj: bool = False,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
         if eps_form not in ("gin", "released"):
             raise ValueError(f"eps_form must be 'gin' or 'released', got {eps_form!r}")
         self.channels, self.heads, self.eps_form, self.initial_eps = channels, heads, eps_form, eps
@@ -63,15 +67,19 @@ class GINAttention(torch.nn.Module):
             self.register_buffer("eps", eps_tensor)
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         self.attn.reset_parameters()
         self.mlp.reset_parameters()
         self.o_proj.reset_parameters()
         with torch.no_grad():
             self.eps.fill_(self.initial_eps)
 
-    def forward(self, x: Tensor, graph: Any) -> Tensor:
-        q, k, v, graph = self.attn(x, graph)
-        agg = graph_attention(q, k, v, graph)                       # sum_j a_ij x_j, fused
+    def forward(self, x: Tensor, edge_index: Any) -> Tensor:
+        q, k, v, graph = self.attn(x, edge_index)
+        if self.instrumented:
+            agg = self.propagate_messages(attention_weights(q, k, graph), v, graph)
+        else:
+            agg = graph_attention(q, k, v, graph)                   # sum_j a_ij x_j, fused
         root = (1.0 + self.eps if self.eps_form == "gin" else self.eps)[:, None] * v
         return self.o_proj(self.mlp(root + agg).reshape(x.size(0), -1))
 

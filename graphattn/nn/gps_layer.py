@@ -51,7 +51,8 @@ class GPSLayer(torch.nn.Module):
             :class:`torch.nn.MultiheadAttention`; ``attn_kwargs`` ``dropout``, ``bias``),
             ``"performer"`` (FAVOR+ random features) or ``"linear"`` (:math:`\operatorname{elu}+1`
             features), both :class:`LinearGraphAttention` per graph (``attn_kwargs``:
-            ``head_channels``, ``qkv_bias``, ``attn_out_bias``, ``dropout``).
+            ``head_channels`` (performer: 64 as in PyG, linear: ``channels // heads``), ``qkv_bias``,
+            ``attn_out_bias``, ``dropout``).
 
     Forward:
         ``x`` ``[N, C]``, ``edge_index`` (for ``conv``), ``batch`` ``[N]`` (``None``: one graph),
@@ -85,6 +86,8 @@ class GPSLayer(torch.nn.Module):
             self.attn = MultiheadGraphAttention(channels, heads, **attn_kwargs)
         else:
             kernel = "performer" if attn_type == "performer" else "elu"
+            if attn_type == "performer":
+                attn_kwargs.setdefault("head_channels", 64)        # PyG's PerformerAttention default
             self.attn = LinearGraphAttention(channels, heads, kernel=kernel, **attn_kwargs)
         self.mlp = Sequential(Linear(channels, channels * 2), activation_resolver(act, **(act_kwargs or {})),
                               Dropout(dropout), Linear(channels * 2, channels), Dropout(dropout))
@@ -118,6 +121,7 @@ class GPSLayer(torch.nn.Module):
                 **kwargs: Any) -> Tensor:
         if x.dim() != 2 or x.size(-1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {list(x.shape)}")
+        norm_batch = batch              # the norms see what the caller gave, as in GPSConv (None: one graph)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
             num_graphs = 1
@@ -125,12 +129,12 @@ class GPSLayer(torch.nn.Module):
         if self.conv is not None:
             h = self.conv(x, edge_index, **kwargs)
             h = F.dropout(h, p=self.dropout, training=self.training)
-            hs.append(self._norm(self.norm1, h + x, batch))
+            hs.append(self._norm(self.norm1, h + x, norm_batch))
         sparsified = any(a is not None for a in (attn_nodes, attn_edge_mask, attn_head_mask, attn_scale))
         if sparsified and self.attn_type != "multihead":
             raise ValueError("attn_nodes/attn_edge_mask/attn_head_mask/attn_scale need attn_type='multihead'")
         if self.attn is None:
-            hs.append(self._norm(self.norm2, x, batch))
+            hs.append(self._norm(self.norm2, x, norm_batch))
         else:
             if self.attn_type == "multihead":
                 h = self._global_attention(x, batch, num_graphs, attn_graph, attn_nodes, attn_edge_mask,
@@ -141,10 +145,10 @@ class GPSLayer(torch.nn.Module):
             else:
                 h = self.attn(x, batch, num_graphs)
             h = F.dropout(h, p=self.dropout, training=self.training)
-            hs.append(self._norm(self.norm2, h + x, batch))
+            hs.append(self._norm(self.norm2, h + x, norm_batch))
         out = sum(hs)
         out = out + self.mlp(out)
-        return self._norm(self.norm3, out, batch)
+        return self._norm(self.norm3, out, norm_batch)
 
     def _global_attention(self, x: Tensor, batch: Tensor, num_graphs: Optional[int],
                           attn_graph: Optional[AttentionGraph], attn_nodes: Optional[Tensor],

@@ -9,13 +9,14 @@ from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import Linear
 
-from ..functional import as_attention_graph, graph_attention
+from ..functional import as_attention_graph, attention_weights, graph_attention
 from ..graph import AttentionGraph
+from ._message_passing import EngineMessagePassing
 
 __all__ = ["GraphAttnConv"]
 
 
-class GraphAttnConv(torch.nn.Module):
+class GraphAttnConv(EngineMessagePassing):
     r"""The graph transformer operator of `"Masked Label Prediction" <https://arxiv.org/abs/2009.03509>`_,
     a drop-in replacement for PyG's ``TransformerConv`` (same arguments, parameter names and
     outputs; a ``TransformerConv`` ``state_dict`` loads as is):
@@ -62,8 +63,8 @@ class GraphAttnConv(torch.nn.Module):
 
     def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int, heads: int = 1,
                  concat: bool = True, beta: bool = False, dropout: float = 0.0,
-                 edge_dim: Optional[int] = None, bias: bool = True, root_weight: bool = True):
-        super().__init__()
+                 edge_dim: Optional[int] = None, bias: bool = True, root_weight: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
         if heads < 1 or out_channels < 1:
             raise ValueError(f"heads and out_channels must be positive, got {heads} and {out_channels}")
         if not 0.0 <= dropout < 1.0:
@@ -88,6 +89,7 @@ class GraphAttnConv(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         for lin in (self.lin_key, self.lin_query, self.lin_value, self.lin_edge, self.lin_skip, self.lin_beta):
             if lin is not None:
                 lin.reset_parameters()
@@ -99,9 +101,11 @@ class GraphAttnConv(torch.nn.Module):
         x_src, x_dst = (x, x) if isinstance(x, Tensor) else x
         if self.lin_edge is None and edge_attr is not None:
             raise ValueError("edge_attr was given but the layer has no edge_dim")
-        if self.lin_edge is not None and edge_attr is None:
-            raise ValueError(f"edge_attr [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
         graph = as_attention_graph(edge_index, x_dst.size(0), x_src.size(0))
+        if self.lin_edge is not None and edge_attr is None:
+            edge_attr = graph.edge_weight            # edge features carried as the adjacency's values
+            if edge_attr is None:
+                raise ValueError(f"edge_attr [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
         query, key, value, x_r = self._project(x_src, x_dst)
         need_weights = isinstance(return_attention_weights, bool)
         p = self.dropout if self.training else 0.0
@@ -112,9 +116,13 @@ class GraphAttnConv(torch.nn.Module):
             if edge_attr.size(0) != graph.num_edges:
                 raise ValueError(f"edge_attr has {edge_attr.size(0)} rows but the graph has {graph.num_edges} edges")
             edge_value = self.lin_edge(edge_attr).view(-1, H, C)       # W_6 e_ij, the key and the value term
-        res = graph_attention(query, key, value, graph, edge_k=edge_value, edge_v=edge_value, dropout=p,
-                              return_weights=need_weights)
-        out, alpha = res if need_weights else (res, None)
+        if self.instrumented:          # explain mode / hooks: the messages go through PyG's propagate
+            alpha = attention_weights(query, key, graph, edge_k=edge_value)
+            out = self.propagate_messages(alpha, value, graph, edge_value, p)
+        else:
+            res = graph_attention(query, key, value, graph, edge_k=edge_value, edge_v=edge_value, dropout=p,
+                                  return_weights=need_weights)
+            out, alpha = res if need_weights else (res, None)
 
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if x_r is not None:

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..functional import aggregate, as_attention_graph, edge_scores, graph_attention, normalize
 from ..graph import AttentionGraph
+from ._message_passing import EngineMessagePassing
 
 __all__ = ["GraphTransformerLayer"]
 
@@ -26,7 +27,7 @@ def _ffn(channels: int, dropout: float) -> torch.nn.Sequential:
                                torch.nn.Dropout(dropout), torch.nn.Linear(2 * channels, channels))
 
 
-class GraphTransformerLayer(torch.nn.Module):
+class GraphTransformerLayer(EngineMessagePassing):
     r"""The graph transformer layer of `"A Generalization of Transformer Networks to Graphs"
     <https://arxiv.org/abs/2012.09699>`_ (Dwivedi & Bresson), attention restricted to edges.
 
@@ -73,8 +74,8 @@ class GraphTransformerLayer(torch.nn.Module):
 
     def __init__(self, in_channels: int, heads: int = 8, edge_dim: Optional[int] = None, dropout: float = 0.0,
                  norm: Optional[str] = "batch_norm", residual: bool = True, clamp: Optional[float] = None,
-                 update_edges: bool = True):
-        super().__init__()
+                 update_edges: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
         if in_channels % heads != 0:
             raise ValueError(f"in_channels ({in_channels}) must be divisible by heads ({heads})")
         if edge_dim is not None and edge_dim != in_channels:
@@ -102,6 +103,7 @@ class GraphTransformerLayer(torch.nn.Module):
             self.ffn_e = _ffn(C, dropout)
 
     def reset_parameters(self) -> None:
+        super().reset_parameters()
         for m in self.modules():
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()
@@ -110,15 +112,18 @@ class GraphTransformerLayer(torch.nn.Module):
         n, H = x.size(0), self.heads
         q, k, v = (lin(x).view(n, H, -1) for lin in (self.Q, self.K, self.V))
         scale = q.size(-1) ** -0.5
-        if edge_attr is None and self.clamp is None:
+        if edge_attr is None and self.clamp is None and not self.instrumented:
             return graph_attention(q, k, v, graph, scale=scale), None
+        w_hat = None
         if edge_attr is None:
-            weights = normalize(edge_scores(q, k, graph, scale=scale), graph, clamp=self.clamp)
-            return aggregate(weights, v, graph), None
-        src, dst = graph.edge_index
-        w_hat = q[dst] * k[src] * scale * self.E(edge_attr).view(-1, H, q.size(-1))   # [E, H, d]
-        weights = normalize(w_hat.sum(-1), graph, clamp=self.clamp)
-        return aggregate(weights, v, graph), w_hat.reshape(-1, self.in_channels)
+            scores = edge_scores(q, k, graph, scale=scale)
+        else:
+            src, dst = graph.edge_index
+            w_hat = q[dst] * k[src] * scale * self.E(edge_attr).view(-1, H, q.size(-1))   # [E, H, d]
+            scores = w_hat.sum(-1)
+        weights = normalize(scores, graph, clamp=self.clamp)
+        out = self.propagate_messages(weights, v, graph) if self.instrumented else aggregate(weights, v, graph)
+        return out, None if w_hat is None else w_hat.reshape(-1, self.in_channels)
 
     def _post(self, h_in: Tensor, h: Tensor, out: torch.nn.Module, norm1, ffn, norm2) -> Tensor:
         h = out(F.dropout(h, p=self.dropout, training=self.training))
