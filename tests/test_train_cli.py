@@ -69,10 +69,13 @@ def test_bad_config_keys(tmp_path):
 
 
 def test_torchrun_two_ranks_agree(tmp_path):
+    logs = tmp_path / "logs"             # one stdout file per rank: the ranks' lines never interleave
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+         "--log-dir", str(logs), "--redirects", "1", "-m",
          "graphattn.cli", "train", "--dataset", "ogbg-molesol", "--model", "mpnn-vn", "--epochs", "1",
          "--no-progress"], capture_output=True, text=True, timeout=900, env=_env(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = {m.group(1): m.group(2) for m in re.finditer(r"\[rank (\d)\] .*test rmse ([\d.]+)", result.stdout)}
+    stdout = "".join(path.read_text() for path in sorted(logs.rglob("stdout.log")))
+    lines = {m.group(1): m.group(2) for m in re.finditer(r"\[rank (\d)\] .*test rmse ([\d.]+)", stdout)}
     assert set(lines) == {"0", "1"} and lines["0"] == lines["1"]
