@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sparse_kernels import prepare
-from sparse_kernels.csr import CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, validate_edge_index
+from sparse_kernels.csr import CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, node_count, validate_edge_index
 
 __all__ = ["AttentionGraph", "cached_graph"]
 
@@ -58,7 +58,10 @@ def cached_graph(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional
     num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"edge_index must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
-    key = _cache_key(edge_index, int(num_src_nodes), int(num_dst_nodes))
+    if torch.compiler.is_compiling():
+        return AttentionGraph(edge_index, num_src_nodes, num_dst_nodes)
+    num_src_nodes, num_dst_nodes = node_count("num_src_nodes", num_src_nodes), node_count("num_dst_nodes", num_dst_nodes)
+    key = _cache_key(edge_index, num_src_nodes, num_dst_nodes)
     csr = _lookup(edge_index, "_graphattn_csr", key)
     if csr is not None:
         return AttentionGraph(edge_index, num_src_nodes, num_dst_nodes, validate=False, _csr=csr)
@@ -89,8 +92,11 @@ class AttentionGraph:
                  edge_weight: Optional[Tensor] = None, validate: bool = True, sorted_by_dst: bool = False,
                  _csr: Optional[CSR] = None):
         num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
-        if validate and not torch.compiler.is_compiling():
-            validate_edge_index(edge_index, int(num_src_nodes), int(num_dst_nodes))
+        if not torch.compiler.is_compiling():
+            num_src_nodes = node_count("num_src_nodes", num_src_nodes)
+            num_dst_nodes = node_count("num_dst_nodes", num_dst_nodes)
+            if validate:
+                validate_edge_index(edge_index, num_src_nodes, num_dst_nodes)
         if edge_weight is not None:
             if not isinstance(edge_weight, Tensor) or edge_weight.dim() not in (1, 2) \
                     or edge_weight.size(0) != edge_index.size(1):
@@ -138,7 +144,7 @@ class AttentionGraph:
             raise ValueError("row and col must be 1-D tensors of the same length")
         edge_index = torch.stack([col, row])
         if validate and not torch.compiler.is_compiling():
-            validate_edge_index(edge_index, int(num_src_nodes), int(num_dst_nodes))
+            validate_edge_index(edge_index, num_src_nodes, num_dst_nodes)
             if row.numel() > 1 and bool((row[1:] < row[:-1]).any()):
                 raise ValueError("row must be sorted (non-decreasing): edges grouped by destination")
         return cls(edge_index, num_src_nodes, num_dst_nodes, validate=False, sorted_by_dst=True)

@@ -23,13 +23,33 @@ the offending argument.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "CSC", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "block_diagonal_full", "offsets"]
+__all__ = ["CSR", "CSC", "node_count", "MAX_NODES", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "block_diagonal_full", "offsets"]
+
+
+#: Largest node count of one side of a graph: the kernels' schedules index nodes with 32 bits.
+MAX_NODES = 2 ** 31 - 1
+
+
+def node_count(name: str, value: object) -> int:
+    """``value`` as a node count: an integer (Python, NumPy or a one-element integer tensor) in
+    ``[0, MAX_NODES]``; anything else is a ``TypeError``/``ValueError`` naming ``name`` (``5.7`` is not
+    silently truncated, ``2**40`` is refused before anything is allocated)."""
+    if isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        count = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if not 0 <= count <= MAX_NODES:
+        raise ValueError(f"{name} must be in [0, {MAX_NODES}], got {count}")
+    return count
 
 
 def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
@@ -46,9 +66,7 @@ def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: i
         raise TypeError(f"{name} must have an integer dtype (int64 or int32), got {edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}")
-    if num_src_nodes < 0 or num_dst_nodes < 0:
-        raise ValueError(f"node counts must be non-negative, got num_src_nodes={num_src_nodes}, "
-                         f"num_dst_nodes={num_dst_nodes}")
+    num_src_nodes, num_dst_nodes = node_count("num_src_nodes", num_src_nodes), node_count("num_dst_nodes", num_dst_nodes)
     if edge_index.size(1) == 0:
         return
     mins = edge_index.amin(dim=1).tolist()

@@ -281,6 +281,8 @@ def _check_features(name: str, x: Tensor) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if x.dim() != 3:
         raise ValueError(f"{name} must have shape [num_nodes, heads, channels], got {list(x.shape)}")
+    if x.size(1) < 1 or x.size(2) < 1:
+        raise ValueError(f"{name} must have at least one head and one channel, got shape {list(x.shape)}")
 
 
 def _check_same_device(**tensors: Optional[Tensor]) -> None:
@@ -329,6 +331,10 @@ def validate_attention_inputs(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: O
     _check_normalizer(normalizer)
     if bias is not None:
         _check_edge_values("bias", bias, csr, (q.size(1),))
+        if bias.dtype != q.dtype:
+            raise TypeError(f"bias must have the dtype of q ({q.dtype}), got {bias.dtype}")
+        if not torch.compiler.is_compiling() and bool((torch.isnan(bias) | torch.isposinf(bias)).any()):
+            raise ValueError("bias contains NaN or +inf (-inf masks an edge; +inf has no normalised limit)")
     for name, x, width in (("edge_k", edge_k, q.size(2)), ("edge_v", edge_v, v.size(2))):
         if x is not None:
             _check_edge_values(name, x, csr, (q.size(1), width))
@@ -394,6 +400,8 @@ def _make_call(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor]
     if validate:
         validate_attention_inputs(q, k, v, csr, bias, normalizer, edge_k, edge_v)
         drop.threshold(dropout)
+        if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale)):
+            raise ValueError(f"scale must be a finite number, got {scale!r}")
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
     if dropout > 0.0 and seed is None:

@@ -11,7 +11,11 @@ with the normalisers
 
 * ``"softmax"``: :math:`a_{ij} = e^{s_{ij} - \mathrm{lse}_i}`, :math:`\mathrm{lse}_i = \log\sum_j e^{s_{ij}}`;
 * ``"sigmoid"``: :math:`a_{ij} = \sigma(s_{ij})` (put a shift such as :math:`-\log n` in the bias);
-* ``"softplus"``: :math:`a_{ij} = \operatorname{softplus}(s_{ij}) / Z_i`, :math:`Z_i = \sum_j \operatorname{softplus}(s_{ij})`.
+* ``"softplus"``: :math:`a_{ij} = \operatorname{softplus}(s_{ij}) / Z_i`, :math:`Z_i = \sum_j \operatorname{softplus}(s_{ij})`,
+  computed in log space as a softmax of :math:`t_{ij} = \log \operatorname{softplus}(s_{ij})`
+  (:func:`log_softplus`), so that it is exact for every finite score: where
+  :math:`\operatorname{softplus}(s) \approx e^{s}` underflows (:math:`s < -88` in float32), the weights
+  stay those of the limit (a single in-edge keeps weight 1).
 
 Each normaliser keeps one statistic per (row, head), ``stat`` ``[N_dst, H]``: the
 log-sum-exp for softmax, :math:`\log Z_i` for softplus, zero for sigmoid; the backward
@@ -48,6 +52,8 @@ __all__ = [
     "attention_forward",
     "attention_backward",
     "dropout_multiplier",
+    "log_softplus",
+    "log_sigmoid",
 ]
 
 NORMALIZERS = ("softmax", "sigmoid", "softplus")
@@ -158,22 +164,33 @@ def _segment_sum(values: Tensor, segment: Tensor, num_out: int) -> Tensor:
     return out.index_add_(0, segment, values)
 
 
+def log_softplus(s: Tensor) -> Tensor:
+    r""":math:`\log \operatorname{softplus}(s) = \log \log(1 + e^{s})` for every finite :math:`s`: below
+    :math:`s = -15`, :math:`s + \log(1 - e^{s}/2 + e^{2s}/3)` (the series of :math:`\log(1 + e^{s})`, exact
+    to :math:`e^{3s}`), where :math:`\operatorname{softplus}(s)` itself would underflow."""
+    low = s < -15
+    e = torch.exp(torch.where(low, s, torch.zeros_like(s)))
+    return torch.where(low, s + torch.log1p(e * (e / 3 - 0.5)), torch.log(torch.nn.functional.softplus(s)))
+
+
+def log_sigmoid(s: Tensor) -> Tensor:
+    r""":math:`\log \sigma(s) = \min(s, 0) - \log(1 + e^{-|s|})`."""
+    return torch.nn.functional.logsigmoid(s)
+
+
 def edge_normalize(scores: Tensor, segment: Tensor, num_out: int, normalizer: str) -> tuple[Tensor, Tensor]:
     """Normalises ``scores`` ``[E, H]`` over each segment; returns ``(weights [E, H], stat [num_out, H])``."""
     cdt = _compute_dtype(scores.dtype)
     s = scores.to(cdt)
     if normalizer == "sigmoid":
         return torch.sigmoid(s), s.new_zeros(num_out, s.size(1))
-    if normalizer == "softmax":
-        row_max = s.new_full((num_out, s.size(1)), float("-inf"))
-        row_max = row_max.scatter_reduce(0, segment.unsqueeze(-1).expand_as(s), s, "amax", include_self=True)
-        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-        total = _segment_sum(torch.exp(s - row_max[segment]), segment, num_out)
-        stat = row_max + torch.log(total)
-    elif normalizer == "softplus":
-        stat = torch.log(_segment_sum(torch.nn.functional.softplus(s), segment, num_out))
-    else:
+    if normalizer not in ("softmax", "softplus"):
         raise ValueError(f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
+    t = s if normalizer == "softmax" else log_softplus(s)          # softplus: a softmax of log softplus
+    row_max = t.new_full((num_out, t.size(1)), float("-inf"))
+    row_max = row_max.scatter_reduce(0, segment.unsqueeze(-1).expand_as(t), t, "amax", include_self=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    stat = row_max + torch.log(_segment_sum(torch.exp(t - row_max[segment]), segment, num_out))
     stat = torch.where(torch.isneginf(stat), torch.full_like(stat, float("inf")), stat)
     return _weights_from_stat(s, stat, segment, normalizer), stat
 
@@ -182,7 +199,7 @@ def _weights_from_stat(s: Tensor, stat: Tensor, segment: Tensor, normalizer: str
     if normalizer == "softmax":
         return torch.exp(s - stat[segment])
     if normalizer == "softplus":
-        return torch.nn.functional.softplus(s) * torch.exp(-stat[segment])
+        return torch.exp(log_softplus(s) - stat[segment])
     return torch.sigmoid(s)
 
 
@@ -192,7 +209,8 @@ def edge_normalize_backward(grad_weights: Tensor, weights: Tensor, scores: Tenso
 
     softmax: :math:`\partial s = a\,(\partial a - \delta_i)`, :math:`\delta_i = \sum_j a_{ij}\,\partial a_{ij}`;
     sigmoid: :math:`\partial s = \partial a\; a (1 - a)`;
-    softplus: :math:`\partial s = (\partial a - \delta_i)\,\sigma(s) / Z_i`.
+    softplus: :math:`\partial s = (\partial a - \delta_i)\,\sigma(s) / Z_i`, with
+    :math:`\sigma(s) / Z_i = e^{\log\sigma(s) - \log Z_i}` (no overflow where :math:`Z_i` underflows).
     """
     cdt = _compute_dtype(weights.dtype)
     da, a = grad_weights.to(cdt), weights.to(cdt)
@@ -206,7 +224,7 @@ def _score_grad(centered: Tensor, a: Tensor, s: Tensor, stat: Tensor, segment: T
                 normalizer: str) -> Tensor:
     if normalizer == "softmax":
         return a * centered
-    return centered * torch.sigmoid(s) * torch.exp(-stat[segment])
+    return centered * torch.exp(log_sigmoid(s) - stat[segment])
 
 
 def _gather(x: Tensor, index: Optional[Tensor], chunk: slice) -> Tensor:

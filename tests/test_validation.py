@@ -90,3 +90,47 @@ def test_unfused_ops_validate():
         sk.sddmm(torch.ones(3, 1, 2), torch.ones(2, 1, 2), csr)
     with pytest.raises(ValueError, match="normalizer"):
         sk.edge_softmax(torch.ones(2, 1), csr, "max")
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda ei: ga.AttentionGraph(ei, 5.7), TypeError, "num_src_nodes must be an integer"),
+    (lambda ei: ga.AttentionGraph(ei, True), TypeError, "num_src_nodes must be an integer"),
+    (lambda ei: ga.AttentionGraph(ei, 6, 2 ** 40), ValueError, r"num_dst_nodes must be in \[0, 2147483647\]"),
+    (lambda ei: ga.AttentionGraph(ei, -3), ValueError, "num_src_nodes must be in"),
+])
+def test_node_counts_are_integers_in_range_before_any_allocation(inputs, make, error, match):
+    with pytest.raises(error, match=match):
+        make(inputs[3])
+
+
+def test_numeric_arguments(inputs):
+    q, k, v, ei = inputs
+    graph = ga.AttentionGraph(ei, N)
+    with pytest.raises(ValueError, match="at least one head and one channel"):
+        ga.graph_attention(q[..., :0], k[..., :0], v, graph)
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        ga.graph_attention(q, k, v, graph, scale=float("nan"))
+    with pytest.raises(ValueError, match="scale must be a finite number"):
+        ga.graph_attention(q, k, v, graph, scale=float("inf"))
+    with pytest.raises(TypeError, match=r"bias must have the dtype of q \(torch.float32\)"):
+        ga.graph_attention(q, k, v, graph, bias=torch.zeros(5, H, dtype=torch.float64))
+    for bad in (float("inf"), float("nan")):
+        bias = torch.zeros(5, H)
+        bias[2, 1] = bad
+        with pytest.raises(ValueError, match=r"bias contains NaN or \+inf"):
+            ga.graph_attention(q, k, v, graph, bias=bias)
+    masked = torch.zeros(5, H)
+    masked[:, 0] = float("-inf")                         # -inf masks: every row of head 0 is empty
+    out = ga.graph_attention(q, k, v, graph, bias=masked)
+    assert (out[:, 0] == 0).all() and torch.isfinite(out).all()
+
+
+def test_long_dense_patterns_are_refused_with_their_size():
+    from graphattn import seq
+
+    with pytest.raises(ValueError, match=r"Causal\(\) over 9,000 positions would build 40,504,500 edges"):
+        seq.Causal().batch([4096, 1500, 9000])
+    with pytest.raises(ValueError, match=r"Full\(\) over 5,000 positions would build 25,000,000 edges"):
+        seq.full(5000)
+    attn = seq.SeqGraphAttention(16, 2, seq.Causal())          # the model runs them through SDPA instead
+    assert attn(torch.randn(13000, 16), [4096, 8904]).shape == (13000, 16)

@@ -60,7 +60,9 @@ class SeqGraphAttention(nn.Module):
         relative_bias: ``None``, ``"alibi"`` or ``"learned"`` (per head and clipped offset).
         max_distance: clipping of the learned relative bias.
         dropout: attention-weight dropout in training.
-        use_sdpa: run full / causal patterns through fused SDPA when possible.
+        use_sdpa: run full / causal patterns through fused SDPA (one call per sequence) when possible:
+            softmax, no relative bias. Otherwise long full / causal patterns are refused above
+            :data:`~graphattn.seq.patterns.MAX_DENSE_EDGES` edges instead of being materialised.
 
     Shapes: ``x`` ``[N, dim]`` (packed sequences) -> ``[N, dim]``.
     """
@@ -104,7 +106,7 @@ class SeqGraphAttention(nn.Module):
         return bias
 
     def _sdpa_applies(self, lengths: Sequence[int]) -> bool:
-        return (self.use_sdpa and isinstance(self.pattern, (Full, Causal)) and len(lengths) == 1
+        return (self.use_sdpa and isinstance(self.pattern, (Full, Causal))
                 and self.normalizer == "softmax" and self.relative_bias is None)
 
     def forward(self, x: Tensor, seq_lengths: Optional[Sequence[int]] = None) -> Tensor:
@@ -117,10 +119,12 @@ class SeqGraphAttention(nn.Module):
             pos = sequence_positions(lengths, x.device)
             q, k = self.rotary(q, pos), self.rotary(k, pos)
         drop = self.dropout if self.training else 0.0
-        if self._sdpa_applies(lengths):
-            out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
-                                                 dropout_p=drop, is_causal=isinstance(self.pattern, Causal))
-            out = out.transpose(0, 1)
+        if self._sdpa_applies(lengths):        # one SDPA call per sequence: no O(n^2) edge list
+            causal = isinstance(self.pattern, Causal)
+            parts = [F.scaled_dot_product_attention(*(t.transpose(0, 1) for t in (qs, ks, vs)), dropout_p=drop,
+                                                    is_causal=causal).transpose(0, 1)
+                     for qs, ks, vs in zip(*(t.split(list(lengths)) for t in (q, k, v)))]
+            out = parts[0] if len(parts) == 1 else torch.cat(parts)
         else:
             graph = self.graph(q, k, lengths)
             out = graph_attention(q, k, v, graph, bias=self._edge_bias(graph, lengths, q.dtype),

@@ -44,6 +44,10 @@ DeviceLike = Union[torch.device, str, None]
 CACHE_SIZE = 64
 #: Maximum total edges held by the cache (a 16k-token causal graph alone has 134M).
 CACHE_MAX_EDGES = 1 << 28
+#: Largest full or causal graph built as edges (16.8M edges, 268 MB of int64 indices): beyond it a
+#: :math:`O(n^2)` pattern is refused with its size instead of being materialised
+#: (:class:`~graphattn.seq.SeqGraphAttention` runs full and causal attention through SDPA instead).
+MAX_DENSE_EDGES = 1 << 24
 _CACHE: "OrderedDict[tuple, SeqGraph]" = OrderedDict()
 
 
@@ -272,6 +276,14 @@ class Pattern:
         return IntersectionPattern((self, other))
 
 
+def _check_dense_size(pattern: "Pattern", n: int, num_edges: int) -> None:
+    if num_edges > MAX_DENSE_EDGES:
+        raise ValueError(f"{pattern!r} over {n:,} positions would build {num_edges:,} edges ({16 * num_edges / 2 ** 30:.1f} GiB "
+                         f"of indices, more than MAX_DENSE_EDGES = {MAX_DENSE_EDGES:,}); run full or causal attention "
+                         f"through SDPA (SeqGraphAttention does so), use a sparse pattern, or raise "
+                         f"graphattn.seq.patterns.MAX_DENSE_EDGES")
+
+
 def _check_positive(name: str, value: int, minimum: int = 1) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -286,6 +298,7 @@ class Full(Pattern):
         return (q_idx >= 0) & (kv_idx >= 0)
 
     def edges(self, n, device):
+        _check_dense_size(self, n, n * n)
         zeros = torch.zeros(n, dtype=torch.long, device=device)
         return _one_range_per_row(n, device, zeros, torch.full_like(zeros, n))
 
@@ -298,6 +311,7 @@ class Causal(Pattern):
         return kv_idx <= q_idx
 
     def edges(self, n, device):
+        _check_dense_size(self, n, n * (n + 1) // 2)
         i = torch.arange(n, device=device)
         return _one_range_per_row(n, device, torch.zeros_like(i), i + 1)
 

@@ -6,7 +6,8 @@
  * the identity). Per head h:
  *
  *   s_e  = scale * <q_i, k_j + ek_e> + b_e
- *   a_e  = normalise_{e in N(i)}(s_e)          softmax | sigmoid | softplus / sum softplus
+ *   a_e  = normalise_{e in N(i)}(s_e)          softmax | sigmoid | softplus / sum softplus (computed as
+ *                                               a softmax of log softplus: exact for every finite s)
  *   w_e  = a_e * keep(seed, eid, h) / (1 - p)  (counter-based dropout, p = 0: w = a)
  *   o_i  = sum_e w_e (v_j + ev_e)
  *

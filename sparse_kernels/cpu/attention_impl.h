@@ -11,6 +11,15 @@
 
 GA_INLINE T SFX(sigmoid)(T s) { return (T)1 / ((T)1 + EXP(-s)); }
 GA_INLINE T SFX(softplus)(T s) { return (s > 0 ? s : (T)0) + LOG1P(EXP(-FABS(s))); }
+/* log softplus(s) for every finite s: the series s + log(1 - e^s/2 + e^2s/3) where softplus underflows */
+GA_INLINE T SFX(log_softplus)(T s) {
+    if (s < (T)-15) {
+        T e = EXP(s);
+        return s + LOG1P(e * (e / 3 - (T)0.5));
+    }
+    return LOG(SFX(softplus)(s));
+}
+GA_INLINE T SFX(log_sigmoid)(T s) { return (s < 0 ? s : (T)0) - LOG1P(EXP(-FABS(s))); }
 
 /* <a, b> (+ <a, c> when c is not NULL) on VEC_LEN-wide vectors (GCC/Clang vector extensions, unaligned
    loads through memcpy), then a tree over the lanes: no long dependency chain of scalar adds. */
@@ -82,9 +91,11 @@ GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
             int64_t c = c0 + t, u = a->eid ? a->eid[c] : c;
             for (int64_t h = 0; h < H; ++h) S[t * H + h] = SFX(score)(a, qi, a->col[c], u, h, D);
         }
+        if (norm == NORM_SOFTPLUS)      /* softplus / sum softplus: a softmax of log softplus */
+            for (int64_t t = 0; t < n * H; ++t) S[t] = SFX(log_softplus)(S[t]);
         for (int64_t h = 0; h < H; ++h) {
             T total = 0;
-            if (norm == NORM_SOFTMAX) {
+            if (norm != NORM_SIGMOID) {
                 T mx = m[h];
                 for (int64_t t = 0; t < n; ++t) mx = S[t * H + h] > mx ? S[t * H + h] : mx;
                 T safe = mx == -INFINITY ? (T)0 : mx;
@@ -95,9 +106,7 @@ GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
                 l[h] = l[h] * alpha + total;
                 m[h] = mx;
             } else {
-                for (int64_t t = 0; t < n; ++t)
-                    total += (P[t * H + h] = norm == NORM_SIGMOID ? SFX(sigmoid)(S[t * H + h])
-                                                                  : SFX(softplus)(S[t * H + h]));
+                for (int64_t t = 0; t < n; ++t) total += (P[t * H + h] = SFX(sigmoid)(S[t * H + h]));
                 l[h] += total;
             }
         }
@@ -116,7 +125,7 @@ GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
         if (norm == NORM_SIGMOID) {
             st = 0;
         } else {
-            st = l[h] > 0 ? (norm == NORM_SOFTMAX && m[h] != -INFINITY ? m[h] : (T)0) + LOG(l[h]) : (T)INFINITY;
+            st = l[h] > 0 ? (m[h] != -INFINITY ? m[h] : (T)0) + LOG(l[h]) : (T)INFINITY;
             inv = l[h] > 0 ? (T)1 / l[h] : (T)0;
         }
         a->res_stat[i * H + h] = st;
@@ -137,7 +146,7 @@ GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
         for (int64_t h = 0; h < H; ++h) {
             T s = SFX(score)(a, qi, j, u, h, D), st = a->stat[i * H + h], w, ds;
             if (norm == NORM_SOFTMAX) w = EXP(s - st);
-            else if (norm == NORM_SOFTPLUS) w = SFX(softplus)(s) * EXP(-st);
+            else if (norm == NORM_SOFTPLUS) w = EXP(SFX(log_softplus)(s) - st);
             else w = SFX(sigmoid)(s);
             const T prob = w;
             T mult = 1;
@@ -145,7 +154,7 @@ GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
             T da = mult == (T)0 ? (T)0
                  : mult * SFX(dot)(doi + h * DV, a->v + (j * H + h) * DV, a->ev ? a->ev + (u * H + h) * DV : NULL, DV);
             if (norm == NORM_SOFTMAX) ds = prob * (da - delta[h]);
-            else if (norm == NORM_SOFTPLUS) ds = (da - delta[h]) * SFX(sigmoid)(s) * EXP(-st);
+            else if (norm == NORM_SOFTPLUS) ds = (da - delta[h]) * EXP(SFX(log_sigmoid)(s) - st);
             else ds = da * prob * ((T)1 - prob);
             w = prob * mult;
             a->ds_buf[c * H + h] = ds;

@@ -13,7 +13,8 @@ Partial softmax states are merged as in flash-decoding:
 .. math::
     M = \max_c m_c,\qquad L = \sum_c l_c e^{m_c - M},\qquad A = \sum_c a_c e^{m_c - M};
 
-the other normalisers (and plain sums) add ``l`` and ``a``.
+softplus (a softmax of :math:`\log\operatorname{softplus}`) the same way; sigmoid and plain sums add ``l``
+and ``a``.
 
 Per-edge inputs of the fused attention (bias, ``edge_k``, ``edge_v``) are in the user's edge order:
 the edge at CSR position ``c`` reads them at its user id ``u = eid[c]`` (``u = c`` when the CSR
@@ -64,12 +65,36 @@ def softplus(s):
 
 
 @triton.jit
+def log_softplus(s):
+    """:math:`\log\operatorname{softplus}(s)` for every finite :math:`s` (``reference.log_softplus``): the series
+    :math:`s + \log(1 - e^s/2 + e^{2s}/3)` below :math:`-15`, where softplus underflows."""
+    e = tl.exp(tl.minimum(s, -15.0))
+    return tl.where(s < -15.0, s + tl.log(1.0 + e * (e / 3.0 - 0.5)), tl.log(softplus(s)))
+
+
+@triton.jit
+def log_sigmoid(s):
+    """:math:`\log\sigma(s) = \min(s, 0) - \log(1 + e^{-|s|})`."""
+    return tl.minimum(s, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(s)))
+
+
+@triton.jit
+def normaliser_scores(s, NORM: tl.constexpr):
+    """The scores the running log-sum-exp of a row works on: ``s`` (softmax) or :math:`\log\operatorname{softplus}(s)`
+    (softplus: a softmax of log softplus, exact for every finite score)."""
+    if NORM == NORM_SOFTPLUS:
+        s = log_softplus(s)
+    return s
+
+
+@triton.jit
 def edge_weights(s, stat, NORM: tl.constexpr):
-    """Attention weights from scores and the row statistic (``exp(s - lse)``, ``softplus(s)/Z``, ``sigmoid(s)``)."""
+    """Attention weights from scores and the row statistic (``exp(s - lse)``, ``exp(log softplus(s) - log Z)``,
+    ``sigmoid(s)``)."""
     if NORM == NORM_SOFTMAX:
         a = tl.exp(s - stat)
     elif NORM == NORM_SOFTPLUS:
-        a = softplus(s) * tl.exp(-stat)
+        a = tl.exp(log_softplus(s) - stat)
     else:
         a = sigmoid(s)
     return a
@@ -81,7 +106,7 @@ def score_grad(da, a, s, stat, delta, NORM: tl.constexpr):
     if NORM == NORM_SOFTMAX:
         ds = a * (da - delta)
     elif NORM == NORM_SOFTPLUS:
-        ds = (da - delta) * sigmoid(s) * tl.exp(-stat)
+        ds = (da - delta) * tl.exp(log_sigmoid(s) - stat)
     else:
         ds = da * a * (1.0 - a)
     return ds
@@ -92,10 +117,12 @@ def online_update(m, l, s, NORM: tl.constexpr):
     """Folds a tile of scores ``s [BE, BH]`` into the running ``(m, l)``.
 
     Returns ``(m, l, p, alpha)``: the new state, the unnormalised weights ``p [BE, BH]`` and
-    the factor ``alpha [BH]`` that rescales earlier accumulations (1 without softmax).
+    the factor ``alpha [BH]`` that rescales earlier accumulations (1 for sigmoid). Softplus runs
+    the softmax update on :math:`\log\operatorname{softplus}(s)` (:func:`normaliser_scores`).
     Masked scores must be ``-inf``; a row whose scores are all ``-inf`` keeps ``m = -inf``, ``l = 0``.
     """
-    if NORM == NORM_SOFTMAX:
+    if NORM == NORM_SOFTMAX or NORM == NORM_SOFTPLUS:
+        s = normaliser_scores(s, NORM)
         m_new = tl.maximum(m, tl.max(s, 0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         alpha = tl.exp(m - m_safe)
@@ -103,10 +130,7 @@ def online_update(m, l, s, NORM: tl.constexpr):
         l = l * alpha + tl.sum(p, 0)
         m = m_new
     else:
-        if NORM == NORM_SOFTPLUS:
-            p = softplus(s)
-        else:
-            p = sigmoid(s)
+        p = sigmoid(s)
         alpha = tl.full(l.shape, 1.0, tl.float32)
         l = l + tl.sum(p, 0)
     return m, l, p, alpha
@@ -116,10 +140,8 @@ def online_update(m, l, s, NORM: tl.constexpr):
 def finalize_stat(m, l, NORM: tl.constexpr):
     """The row statistic: lse (softmax), log Z (softplus), 0 (sigmoid), l (SUM); +inf for empty rows."""
     log_l = tl.log(tl.where(l > 0, l, 1.0))
-    if NORM == NORM_SOFTMAX:
+    if NORM == NORM_SOFTMAX or NORM == NORM_SOFTPLUS:
         stat = tl.where(l > 0, tl.where(m == float("-inf"), 0.0, m) + log_l, float("inf"))
-    elif NORM == NORM_SOFTPLUS:
-        stat = tl.where(l > 0, log_l, float("inf"))
     elif NORM == NORM_SIGMOID:
         stat = tl.zeros(l.shape, tl.float32)
     else:
@@ -281,7 +303,7 @@ def _combine_kernel(splits_ptr, pm_ptr, pl_ptr, pacc_ptr, stat_ptr, acc_ptr, H, 
         beta = tl.full([BLOCK_H], 1.0, tl.float32)
         if HAS_STAT:
             pl = tl.load(pl_ptr + slot * H + offs_h, mask=mask_h, other=0.0)
-            if NORM == NORM_SOFTMAX:
+            if NORM == NORM_SOFTMAX or NORM == NORM_SOFTPLUS:
                 pm = tl.load(pm_ptr + slot * H + offs_h, mask=mask_h, other=float("-inf"))
                 m_new = tl.maximum(m, pm)
                 m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)

@@ -12,7 +12,8 @@ tiles of ``BLOCK_E``, gathers the contiguous rows ``k_j`` and ``v_j`` of all its
     l \leftarrow l\,e^{m_{\text{old}} - m} + \sum_c e^{s_c - m},\quad
     \text{acc} \leftarrow \text{acc}\,e^{m_{\text{old}} - m} + \sum_c \mu_c\, e^{s_c - m} (v_j + e^v_u)
 
-(sigmoid and softplus add their weights without rescaling). :math:`\mu_c` is the dropout factor
+(softplus runs the same update on :math:`\log\operatorname{softplus}(s)`, exact for every finite score;
+sigmoid adds its weights without rescaling). :math:`\mu_c` is the dropout factor
 (``keep / (1 - p)`` from the counter hash of :func:`~sparse_kernels.triton._common.dropout_factor`
 with the seed read from its tensor on the device; 1 without dropout): it scales the accumulated
 weights only, so ``l`` and the statistic stay those of the undropped weights. A whole row writes

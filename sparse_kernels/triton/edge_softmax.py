@@ -3,7 +3,7 @@ r"""Unfused edge normalisation: per-destination softmax / softplus / sigmoid of 
 Forward, for scores ``s [E, H]`` in CSR order:
 
 1. a row-parallel pass on the degree-adaptive plan of ``ptr`` reduces each destination's
-   scores to its statistic (online log-sum-exp for softmax, :math:`\log\sum \operatorname{softplus}`
+   scores to its statistic (online log-sum-exp of the scores for softmax, of :math:`\log\operatorname{softplus}`
    for softplus; split rows are merged by :func:`~sparse_kernels.triton._common.combine`);
 2. an edge-parallel pass writes :math:`a_e = \operatorname{normalise}(s_e, \text{stat}_{\text{segment}(e)})`.
 
