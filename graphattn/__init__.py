@@ -12,12 +12,13 @@ from . import adapters, models, nn, seq, sparsify, utils  # noqa: E402  (they im
 from .adapters import PAdapterConfig, SparseGINAdapterConfig, inject_adapters  # noqa: E402
 from .sparsify import GTSP, GTSPConfig  # noqa: E402
 from .utils import count_flops  # noqa: E402
-from .nn import GINAttention, GPSLayer, GraphAttnConv, GraphTransformerLayer, PNAAttention, VirtualNode  # noqa: E402
+from .nn import (GatedGCNLayer, GINAttention, GPSLayer, GraphAttnConv, GraphTransformerLayer,  # noqa: E402
+                 PNAAttention, VirtualNode)
 
 __version__ = "0.1.0"
 
 __all__ = ["AttentionGraph", "graph_attention", "attention_weights", "edge_scores", "normalize", "aggregate",
            "as_attention_graph", "NORMALIZERS",
-           "nn", "models", "seq", "GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "VirtualNode",
+           "nn", "models", "seq", "GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "GatedGCNLayer", "VirtualNode",
            "GINAttention", "PNAAttention", "adapters", "inject_adapters", "PAdapterConfig",
            "SparseGINAdapterConfig", "sparsify", "utils", "GTSP", "GTSPConfig", "count_flops", "__version__"]

@@ -55,3 +55,15 @@ def dense_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, bias: T
         total = u.sum(-1, keepdim=True)
         a = u / torch.where(total > 0, total, torch.ones_like(total))
     return (a @ vh).transpose(0, 1)
+
+
+def shared_data(*parts: str):
+    """A real dataset outside the repository, only when ``GRAPHATTN_SHARED_DATA`` names its folder
+    (e.g. ``GRAPHATTN_SHARED_DATA=../shared/data``); ``None`` otherwise, so that by default no test
+    reads anything outside the repository."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("GRAPHATTN_SHARED_DATA")
+    path = Path(root, *parts) if root else None
+    return path if path is not None and path.exists() else None

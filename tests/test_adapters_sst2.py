@@ -4,6 +4,7 @@ import os
 import pytest
 
 from graphattn.data.sst2 import load_sst2
+from helpers import shared_data
 
 
 def _write(folder, name, text):
@@ -33,7 +34,7 @@ def test_bad_files_raise(tmp_path):
         load_sst2(str(tmp_path))
 
 
-@pytest.mark.skipif(not os.path.isdir("/work/shared/data/sst2"), reason="real SST-2 copy absent")
+@pytest.mark.skipif(shared_data("sst2") is None, reason="real SST-2 copy not given (GRAPHATTN_SHARED_DATA)")
 def test_real_copy_sizes():
-    data = load_sst2("/work/shared/data/sst2")
+    data = load_sst2(str(shared_data("sst2")))
     assert (len(data["train"]), len(data["dev"]), len(data["test"])) == (60614, 6735, 872)

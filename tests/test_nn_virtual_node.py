@@ -36,3 +36,18 @@ def test_per_graph_gradients_and_shapes():
     assert_grads_everywhere(vn)
     with pytest.raises(ValueError, match="state"):
         vn.broadcast(batch.x, torch.zeros(3, 1, 4), batch.batch)
+
+
+def test_ogb_options_hidden_width_and_no_residual():
+    """OGB's gin-virtual: MLP Linear(C, 2C)-BN-ReLU-Linear(2C, C)-BN-ReLU, v <- Dropout(MLP(sum x + v))."""
+    vn = VirtualNode(6, hidden_factor=2, residual=False).double().eval()
+    widths = [m.out_features for m in vn.mlps[0] if isinstance(m, torch.nn.Linear)]
+    assert widths == [12, 6]
+    batch = random_batch([3, 2], 6, dtype=torch.double)
+    state = torch.randn(2, 1, 6, dtype=torch.double)
+    new = vn.update(batch.x, state, batch.batch)
+    for g in range(2):
+        pooled = batch.x[batch.batch == g].sum(0)
+        torch.testing.assert_close(new[g, 0], vn.mlps[0]((pooled + state[g, 0]).unsqueeze(0)).squeeze(0))
+    with pytest.raises(ValueError, match="hidden_factor"):
+        VirtualNode(6, hidden_factor=0)

@@ -1,8 +1,6 @@
 """graphattn.sparsify: per-graph Gumbel top-k (straight-through), head/layer/weight pruning, and
 export() equal to the masked model with the pruned parts removed from the computation."""
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from graphattn.sparsify import (GTSP, EdgeMask, GTSPConfig, HeadPruner, LayerPru
                                 shrink_mlp, store_sparse)
 from graphattn.sparsify.bench import export_benchmark, random_molecules
 from graphattn.utils import count_flops
-from tests.helpers import dense_attention
+from tests.helpers import dense_attention, shared_data
 
 SIZES = (5, 1, 12, 7, 30, 2)                      # graphs of different sizes, one single node
 
@@ -309,12 +307,9 @@ def test_export_benchmark_counts_fewer_flops():
     assert all(r["seconds"] > 0 for r in (dense, exported, result["masked"]))
 
 
-SHARED = Path(os.environ.get("GRAPHATTN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-@pytest.mark.skipif(not (SHARED / "ogb" / "ogbg_molhiv").exists(), reason="shared ogbg-molhiv data not present")
+@pytest.mark.skipif(shared_data("ogb", "ogbg_molhiv") is None, reason="ogbg-molhiv not given (GRAPHATTN_SHARED_DATA)")
 def test_export_equals_masked_model_on_real_molecules(tmp_path):
-    bench = load_dataset("ogbg-molhiv", str(SHARED / "ogb"), cache_dir=str(tmp_path))
+    bench = load_dataset("ogbg-molhiv", str(shared_data("ogb")), cache_dir=str(tmp_path))
     batch = Batch.from_data_list(list(bench.subset("test")[:64]))
     gtsp = GTSP(GPS(32, 1, num_layers=4, heads=4),
                 GTSPConfig(token_ratio=0.5, edge_ratio=0.5, head_density=0.5, layer_keep=0.5, weight_density=0.5,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 
 from graphattn.config import ConfigError, builtin_config_path, load_config
 from graphattn.train_cli import build_model
@@ -28,6 +29,31 @@ def test_shipped_configs_build_their_models(name):
     config = load_config(name)
     model = build_model(config, num_tasks=10)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def _parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_gin_vn_molhiv_has_ogbs_parameter_count():
+    """OGB's gin-virtual on molhiv (5 layers, emb 300, 1 task), counted from the architecture."""
+    model = build_model(load_config("gin-vn-molhiv"), num_tasks=1)
+    c, layers = 300, 5
+    atom, bond = sum(get_atom_feature_dims()), sum(get_bond_feature_dims())
+    gin = (c * 2 * c + 2 * c) + 2 * (2 * c) + (2 * c * c + c) + 1       # Linear, BN(2C), Linear, eps
+    per_layer = gin + bond * c + 2 * c                                    # + its BondEncoder + BN(C)
+    vn_mlp = (c * 2 * c + 2 * c) + 2 * (2 * c) + (2 * c * c + c) + 2 * c   # Linear, BN(2C), Linear, BN(C)
+    expected = atom * c + layers * per_layer + c + (layers - 1) * vn_mlp + (c + 1)   # + vn embedding, head
+    assert _parameters(model) == expected == 3_336_606
+    # OGB's leaderboard lists 3,336,306: ogb < 1.3.6 had 4 chirality categories (1.3.6 added 'misc')
+    assert expected - c * (get_atom_feature_dims()[1] - 4) == 3_336_306
+
+
+def test_gps_molhiv_has_graphgps_parameter_count():
+    """GraphGPS reports 558,625 parameters for GPS on ogbg-molhiv (ogb < 1.3.6: one atom row fewer)."""
+    model = build_model(load_config("gps-molhiv"), num_tasks=1)
+    atom_width = 64 - 16                                                  # Atom+RWSE: 48 || 16
+    assert _parameters(model) - atom_width * (get_atom_feature_dims()[1] - 4) == 558_625
 
 
 def test_train_embedded_molesol_writes_logs_and_resumes(tmp_path):

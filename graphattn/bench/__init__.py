@@ -1,7 +1,9 @@
 """Benchmarks (``graphattn bench kernels``, ``graphattn bench seq-patterns``) and their timing helpers.
 
 Every benchmark compares against its baselines in the same run on the same device, records the
-device and library versions, and writes ``benchmarks/results/<name>-<device>.json`` plus a plot.
+device and library versions, and writes ``<out-dir>/<name>-<device>.json`` plus a plot. The default
+``--out-dir`` is :data:`DEFAULT_OUT_DIR` (``runs/bench``, not tracked by git); the tracked results are
+updated only when asked, with ``--out-dir benchmarks/results``.
 """
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["device_name", "device_tag", "synchronize", "median_ms", "peak_mb", "versions"]
+__all__ = ["DEFAULT_OUT_DIR", "device_name", "device_tag", "synchronize", "median_ms", "peak_mb", "versions"]
+
+#: Where the benchmarks write unless told otherwise (``--out-dir benchmarks/results`` updates the tracked results).
+DEFAULT_OUT_DIR = os.path.join("runs", "bench")
 
 
 def device_name(device: torch.device) -> str:

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 import sparse_kernels as sk
 from sparse_kernels import reference
 
-from . import device_name, device_tag, median_ms, peak_mb, synchronize, versions
+from . import DEFAULT_OUT_DIR, device_name, device_tag, median_ms, peak_mb, synchronize, versions
 
 __all__ = ["GRAPHS", "BenchGraph", "make_graph", "uniform_graph", "rmat_graph", "molhiv_graph", "run", "main"]
 
@@ -516,7 +516,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--no-accuracy", action="store_true",
                         help="skip the comparison with the fp32 reference (otherwise: bf16/fp16 always, fp32 at "
                              "--baseline-dims)")
-    parser.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
+    parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                        help="folder of the results (benchmarks/results updates the tracked ones)")
     parser.add_argument("--quick", action="store_true",
                         help="small graphs, D=64 only, few repetitions (CPU smoke test)")
     parser.add_argument("--no-plot", action="store_true")

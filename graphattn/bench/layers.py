@@ -36,7 +36,7 @@ from torch_geometric.nn import GINEConv, GPSConv, TransformerConv
 
 from ..functional import graph_attention
 from ..nn import GPSLayer, GraphAttnConv
-from . import device_name, device_tag, synchronize, versions
+from . import DEFAULT_OUT_DIR, device_name, device_tag, synchronize, versions
 from .kernels import pyg_attention, uniform_graph
 
 __all__ = ["molecule_batch", "conv_stacks", "gps_stacks", "interleaved_ms", "main"]
@@ -223,7 +223,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--comparisons", nargs="+", default=["conv", "gps", "gps_nodrop", "core"],
                    choices=("conv", "gps", "gps_nodrop", "core"))
-    p.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
+    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                        help="folder of the results (benchmarks/results updates the tracked ones)")
     args = p.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ built from PyG's own layers, same data, same device, same parameters.
 * ``transformer``: a stack of ``TransformerConv`` layers with bond features (``edge_dim``) against
   the same stack of :class:`~graphattn.nn.GraphAttnConv` loaded with its ``state_dict``.
 
-Writes ``benchmarks/results/models-<device>.json``.
+Writes ``<out-dir>/models-<device>.json``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ..models import GPS, AtomEncoder, BondEncoder
 from ..models.local import LocalConv
 from ..nn import GraphAttnConv
 from ..training import train_epoch
-from . import device_name, device_tag, versions
+from . import DEFAULT_OUT_DIR, device_name, device_tag, versions
 
 __all__ = ["PyGGPS", "TransformerConvStack", "main"]
 
@@ -43,7 +43,7 @@ class PyGGPS(nn.Module):
         super().__init__()
         self.atom, self.bond = AtomEncoder(channels), BondEncoder(channels)
         self.layers = nn.ModuleList(
-            GPSConv(channels, LocalConv(local_conv, channels).conv, heads=heads, dropout=dropout,
+            GPSConv(channels, LocalConv(local_conv, channels), heads=heads, dropout=dropout,
                     attn_type="multihead", attn_kwargs={"dropout": attn_dropout})
             for _ in range(num_layers))
         self.head = nn.Linear(channels, out_channels)
@@ -126,7 +126,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per model (after one warm-up epoch)")
     p.add_argument("--max-graphs", type=int, default=0, help="use only this many training graphs (0: all)")
     p.add_argument("--models", nargs="+", default=["gps", "transformer"], choices=("gps", "transformer"))
-    p.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
+    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                        help="folder of the results (benchmarks/results updates the tracked ones)")
     args = p.parse_args(argv)
 
     device = torch.device(args.device)

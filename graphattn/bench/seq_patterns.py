@@ -17,7 +17,7 @@ forward+backward of
 
 Median of ``--reps`` timed runs after warm-up (CUDA events on a GPU), peak memory over the
 call, forward agreement with FlexAttention. Out-of-memory and other failures are recorded per
-entry and the run goes on. Writes ``benchmarks/results/seq_patterns-<device>.json`` and a PNG
+entry and the run goes on. Writes ``<out-dir>/seq_patterns-<device>.json`` and a PNG
 plot, and prints a table (and the issue's targets at 16k on a GPU) last.
 
 GPU (one command, < 10 min)::
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 import sparse_kernels as sk
 from graphattn import graph_attention
-from graphattn.bench import device_name, device_tag, median_ms, peak_mb, synchronize, versions
+from graphattn.bench import DEFAULT_OUT_DIR, device_name, device_tag, median_ms, peak_mb, synchronize, versions
 from graphattn.functional import explain
 from sparse_kernels.bsr import select_bsr
 from graphattn.seq import patterns as seq_patterns
@@ -296,7 +296,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--dense-max", type=int, default=32768, help="longest n for dense masked SDPA")
     parser.add_argument("--budget-s", type=float, default=480.0, help="stop starting new configs after this")
-    parser.add_argument("--out-dir", default=os.path.join("benchmarks", "results"))
+    parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                        help="folder of the results (benchmarks/results updates the tracked ones)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (CPU)")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)

@@ -1,5 +1,6 @@
 """Ready-made models: GraphTransformer, GPS, MPNNVirtualNode and GINAttentionNet, with OGB
-atom/bond encoders, positional encodings and graph- or node-level heads."""
+atom/bond encoders, positional encodings and graph- or node-level heads. The shipped configs
+(``graphattn/configs``) build published architectures with them; each YAML names its source."""
 from .base import GraphModel
 from .encoders import AtomEncoder, BondEncoder, CategoricalEncoder, EdgeInputEncoder, InputEncoder
 from .gin_attention_net import GINAttentionNet
@@ -7,9 +8,9 @@ from .gps import GPS
 from .graph_transformer import GraphTransformer
 from .heads import PredictionHead
 from .inputs import model_inputs
-from .local import LOCAL_CONVS, LocalConv
+from .local import EDGE_AWARE_LOCAL_CONVS, EDGE_UPDATING_LOCAL_CONVS, LOCAL_CONVS, LocalConv
 from .mpnn_virtual_node import MPNNVirtualNode
 
 __all__ = ["GraphModel", "GraphTransformer", "GPS", "MPNNVirtualNode", "GINAttentionNet", "PredictionHead", "LocalConv",
-           "LOCAL_CONVS", "AtomEncoder", "BondEncoder", "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder",
-           "model_inputs"]
+           "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS", "EDGE_UPDATING_LOCAL_CONVS", "AtomEncoder", "BondEncoder",
+           "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder", "model_inputs"]

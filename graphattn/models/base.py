@@ -31,22 +31,29 @@ class GraphModel(torch.nn.Module):
         edge_encoder: ``"ogb"``, a float input width, or ``None`` (the body takes no edge features).
         lap_pe_dim, rwse_dim: positional encodings added to the input (0: none).
         extra_categories: extra categories of the virtual-node transform.
+        rwse_concat_dim: width of the RWSE concatenated to the node embedding (GraphGPS's
+            ``Atom+RWSE``; 0: added), see :class:`~graphattn.models.InputEncoder`.
     """
 
     head: torch.nn.Module
 
     def __init__(self, channels: int, node_encoder: Union[str, int] = "ogb",
                  edge_encoder: Union[str, int, None] = "ogb", lap_pe_dim: int = 0, rwse_dim: int = 0,
-                 extra_categories: int = 0):
+                 extra_categories: int = 0, rwse_concat_dim: int = 0):
         super().__init__()
-        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories)
+        self.encoder = InputEncoder(channels, node_encoder, lap_pe_dim, rwse_dim, extra_categories, rwse_concat_dim)
         self.edge_encoder = (EdgeInputEncoder(channels, edge_encoder, extra_categories)
                              if edge_encoder is not None else None)
 
+    def encode_edges(self, edge_attr: Optional[Tensor]) -> Optional[Tensor]:
+        """The edge features :meth:`body` receives: ``edge_encoder(edge_attr)`` ``[E, C]``, or ``None``
+        without an edge encoder."""
+        return self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
+
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
              num_graphs: int) -> Tensor:
-        """Node states ``[N, C]`` -> node states ``[N, C]``; ``edge_attr`` is the embedded ``[E, C]``
-        (``None`` without an edge encoder), ``batch`` ``[N]`` the graph of each node."""
+        """Node states ``[N, C]`` -> node states ``[N, C]``; ``edge_attr`` is what :meth:`encode_edges`
+        returns, ``batch`` ``[N]`` the graph of each node."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
@@ -57,6 +64,5 @@ class GraphModel(torch.nn.Module):
         (graph level) or ``[N, out]`` (node level)."""
         h = self.encoder(x, lap_pe, rwse)
         batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
-        e = self.edge_encoder(edge_attr) if self.edge_encoder is not None else None
-        h = self.body(h, edge_index, e, batch, num_graphs)
+        h = self.body(h, edge_index, self.encode_edges(edge_attr), batch, num_graphs)
         return self.head(h, batch, num_graphs, virtual_mask)

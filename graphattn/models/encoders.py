@@ -64,34 +64,46 @@ def _feature_encoder(kind: Union[str, int], channels: int, extra_categories: int
 
 class InputEncoder(torch.nn.Module):
     r"""Node input embedding :math:`\mathbf{h}_i = \operatorname{Enc}(\mathbf{x}_i)
-    + \mathbf{W}_{lap}\, \mathbf{p}^{lap}_i + \mathbf{W}_{rw}\, \mathbf{p}^{rw}_i`.
+    + \mathbf{W}_{lap}\, \mathbf{p}^{lap}_i + \mathbf{W}_{rw}\, \mathbf{p}^{rw}_i`, or with
+    ``rwse_concat_dim`` :math:`d > 0` GraphGPS's ``Atom+RWSE`` encoder
+    :math:`\mathbf{h}_i = [\operatorname{Enc}(\mathbf{x}_i) \,\|\, \mathbf{W}_{rw}\operatorname{BN}
+    (\mathbf{p}^{rw}_i)] + \mathbf{W}_{lap}\, \mathbf{p}^{lap}_i` (an embedding of width :math:`C - d`
+    next to the batch-normalised random-walk probabilities projected to :math:`d`).
 
     Args:
-        channels: output width.
+        channels: output width :math:`C`.
         node_encoder: ``"ogb"`` (atom categories) or the float input width.
         lap_pe_dim: number of Laplacian eigenvectors (0: none); in training every batch
             gets a random sign per eigenvector (:func:`~graphattn.data.positional.random_sign_flip`).
         rwse_dim: random-walk steps (0: none).
         extra_categories: extra rows per atom column (virtual-node transform).
+        rwse_concat_dim: :math:`d` (0: the RWSE is projected to :math:`C` and added).
     """
 
     def __init__(self, channels: int, node_encoder: Union[str, int] = "ogb", lap_pe_dim: int = 0,
-                 rwse_dim: int = 0, extra_categories: int = 0):
+                 rwse_dim: int = 0, extra_categories: int = 0, rwse_concat_dim: int = 0):
         super().__init__()
-        self.node = _feature_encoder(node_encoder, channels, extra_categories, atom=True)
+        if rwse_concat_dim and not (rwse_dim > 0 and 0 < rwse_concat_dim < channels):
+            raise ValueError(f"rwse_concat_dim needs rwse_dim > 0 and 0 < rwse_concat_dim < channels, got "
+                             f"rwse_concat_dim={rwse_concat_dim}, rwse_dim={rwse_dim}, channels={channels}")
+        self.node = _feature_encoder(node_encoder, channels - rwse_concat_dim, extra_categories, atom=True)
         self.lap = torch.nn.Linear(lap_pe_dim, channels) if lap_pe_dim > 0 else None
-        self.rwse = torch.nn.Linear(rwse_dim, channels) if rwse_dim > 0 else None
+        self.rwse = torch.nn.Linear(rwse_dim, rwse_concat_dim or channels) if rwse_dim > 0 else None
+        self.rwse_norm = torch.nn.BatchNorm1d(rwse_dim) if rwse_concat_dim else None
 
     def forward(self, x: Tensor, lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None) -> Tensor:
         h = self.node(x)
+        if self.rwse is not None:
+            if rwse is None:
+                raise ValueError("rwse is required (the model was built with rwse_dim > 0)")
+            if self.rwse_norm is not None:
+                h = torch.cat([h, self.rwse(self.rwse_norm(rwse))], dim=-1)
+            else:
+                h = h + self.rwse(rwse)
         if self.lap is not None:
             if lap_pe is None:
                 raise ValueError("lap_pe is required (the model was built with lap_pe_dim > 0)")
             h = h + self.lap(random_sign_flip(lap_pe) if self.training else lap_pe)
-        if self.rwse is not None:
-            if rwse is None:
-                raise ValueError("rwse is required (the model was built with rwse_dim > 0)")
-            h = h + self.rwse(rwse)
         return h
 
 

@@ -26,15 +26,16 @@ class GINAttentionNet(GraphModel):
     Args:
         channels; out_channels; num_layers; heads; mlp_ratio (per-head MLP width);
         attention: ``"edges"`` or ``"full"``; eps_form: ``"gin"`` or ``"released"``;
-        dropout; head_layers; level; pool; node_encoder, lap_pe_dim, rwse_dim, extra_categories:
-        see :class:`~graphattn.models.GraphTransformer`.
+        dropout; head_layers; level; pool; node_encoder, lap_pe_dim, rwse_dim, extra_categories,
+        rwse_concat_dim: see :class:`~graphattn.models.GraphTransformer`.
     """
 
     def __init__(self, channels: int, out_channels: int, num_layers: int = 4, heads: int = 4, mlp_ratio: int = 2,
                  attention: str = "edges", eps_form: str = "gin", dropout: float = 0.0,
                  node_encoder: Union[str, int] = "ogb", lap_pe_dim: int = 0, rwse_dim: int = 0,
-                 head_layers: int = 1, level: str = "graph", pool: str = "mean", extra_categories: int = 0):
-        super().__init__(channels, node_encoder, None, lap_pe_dim, rwse_dim, extra_categories)
+                 head_layers: int = 1, level: str = "graph", pool: str = "mean", extra_categories: int = 0,
+                 rwse_concat_dim: int = 0):
+        super().__init__(channels, node_encoder, None, lap_pe_dim, rwse_dim, extra_categories, rwse_concat_dim)
         if attention not in ("edges", "full"):
             raise ValueError(f"attention must be 'edges' or 'full', got {attention!r}")
         self.attention, self.dropout = attention, dropout

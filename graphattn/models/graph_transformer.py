@@ -23,8 +23,12 @@ class GraphTransformer(GraphModel):
         node_encoder: ``"ogb"`` (atom categories) or the float input width.
         edge_encoder: ``"ogb"``, a float input width, or ``None`` (no edge features).
         lap_pe_dim, rwse_dim: positional encodings added to the input (0: none).
+        rwse_concat_dim: width of the RWSE concatenated instead (GraphGPS's ``Atom+RWSE``; 0: added), see
+            :class:`~graphattn.models.InputEncoder`.
         norm: ``"batch_norm"``/``"layer_norm"``; clamp: ``None`` or the paper's ``5.0``.
-        dropout; head_layers; level (``"graph"``/``"node"``); pool; extra_categories (virtual-node transform).
+        dropout; head_layers; head_style (see :class:`PredictionHead`; the official code's ``MLPReadout`` is
+        ``head_layers=3, head_style="san_graph"``); level (``"graph"``/``"node"``); pool; extra_categories
+        (virtual-node transform).
 
     Forward: see :func:`graphattn.models.model_inputs`; returns ``[G, out]`` or ``[N, out]``.
     """
@@ -32,15 +36,16 @@ class GraphTransformer(GraphModel):
     def __init__(self, channels: int, out_channels: int, num_layers: int = 4, heads: int = 8,
                  node_encoder: Union[str, int] = "ogb", edge_encoder: Union[str, int, None] = "ogb",
                  lap_pe_dim: int = 0, rwse_dim: int = 0, norm: str = "batch_norm", clamp: Optional[float] = None,
-                 dropout: float = 0.0, head_layers: int = 1, level: str = "graph", pool: str = "mean",
-                 extra_categories: int = 0):
-        super().__init__(channels, node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories)
+                 dropout: float = 0.0, head_layers: int = 1, head_style: str = "mlp", level: str = "graph",
+                 pool: str = "mean", extra_categories: int = 0, rwse_concat_dim: int = 0):
+        super().__init__(channels, node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories,
+                         rwse_concat_dim)
         edge_dim = channels if edge_encoder is not None else None
         self.layers = torch.nn.ModuleList([
             GraphTransformerLayer(channels, heads, edge_dim=edge_dim, dropout=dropout, norm=norm, clamp=clamp,
                                   update_edges=i < num_layers - 1)
             for i in range(num_layers)])
-        self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout)
+        self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout, style=head_style)
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
              num_graphs: int) -> Tensor:

@@ -5,12 +5,14 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+from torch_geometric.nn.resolver import activation_resolver
 
 from ..nn._edge_ops import segment_sum
 
 __all__ = ["PredictionHead"]
 
 POOLS = ("mean", "sum", "max")
+HEAD_STYLES = ("mlp", "mlp_graph", "san_graph")
 
 
 class PredictionHead(torch.nn.Module):
@@ -20,18 +22,28 @@ class PredictionHead(torch.nn.Module):
     pooling (``mean``/``sum``/``max``) over the real nodes only (a ``virtual_mask`` excludes the
     nodes added by :class:`~graphattn.data.virtual_node.AddVirtualNode`). Node level:
     :math:`\mathbf{y}_i = \operatorname{MLP}(\mathbf{h}_i)`. The MLP has ``num_layers`` linear
-    layers (hidden width ``channels``, ReLU, dropout); Tönshoff et al. (2023) found a 3-layer
-    head closes much of the gap between tuned MPNNs and graph transformers on LRGB.
+    layers, laid out by ``style`` (:math:`L` = ``num_layers``, :math:`C` = ``channels``):
+
+    * ``"mlp"``: [Linear(:math:`C, C`)-:math:`\sigma`-Dropout] :math:`\times (L-1)`, Linear(:math:`C`, out);
+    * ``"mlp_graph"``: GraphGPS's ``MLPGraphHead`` (Tönshoff et al. 2023): [Dropout-Linear(:math:`C, C`)-
+      :math:`\sigma`] :math:`\times (L-1)`, Dropout, Linear(:math:`C`, out);
+    * ``"san_graph"``: GraphGPS's ``SANGraphHead``: widths halve, Linear(:math:`C/2^l, C/2^{l+1}`)-:math:`\sigma`
+      for :math:`l < L-1`, then Linear(:math:`C/2^{L-1}`, out); no dropout.
+
+    Tönshoff et al. (2023) found a 3-layer head closes much of the gap between tuned MPNNs and graph
+    transformers on LRGB.
 
     Args:
         channels: input width; out_channels: number of targets.
-        num_layers: linear layers of the head (1: a linear head).
+        num_layers: linear layers of the head (1: a linear head, after a dropout in ``"mlp_graph"``).
         level: ``"graph"`` or ``"node"``; pool: graph pooling.
-        dropout: dropout between head layers.
+        dropout: dropout of the head layers (not in ``"san_graph"``).
+        act: activation :math:`\sigma` (a PyG activation resolver name).
+        style: ``"mlp"``, ``"mlp_graph"`` or ``"san_graph"``.
     """
 
     def __init__(self, channels: int, out_channels: int, num_layers: int = 1, level: str = "graph",
-                 pool: str = "mean", dropout: float = 0.0):
+                 pool: str = "mean", dropout: float = 0.0, act: str = "relu", style: str = "mlp"):
         super().__init__()
         if level not in ("graph", "node"):
             raise ValueError(f"level must be 'graph' or 'node', got {level!r}")
@@ -39,11 +51,24 @@ class PredictionHead(torch.nn.Module):
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if style not in HEAD_STYLES:
+            raise ValueError(f"style must be one of {HEAD_STYLES}, got {style!r}")
+        if style == "san_graph" and channels >> (num_layers - 1) < 1:
+            raise ValueError(f"a 'san_graph' head of {num_layers} layers halves {channels} channels below 1")
         self.level, self.pool = level, pool
         layers = []
+        width = channels
         for _ in range(num_layers - 1):
-            layers += [torch.nn.Linear(channels, channels), torch.nn.ReLU(), torch.nn.Dropout(dropout)]
-        self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(channels, out_channels))
+            if style == "mlp":
+                layers += [torch.nn.Linear(width, width), activation_resolver(act), torch.nn.Dropout(dropout)]
+            elif style == "mlp_graph":
+                layers += [torch.nn.Dropout(dropout), torch.nn.Linear(width, width), activation_resolver(act)]
+            else:
+                layers += [torch.nn.Linear(width, width // 2), activation_resolver(act)]
+                width //= 2
+        if style == "mlp_graph":
+            layers.append(torch.nn.Dropout(dropout))
+        self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(width, out_channels))
 
     def reset_parameters(self) -> None:
         for layer in self.mlp:

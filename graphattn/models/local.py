@@ -1,47 +1,97 @@
-r"""Local message-passing layers of the ready-made models (GINE, GatedGCN, GCN) with one signature."""
+r"""Local message-passing layers of the ready-made models (GINE, OGB's GIN, GatedGCN, ResGatedGCN, GCN)
+with one signature."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
 from torch_geometric.nn import GCNConv, GINEConv, ResGatedGraphConv
+from torch_geometric.nn.resolver import activation_resolver
 
-__all__ = ["LocalConv", "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS"]
+from ..nn.gated_gcn import GatedGCNLayer
 
-LOCAL_CONVS = ("gine", "gatedgcn", "gcn")
+__all__ = ["LocalConv", "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS", "EDGE_UPDATING_LOCAL_CONVS"]
+
+LOCAL_CONVS = ("gine", "gin", "gatedgcn", "resgatedgcn", "gcn")
 #: The local layers that read edge features (GCN ignores them).
-EDGE_AWARE_LOCAL_CONVS = ("gine", "gatedgcn")
+EDGE_AWARE_LOCAL_CONVS = ("gine", "gin", "gatedgcn", "resgatedgcn")
+#: The local layers that also compute new edge features (passed on to the next layer).
+EDGE_UPDATING_LOCAL_CONVS = ("gatedgcn",)
 
 
 class LocalConv(torch.nn.Module):
-    r"""A PyG message-passing layer ``[N, C] -> [N, C]`` called as ``conv(x, edge_index, edge_attr)``.
+    r"""A message-passing layer ``[N, C] -> [N, C]`` called as ``conv(x, edge_index, edge_attr)``.
 
-    * ``"gine"``: :class:`~torch_geometric.nn.GINEConv` with MLP :math:`C \to C \to C` (ReLU);
-      edge features of width :math:`C` enter every message.
-    * ``"gatedgcn"``: :class:`~torch_geometric.nn.ResGatedGraphConv` with ``edge_dim=C`` (edge
-      features in the gates; they are not updated, unlike Bresson & Laurent's GatedGCN).
+    * ``"gine"``: :class:`~torch_geometric.nn.GINEConv` with :math:`\epsilon = 0` fixed and MLP
+      Linear-:math:`\sigma`-(Dropout)-Linear of width :math:`C` (GraphGPS's GINE, in GPS and in its
+      LRGB ``GINEConvLayer``); edge features of width :math:`C` enter every message.
+    * ``"gin"``: OGB's ``GINConv`` (``examples/graphproppred/mol/conv.py``, GIN with bond features):
+      :math:`\operatorname{MLP}((1 + \epsilon)\mathbf{x}_i + \sum_j \operatorname{ReLU}(\mathbf{x}_j
+      + \mathbf{e}_{ij}))`, :math:`\epsilon` learnable (initially 0), MLP
+      Linear(:math:`C, 2C`)-BN-ReLU-Linear(:math:`2C, C`).
+    * ``"gatedgcn"``: Bresson & Laurent's GatedGCN as in GraphGPS
+      (:class:`~graphattn.nn.GatedGCNLayer`, built without its dropout and residual): returns
+      :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{x}}))` and *updates the edge features*
+      to :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{e}}))`. The model adds dropout and the
+      residual to both (GraphGPS does both inside the layer; the result is the same).
+    * ``"resgatedgcn"``: PyG's :class:`~torch_geometric.nn.ResGatedGraphConv` with ``edge_dim=C``
+      (unnormalised gates, edge features read but not updated).
     * ``"gcn"``: :class:`~torch_geometric.nn.GCNConv` (edge features are ignored).
+
+    Args:
+        kind: one of :data:`LOCAL_CONVS`.
+        channels: :math:`C`.
+        act: activation :math:`\sigma` of the GINE MLP (a PyG activation resolver name).
+        dropout: dropout between the two linear layers of the GINE MLP.
+
+    Forward: ``x`` ``[N, C]``, ``edge_index`` ``[2, E]``, ``edge_attr`` ``[E, C]`` (edge-aware kinds),
+    ``edge_out``: a list to which an edge-updating kind (:data:`EDGE_UPDATING_LOCAL_CONVS`) appends its
+    new edge features ``[E, C]``. Returns ``[N, C]`` (so that it plugs into
+    :class:`~graphattn.nn.GPSLayer`).
     """
 
-    def __init__(self, kind: str, channels: int):
+    def __init__(self, kind: str, channels: int, act: str = "relu", dropout: float = 0.0):
         super().__init__()
         if kind not in LOCAL_CONVS:
             raise ValueError(f"local conv must be one of {LOCAL_CONVS}, got {kind!r}")
         self.kind = kind
         if kind == "gine":
-            mlp = torch.nn.Sequential(torch.nn.Linear(channels, channels), torch.nn.ReLU(),
+            drop = [torch.nn.Dropout(dropout)] if dropout > 0 else []
+            mlp = torch.nn.Sequential(torch.nn.Linear(channels, channels), activation_resolver(act), *drop,
                                       torch.nn.Linear(channels, channels))
+            self.conv = GINEConv(mlp)
+        elif kind == "gin":
+            mlp = torch.nn.Sequential(torch.nn.Linear(channels, 2 * channels), torch.nn.BatchNorm1d(2 * channels),
+                                      torch.nn.ReLU(), torch.nn.Linear(2 * channels, channels))
             self.conv = GINEConv(mlp, train_eps=True)
         elif kind == "gatedgcn":
+            self.conv = GatedGCNLayer(channels, channels, dropout=0.0, residual=False)
+        elif kind == "resgatedgcn":
             self.conv = ResGatedGraphConv(channels, channels, edge_dim=channels)
         else:
             self.conv = GCNConv(channels, channels)
 
+    @property
+    def updates_edges(self) -> bool:
+        """Whether the layer computes new edge features (``edge_out``)."""
+        return self.kind in EDGE_UPDATING_LOCAL_CONVS
+
+    @property
+    def normalizes(self) -> bool:
+        """Whether the output has already passed a norm and an activation (GatedGCN's BN and ReLU)."""
+        return self.kind == "gatedgcn"
+
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
+                edge_out: Optional[List[Tensor]] = None) -> Tensor:
+        if self.updates_edges:
+            x, edge_attr = self.conv(x, edge_index, edge_attr)
+            if edge_out is not None:
+                edge_out.append(edge_attr)
+            return x
         if self.kind in EDGE_AWARE_LOCAL_CONVS:
             return self.conv(x, edge_index, edge_attr)
         return self.conv(x, edge_index)

@@ -3,6 +3,7 @@ r"""PyG-style layers on the graphattn engine (one layer per file).
 Every attention runs through :func:`~graphattn.graph_attention` or the engine's ops: no
 :math:`E \times H \times D` message tensor, no padding to the largest graph.
 """
+from .gated_gcn import GatedGCNLayer
 from .gin_attention import GINAttention
 from .gps_layer import GPSLayer
 from .graph_attn_conv import GraphAttnConv
@@ -13,4 +14,4 @@ from .pna_attention import PNAAttention
 from .virtual_node import VirtualNode
 
 __all__ = ["GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "MultiheadGraphAttention",
-           "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention"]
+           "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention", "GatedGCNLayer"]

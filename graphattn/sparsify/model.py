@@ -115,8 +115,8 @@ class SparseGPS(torch.nn.Module):
             if not self.structural:
                 masks = {"attn_edge_mask": edges, "attn_head_mask": heads[i],
                          "attn_scale": self._attn_scale(i, tokens, batch, num_graphs)}
-            h = layer(h, edge_index, batch, attn_graph=graph, num_graphs=num_graphs, attn_nodes=nodes,
-                      edge_attr=e, **masks)
+            h, e = gps.layer_forward(layer, h, edge_index, batch, e, attn_graph=graph, num_graphs=num_graphs,
+                                     attn_nodes=nodes, **masks)
         return gps.head(h, batch, num_graphs, virtual_mask)
 
     @torch.no_grad()

@@ -17,7 +17,7 @@ from ..nn.multihead_attention import MultiheadGraphAttention
 __all__ = ["FlopCount", "count_flops"]
 
 #: per-edge, per-channel operations of the local message-passing layers (message + aggregation)
-MESSAGE_OPS = {"gine": 3, "gatedgcn": 6, "gcn": 2}
+MESSAGE_OPS = {"gine": 3, "gin": 3, "gatedgcn": 6, "resgatedgcn": 6, "gcn": 2}
 
 
 @dataclass
