@@ -1,15 +1,15 @@
 """Dataset loaders: the embedded ogbg-molesol, OGB layout checks, LRGB peptides."""
 import gzip
-import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
 
 from graphattn.data import MissingDataError, load_dataset
 
-SHARED = Path(os.environ.get("GRAPHATTN_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from helpers import shared_data
+
+PEPTIDES = shared_data("lrgb-peptides-func")
 
 
 @pytest.fixture(autouse=True)
@@ -62,9 +62,9 @@ def test_peptides_loader_on_small_release_layout(tmp_path):
     assert bench.evaluator.eval({"y_true": y.numpy(), "y_pred": y.numpy()})["ap"] == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(not (SHARED / "lrgb-peptides-func").exists(), reason="shared LRGB data not present")
+@pytest.mark.skipif(PEPTIDES is None, reason="LRGB peptides-func not given (GRAPHATTN_SHARED_DATA)")
 def test_real_peptides_func_counts(tmp_path):
-    bench = load_dataset("peptides-func", str(SHARED / "lrgb-peptides-func"), cache_dir=str(tmp_path))
+    bench = load_dataset("peptides-func", str(PEPTIDES), cache_dir=str(tmp_path))
     assert len(bench.dataset) == 15535
     assert [len(bench.split[s]) for s in ("train", "valid", "test")] == [10873, 2331, 2331]
-    assert not (SHARED / "lrgb-peptides-func" / "processed").exists()  # read-only data stays untouched
+    assert not (PEPTIDES / "processed").exists()  # read-only data stays untouched

@@ -3,9 +3,10 @@ from .benchmarks import EMBEDDED, GraphBenchmark, MAEEvaluator, embedded_root, l
 from .lrgb import PeptidesDataset
 from .ogb import MissingDataError, OGBGraphDataset, default_cache_dir
 from .sst2 import SST2Split, load_sst2
+from .validate import CorruptDataError
 from .positional import AddLapPE, AddRWSE, laplacian_pe, random_sign_flip
 from .virtual_node import AddVirtualNode
 
 __all__ = ["load_dataset", "GraphBenchmark", "OGBGraphDataset", "PeptidesDataset", "MissingDataError",
-           "MAEEvaluator", "embedded_root", "default_cache_dir", "EMBEDDED", "AddLapPE", "AddRWSE", "laplacian_pe",
-           "random_sign_flip", "AddVirtualNode", "SST2Split", "load_sst2"]
+           "CorruptDataError", "MAEEvaluator", "embedded_root", "default_cache_dir", "EMBEDDED", "AddLapPE",
+           "AddRWSE", "laplacian_pe", "random_sign_flip", "AddVirtualNode", "SST2Split", "load_sst2"]

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch_geometric.data import InMemoryDataset
 
@@ -79,6 +78,8 @@ def load_dataset(name: str, root: Optional[str] = None, *, cache_dir: Optional[s
     Raises:
         ValueError: unknown dataset name.
         MissingDataError: the files are not under ``root`` (the message says what goes where).
+        CorruptDataError: a raw or split file is unreadable or disagrees with the others (the
+            message, one line, names the file and the problem).
     """
     from ogb.graphproppred import Evaluator
 
