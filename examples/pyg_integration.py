@@ -171,4 +171,9 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from graphattn.cli import one_line_errors
+
+    with one_line_errors(f"python {sys.argv[0]}"):
+        main()

@@ -223,4 +223,7 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from graphattn.cli import one_line_errors
+
+    with one_line_errors(f"python {sys.argv[0]}"):
+        main()

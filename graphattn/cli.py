@@ -1,12 +1,14 @@
 """The ``graphattn`` command: ``graphattn demo``, ``graphattn train``, ``graphattn bench``."""
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
-__all__ = ["main"]
+__all__ = ["main", "one_line_errors"]
 
 USAGE = """usage: graphattn <command> [options]
+       graphattn --version
 
 commands:
   demo               train a graph transformer on the embedded ogbg-molesol (CPU, ~3 minutes)
@@ -18,10 +20,32 @@ commands:
 """
 
 
+@contextlib.contextmanager
+def one_line_errors(prog: str) -> Iterator[None]:
+    """Missing or corrupt data ends a command (``graphattn ...``, an example, a benchmark) with one line
+    naming the file and the problem instead of a traceback; exit status 1."""
+    from .data.ogb import MissingDataError
+    from .data.validate import CorruptDataError
+
+    try:
+        yield
+    except (MissingDataError, CorruptDataError, FileNotFoundError) as error:
+        sys.exit(f"{prog}: error: {error}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
+        return
+    if argv[0] in ("-V", "--version"):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"graphattn {version('graphattn')}")
+        except PackageNotFoundError:              # run from a source tree without installing
+            from . import __version__
+            print(f"graphattn {__version__}")
         return
     command, rest = argv[0], argv[1:]
     if command == "demo":
@@ -43,7 +67,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     else:
         print(USAGE, file=sys.stderr)
         sys.exit(f"graphattn: unknown command {' '.join(argv[:2])!r}")
-    run(rest)
+    with one_line_errors("graphattn " + " ".join(argv[:2] if command == "bench" else argv[:1])):
+        run(rest)
 
 
 if __name__ == "__main__":

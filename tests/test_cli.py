@@ -13,6 +13,13 @@ def test_help_lists_commands(capsys):
     assert "demo" in out and "train" in out and "bench kernels" in out
 
 
+def test_version(capsys):
+    import graphattn
+
+    main(["--version"])
+    assert capsys.readouterr().out.strip() == f"graphattn {graphattn.__version__}"
+
+
 def test_unknown_command_exits_nonzero():
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
