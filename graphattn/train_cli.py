@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import os.path as osp
 import statistics
 import sys
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 from torch_geometric.transforms import Compose
 
+from .checkpoint import CheckpointError, atomic_write_text
 from .config import MODELS, ConfigError, TrainConfig, load_config
 from .data import MissingDataError, load_dataset
 from .data.benchmarks import GraphBenchmark
@@ -123,9 +123,7 @@ def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: b
                "test_std": statistics.stdev(r["test"] for r in runs) if len(runs) > 1 else 0.0,
                "config": json.loads(json.dumps(config, default=lambda o: o.__dict__))}
     if config.out and ctx.is_main:
-        os.makedirs(config.out, exist_ok=True)
-        with open(osp.join(config.out, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
+        atomic_write_text(osp.join(config.out, "summary.json"), json.dumps(summary, indent=1))
     # the summary line comes from every rank, so that data-parallel runs can be checked for agreement
     prefix = f"[rank {ctx.rank}] " if ctx.enabled else ""
     print(prefix + _summarise(f"{bench.name} / {config.model}", bench.eval_metric, [r["test"] for r in runs])
@@ -164,7 +162,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         except (ValueError, RuntimeError) as error:
             raise ConfigError(f"--device {config.device}: {error}") from None
         run(config, ctx, resume=args.resume, progress=not args.no_progress)
-    except (ConfigError, MissingDataError) as error:
+    except (ConfigError, MissingDataError, CheckpointError) as error:
         sys.exit(f"graphattn train: error: {error}")
     finally:
         if ctx is not None:

@@ -6,13 +6,19 @@ be missing (NaN, as in ogbg-molpcba): the loss and the evaluator only see labell
 as OGB prescribes. :func:`fit` selects the epoch with the best validation metric, writes
 per-epoch logs and checkpoints, resumes from its last checkpoint, and runs data-parallel
 under ``torchrun`` (see :mod:`graphattn.distributed`).
+
+Resuming is exact: the checkpoint of an epoch holds the model, the optimiser, the schedule, every
+random number generator and the data loader's shuffling state (:mod:`graphattn.checkpoint`), so a run
+killed at any moment and resumed reproduces the uninterrupted run bit for bit. Every file is written
+atomically, the checkpoint first; the logs (``metrics.csv``, ``history.json``) are rewritten from the
+checkpoint's history, so a kill between two writes never duplicates or loses an epoch.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import os.path as osp
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,12 +30,13 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torch_geometric.loader import DataLoader
-from tqdm.auto import tqdm
 
+from .checkpoint import atomic_save, atomic_write_text, crash_point, load_checkpoint, rng_state, set_rng_state
 from .config import OptimConfig
 from .data.benchmarks import GraphBenchmark
 from .distributed import DistContext, gather_objects, shard_indices
 from .models.inputs import model_inputs
+from .progress import track
 
 __all__ = ["masked_loss", "train_epoch", "predict", "evaluate", "EpochRecord", "FitResult", "fit",
            "build_optimizer", "build_scheduler"]
@@ -52,7 +59,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
     """One pass over ``loader``; returns the mean training loss per graph (this rank's share)."""
     model.train()
     total, count = 0.0, 0
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    for batch in track(loader, desc=desc, leave=False, disable=not progress):
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
         loss = masked_loss(model(**model_inputs(batch)), batch.y, task_type)
@@ -168,23 +175,26 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
     optimizer = build_optimizer(model, optim)
     scheduler = build_scheduler(optimizer, optim, epochs)
     result, start_epoch = FitResult(), 1
+    generator = torch.Generator().manual_seed(seed)
     last_path = osp.join(out_dir, "last.pt") if out_dir else None
     if resume and last_path and osp.exists(last_path):
-        state = torch.load(last_path, map_location=device, weights_only=False)
+        state = load_checkpoint(last_path, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], generator)
         result = FitResult([EpochRecord(**r) for r in state["history"]],
                            EpochRecord(**state["best"]) if state["best"] else None)
         start_epoch = state["epoch"] + 1
+        if ctx.is_main:
+            _write_logs(out_dir, result)         # drop whatever a kill left after the checkpoint
         log(f"resumed from {last_path} after epoch {state['epoch']}")
     train_model = DistributedDataParallel(model) if ctx.enabled else model
     if compile_model:
         train_model = torch.compile(train_model, dynamic=True)
     train_set = benchmark.subset("train")
     sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.enabled else None
-    generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
                         generator=generator if sampler is None else None, num_workers=num_workers)
     valid_set, test_set = benchmark.subset("valid"), benchmark.subset("test")
@@ -194,8 +204,10 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
             sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         begin = time.perf_counter()
+        steps = iter(range(1, 1 << 62))
         loss = train_epoch(train_model, loader, optimizer, benchmark.task_type, device,
-                           progress and ctx.is_main, f"epoch {epoch}/{epochs}", optim.grad_clip)
+                           progress and ctx.is_main, f"epoch {epoch}/{epochs}", optim.grad_clip,
+                           step_hook=lambda: crash_point(f"step:{epoch}:{next(steps)}"))
         seconds = time.perf_counter() - begin
         loss = sum(gather_objects(loss, ctx)) / ctx.world_size
         record = EpochRecord(epoch, loss, evaluate(model, valid_set, benchmark, device, 256, ctx),
@@ -211,26 +223,35 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         log(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metric} {record.valid:.4f}  "
             f"test {metric} {record.test:.4f}  lr {lr:.2e}  {seconds:.1f} s{'  *' if improved else ''}")
         if out_dir and ctx.is_main:
-            _write_epoch(out_dir, record, improved, model, optimizer, scheduler, result)
+            _write_epoch(out_dir, record, improved, model, optimizer, scheduler, result, generator)
     return result
 
 
 def _write_epoch(out_dir: str, record: EpochRecord, improved: bool, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler, result: FitResult) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    metrics = osp.join(out_dir, "metrics.csv")
-    new_file = not osp.exists(metrics)
-    with open(metrics, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(record)))
-        if new_file:
-            writer.writeheader()
-        writer.writerow(asdict(record))
+                 optimizer: torch.optim.Optimizer, scheduler, result: FitResult,
+                 generator: torch.Generator) -> None:
+    """The epoch's files, each atomic: ``best.pt`` (if improved), then ``last.pt`` (the resumable state:
+    after it the epoch counts as done), then the logs rewritten from the history."""
+    crash_point(f"before_checkpoint:{record.epoch}")
     if improved:
-        torch.save(model.state_dict(), osp.join(out_dir, "best.pt"))
+        atomic_save(model.state_dict(), osp.join(out_dir, "best.pt"))
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict() if scheduler is not None else None, "epoch": record.epoch,
-             "history": [asdict(r) for r in result.history], "best": asdict(result.best) if result.best else None}
-    torch.save(state, osp.join(out_dir, "last.pt.tmp"))
-    os.replace(osp.join(out_dir, "last.pt.tmp"), osp.join(out_dir, "last.pt"))
-    with open(osp.join(out_dir, "history.json"), "w") as f:
-        json.dump([asdict(r) for r in result.history], f, indent=1)
+             "rng": rng_state(generator), "history": [asdict(r) for r in result.history],
+             "best": asdict(result.best) if result.best else None}
+    atomic_save(state, osp.join(out_dir, "last.pt"))
+    crash_point(f"after_checkpoint:{record.epoch}")
+    _write_logs(out_dir, result)
+
+
+def _write_logs(out_dir: str, result: FitResult) -> None:
+    """``metrics.csv`` and ``history.json`` from the whole history (atomically)."""
+    rows = [asdict(r) for r in result.history]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[f.name for f in EpochRecord.__dataclass_fields__.values()],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(osp.join(out_dir, "metrics.csv"), text.getvalue())
+    crash_point("between_logs")
+    atomic_write_text(osp.join(out_dir, "history.json"), json.dumps(rows, indent=1))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from graphattn.graph import AttentionGraph
-from graphattn.models import GPS, GraphTransformer, model_inputs
+from graphattn.models import GPS, GraphTransformer
 from graphattn.nn.multihead_attention import MultiheadGraphAttention
 from graphattn.sparsify import SparseLinear
 from graphattn.sparsify.bench import random_molecules

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
 from graphattn.data import load_dataset
 from graphattn.graph import AttentionGraph

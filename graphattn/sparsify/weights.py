@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Dict, List
 
 import torch
-from torch import Tensor
 
 __all__ = ["WeightPruner", "cubic_sparsity", "prunable_weights"]
 

@@ -1,0 +1,97 @@
+"""Kill-and-resume: a training run killed at any point and resumed with ``--resume`` ends with the
+logs, best checkpoint and summary of the uninterrupted run (timings aside); a damaged checkpoint is one
+error line naming the file."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+EPOCHS = 3
+# A GPS with dropout in the attention and the layers: resuming must restore the dropout generator and the
+# loader's shuffling generator, not only the weights and the optimiser.
+CONFIG = """dataset: ogbg-molesol
+model: gps
+epochs: 3
+batch_size: 64
+seeds: [0]
+model_args:
+  channels: 32
+  num_layers: 2
+  dropout: 0.2
+  attn_dropout: 0.3
+optim:
+  lr: 0.001
+  scheduler: cosine
+  warmup_epochs: 1
+"""
+
+
+def _train(tmp_path, out, *args, crash_at=None):
+    env = {**os.environ, "GRAPHATTN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env.pop("GRAPHATTN_CRASH_AT", None)
+    if crash_at:
+        env["GRAPHATTN_CRASH_AT"] = crash_at
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    return subprocess.run([sys.executable, "-m", "graphattn.cli", "train", "--no-progress", "--config", str(config),
+                           "--out", str(out), *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def _rows(out):
+    """metrics.csv without the wall-clock column."""
+    with open(out / "seed0" / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def _summary(out):
+    summary = json.loads((out / "summary.json").read_text())
+    return {k: summary[k] for k in ("test_mean", "epochs")}, [
+        {k: r[k] for k in ("best_epoch", "valid", "test")} for r in summary["runs"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    out = tmp_path / "run"
+    result = _train(tmp_path, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+# the points a kill can land on: mid-epoch, before/after the checkpoint, between the two log files
+@pytest.mark.parametrize("crash_at", ["step:2:3", "before_checkpoint:2", "after_checkpoint:1", "between_logs"])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, crash_at):
+    out = tmp_path / "run"
+    killed = _train(tmp_path, out, crash_at=crash_at)
+    assert killed.returncode == 137 and not (out / "summary.json").exists()
+    resumed = _train(tmp_path, out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout or crash_at == "step:1:1"
+    assert _rows(out) == _rows(uninterrupted)
+    assert json.loads((out / "seed0" / "history.json").read_text())[-1]["epoch"] == EPOCHS
+    assert _summary(out) == _summary(uninterrupted)
+    best, reference = (torch.load(o / "seed0" / "best.pt") for o in (out, uninterrupted))
+    assert best.keys() == reference.keys() and all(torch.equal(best[k], reference[k]) for k in best)
+    assert not list((out / "seed0").glob("*.tmp"))          # no temporary file left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_checkpoint"])
+def test_damaged_checkpoint_is_one_error_line(tmp_path, uninterrupted, damage):
+    out = tmp_path / "run"
+    (out / "seed0").mkdir(parents=True)
+    last = out / "seed0" / "last.pt"
+    data = (uninterrupted / "seed0" / "last.pt").read_bytes()
+    if damage == "truncate":
+        last.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        last.write_bytes(b"\x00not a zip file" * 10)
+    else:
+        torch.save({"weights": torch.zeros(3)}, last)
+    result = _train(tmp_path, out, "--resume")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(last) in lines[0] and "checkpoint" in lines[0], result.stderr
