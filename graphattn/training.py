@@ -190,7 +190,10 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         if ctx.is_main:
             _write_logs(out_dir, result)         # drop whatever a kill left after the checkpoint
         log(f"resumed from {last_path} after epoch {state['epoch']}")
-    train_model = DistributedDataParallel(model) if ctx.enabled else model
+    # find_unused_parameters: in GraphGPS's models the last GatedGCN layer's edge update (its edge BatchNorm)
+    # feeds nothing, so those parameters never get a gradient; DDP must be told, at the cost of one pass over
+    # the autograd graph per step
+    train_model = DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if compile_model:
         train_model = torch.compile(train_model, dynamic=True)
     train_set = benchmark.subset("train")

@@ -1,5 +1,11 @@
-"""Shared builders for the tests: random graphs with awkward structure and dense references."""
+"""Shared builders for the tests: random graphs with awkward structure, dense references, and small
+datasets in the official OGB / LRGB release layouts."""
 from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,3 +73,55 @@ def shared_data(*parts: str):
     root = os.environ.get("GRAPHATTN_SHARED_DATA")
     path = Path(root, *parts) if root else None
     return path if path is not None and path.exists() else None
+
+
+def gzip_lines(path: Path) -> list[str]:
+    return gzip.decompress(path.read_bytes()).decode().splitlines()
+
+
+def write_gzip_lines(path: Path, lines: Sequence[str]) -> None:
+    path.write_bytes(gzip.compress("".join(f"{line}\n" for line in lines).encode()))
+
+
+def ogb_release(root: Path, name: str = "ogbg_molesol", split: Optional[Mapping[str, range]] = None,
+                labels: Optional[Sequence[str]] = None) -> Path:
+    """``root/<name>/`` in OGB's release layout (raw count, feature and label files, scaffold split),
+    holding the first graphs of the embedded ogbg-molesol; ``labels`` replaces its labels (e.g. 0/1 for a
+    classification dataset such as ``ogbg_molhiv``). Returns ``root``."""
+    from graphattn.data import embedded_root
+
+    split = split or {"train": range(0, 8), "valid": range(8, 10), "test": range(10, 12)}
+    graphs = max(max(index) for index in split.values()) + 1
+    source = Path(embedded_root()) / "ogbg_molesol" / "raw"
+    folder = root / name
+    (folder / "raw").mkdir(parents=True)
+    nodes = [int(n) for n in gzip_lines(source / "num-node-list.csv.gz")[:graphs]]
+    edges = [int(n) for n in gzip_lines(source / "num-edge-list.csv.gz")[:graphs]]
+    rows = {"num-node-list": graphs, "num-edge-list": graphs, "graph-label": graphs,
+            "node-feat": sum(nodes), "edge": sum(edges), "edge-feat": sum(edges)}
+    for file, count in rows.items():
+        write_gzip_lines(folder / "raw" / f"{file}.csv.gz", gzip_lines(source / f"{file}.csv.gz")[:count])
+    if labels is not None:
+        write_gzip_lines(folder / "raw" / "graph-label.csv.gz", labels)
+    (folder / "split" / "scaffold").mkdir(parents=True)
+    for part, index in split.items():
+        write_gzip_lines(folder / "split" / "scaffold" / f"{part}.csv.gz", [str(i) for i in index])
+    (folder / "RELEASE_v1.txt").write_text(f"{name} fixture\n")
+    return root
+
+
+def peptide_lines(smiles: Sequence[str]) -> list[str]:
+    """The lines of an LRGB ``peptide_multi_class_dataset.csv``: molecule ``i`` gets the 10 binary labels of
+    the bits of ``i * 37 + 5``."""
+    rows = [f'{i},{s},X,"{[(i * 37 + 5) >> bit & 1 for bit in range(10)]}",id{i}' for i, s in enumerate(smiles)]
+    return [",smiles,peptide_seq,labels,identifier"] + rows
+
+
+def peptides_release(folder: Path, smiles: Sequence[str], split: Mapping[str, Sequence[int]]) -> Path:
+    """An LRGB peptides-func release in ``folder``: ``raw/peptide_multi_class_dataset.csv.gz`` and the split
+    pickle (LRGB's keys ``train`` / ``val`` / ``test``). Returns ``folder``."""
+    (folder / "raw").mkdir(parents=True)
+    write_gzip_lines(folder / "raw" / "peptide_multi_class_dataset.csv.gz", peptide_lines(smiles))
+    with open(folder / "splits_random_stratified_peptide.pickle", "wb") as f:
+        pickle.dump({"train": list(split["train"]), "val": list(split["valid"]), "test": list(split["test"])}, f)
+    return folder

@@ -1,13 +1,11 @@
 """Dataset loaders: the embedded ogbg-molesol, OGB layout checks, LRGB peptides."""
-import gzip
-import pickle
 
 import pytest
 import torch
 
 from graphattn.data import MissingDataError, load_dataset
 
-from helpers import shared_data
+from helpers import peptides_release, shared_data
 
 PEPTIDES = shared_data("lrgb-peptides-func")
 
@@ -44,16 +42,7 @@ def test_unknown_and_missing_datasets(tmp_path):
 
 
 def test_peptides_loader_on_small_release_layout(tmp_path):
-    smiles = ["CC(=O)NC", "NCC(=O)O", "CCO", "c1ccccc1O"]
-    (tmp_path / "raw").mkdir()
-    with gzip.open(tmp_path / "raw" / "peptide_multi_class_dataset.csv.gz", "wt") as f:
-        f.write(",smiles,peptide_seq,labels,identifier\n")
-        for i, s in enumerate(smiles):
-            label = [0] * 10
-            label[i] = 1
-            f.write(f'{i},{s},X,"{label}",id{i}\n')
-    with open(tmp_path / "splits_random_stratified_peptide.pickle", "wb") as f:
-        pickle.dump({"train": [0, 1], "val": [2], "test": [3]}, f)
+    peptides_release(tmp_path, ["CC(=O)NC", "NCC(=O)O", "CCO", "c1ccccc1O"], {"train": [0, 1], "valid": [2], "test": [3]})
     bench = load_dataset("peptides-func", str(tmp_path))
     assert len(bench.dataset) == 4 and bench.num_tasks == 10 and bench.eval_metric == "ap"
     assert bench.dataset[2].x.size(0) == 3  # CCO: three heavy atoms

@@ -2,7 +2,6 @@
 by the raw files' content. Fixtures: the first 12 graphs of the embedded ogbg-molesol in OGB's
 layout, and a 4-peptide LRGB release, both written to ``tmp_path``."""
 import contextlib
-import gzip
 import io
 import os
 import pickle
@@ -15,7 +14,9 @@ import pytest
 import torch
 import torch_geometric.io.fs
 
-from graphattn.data import CorruptDataError, MissingDataError, embedded_root, load_dataset
+from graphattn.data import CorruptDataError, MissingDataError, load_dataset
+
+from helpers import gzip_lines as _lines, ogb_release, peptide_lines, peptides_release, write_gzip_lines as _write
 
 GRAPHS = 12
 SPLIT = {"train": range(0, 8), "valid": range(8, 10), "test": range(10, 12)}
@@ -26,31 +27,10 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GRAPHATTN_CACHE", str(tmp_path / "cache"))
 
 
-def _lines(path: Path) -> list[str]:
-    return gzip.decompress(path.read_bytes()).decode().splitlines()
-
-
-def _write(path: Path, lines: list[str]) -> None:
-    path.write_bytes(gzip.compress("".join(f"{line}\n" for line in lines).encode()))
-
-
 @pytest.fixture
 def root(tmp_path) -> Path:
     """Folder holding ``ogbg_molesol/``: the embedded dataset's first 12 graphs, OGB's layout."""
-    source = Path(embedded_root()) / "ogbg_molesol" / "raw"
-    folder = tmp_path / "data" / "ogbg_molesol"
-    (folder / "raw").mkdir(parents=True)
-    nodes = [int(n) for n in _lines(source / "num-node-list.csv.gz")[:GRAPHS]]
-    edges = [int(n) for n in _lines(source / "num-edge-list.csv.gz")[:GRAPHS]]
-    rows = {"num-node-list": GRAPHS, "num-edge-list": GRAPHS, "graph-label": GRAPHS,
-            "node-feat": sum(nodes), "edge": sum(edges), "edge-feat": sum(edges)}
-    for name, count in rows.items():
-        _write(folder / "raw" / f"{name}.csv.gz", _lines(source / f"{name}.csv.gz")[:count])
-    (folder / "split" / "scaffold").mkdir(parents=True)
-    for part, index in SPLIT.items():
-        _write(folder / "split" / "scaffold" / f"{part}.csv.gz", [str(i) for i in index])
-    (folder / "RELEASE_v1.txt").write_text("ogbg-molesol fixture\n")
-    return tmp_path / "data"
+    return ogb_release(tmp_path / "data", split=SPLIT)
 
 
 def _raw(root: Path, name: str) -> Path:
@@ -239,23 +219,10 @@ SMILES = ["CC(=O)NC", "NCC(=O)O", "CCO", "c1ccccc1O"]
 PEPTIDE_SPLIT = {"train": [0, 1], "val": [2], "test": [3]}
 
 
-def _label(i: int) -> str:
-    return str([int(k == i) for k in range(10)])
-
-
-def _peptide_lines(smiles: list[str] = SMILES) -> list[str]:
-    return [",smiles,peptide_seq,labels,identifier"] + [f'{i},{s},X,"{_label(i)}",id{i}' for i, s in enumerate(smiles)]
-
-
 @pytest.fixture
 def peptides(tmp_path) -> Path:
     """An LRGB release folder with 4 peptides."""
-    folder = tmp_path / "lrgb"
-    (folder / "raw").mkdir(parents=True)
-    _write(folder / "raw" / "peptide_multi_class_dataset.csv.gz", _peptide_lines())
-    with open(folder / "splits_random_stratified_peptide.pickle", "wb") as f:
-        pickle.dump(PEPTIDE_SPLIT, f)
-    return folder
+    return peptides_release(tmp_path / "lrgb", SMILES, {"train": [0, 1], "valid": [2], "test": [3]})
 
 
 def _csv(folder: Path) -> Path:
@@ -280,11 +247,11 @@ def _dump(split) -> Callable[[Path], None]:
 
 PEPTIDE_CSV = {
     "truncated gzip": (_truncate, "not a complete gzip file (EOFError"),
-    "no labels column": (lambda p: _write(p, [line.rsplit(",", 2)[0] for line in _peptide_lines()]),
+    "no labels column": (lambda p: _write(p, [line.rsplit(",", 2)[0] for line in peptide_lines(SMILES)]),
                          "no column 'labels'"),
-    "short label": (lambda p: _write(p, _peptide_lines()[:3] + ['2,CCO,X,"[0, 1]",id2']),
+    "short label": (lambda p: _write(p, peptide_lines(SMILES)[:3] + ['2,CCO,X,"[0, 1]",id2']),
                     "line 4: labels '[0, 1]' is not a list of 10 values 0/1"),
-    "bad SMILES": (lambda p: _write(p, _peptide_lines(SMILES[:2] + ["C1CC(", SMILES[3]])),
+    "bad SMILES": (lambda p: _write(p, peptide_lines(SMILES[:2] + ["C1CC(", SMILES[3]])),
                    "line 4: SMILES 'C1CC(' does not parse"),
 }
 
