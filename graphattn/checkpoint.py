@@ -65,6 +65,8 @@ def load_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
     Raises:
         CheckpointError: the file is truncated, corrupt or not a graphattn checkpoint.
     """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as error:

@@ -22,14 +22,15 @@ commands:
 
 @contextlib.contextmanager
 def one_line_errors(prog: str) -> Iterator[None]:
-    """Missing or corrupt data ends a command (``graphattn ...``, an example, a benchmark) with one line
-    naming the file and the problem instead of a traceback; exit status 1."""
+    """Missing or corrupt data or checkpoints end a command (``graphattn ...``, an example, a benchmark) with
+    one line naming the file and the problem instead of a traceback; exit status 1."""
+    from .checkpoint import CheckpointError
     from .data.ogb import MissingDataError
     from .data.validate import CorruptDataError
 
     try:
         yield
-    except (MissingDataError, CorruptDataError, FileNotFoundError) as error:
+    except (MissingDataError, CorruptDataError, CheckpointError, FileNotFoundError) as error:
         sys.exit(f"{prog}: error: {error}")
 
 

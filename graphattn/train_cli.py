@@ -30,7 +30,7 @@ from .config import MODELS, ConfigError, TrainConfig, load_config
 from .data import MissingDataError, load_dataset
 from .data.benchmarks import GraphBenchmark
 from .distributed import DistContext, init_distributed, shutdown_distributed
-from .training import fit
+from .training import FitResult, fit
 
 __all__ = ["main", "build_model", "build_pre_transform", "run"]
 
@@ -93,6 +93,27 @@ def _summarise(name: str, metric: str, values: list[float]) -> str:
     return f"{name}: test {metric} {mean:.4f} ± {std:.4f} over {len(values)} seed{'s' if len(values) > 1 else ''}"
 
 
+def run_record(seed: int, result: FitResult, wall_seconds: Optional[float] = None) -> dict[str, Any]:
+    """One seed's line of ``summary.json``: its best-validation epoch, how far it got and its time
+    (``train_seconds``: the training passes of every epoch, resumed ones included; ``wall_seconds``: this
+    process, evaluation included)."""
+    return {"seed": seed, "best_epoch": result.best.epoch, "valid": result.best.valid, "test": result.best.test,
+            "epochs_done": len(result.history), "epoch_seconds": result.mean_epoch_seconds,
+            "train_seconds": sum(r.seconds for r in result.history), "wall_seconds": wall_seconds}
+
+
+def build_summary(config: TrainConfig, dataset: str, metric: str, device: str, world_size: int,
+                  runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``summary.json``: the runs of every seed, the mean and std of their test metric, and ``partial``
+    when a seed stopped before ``config.epochs``."""
+    tests = [r["test"] for r in runs]
+    return {"dataset": dataset, "model": config.model, "metric": metric, "device": device,
+            "world_size": world_size, "epochs": config.epochs,
+            "partial": any(r["epochs_done"] < config.epochs for r in runs), "runs": runs,
+            "test_mean": statistics.fmean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "config": json.loads(json.dumps(config, default=lambda o: o.__dict__))}
+
+
 def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Trains one model per seed and returns the summary (also written to ``<out>/summary.json``)."""
     log = print if ctx.is_main else (lambda *_: None)
@@ -113,15 +134,9 @@ def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: b
         result = fit(model, bench, epochs=config.epochs, batch_size=config.batch_size, optim=config.optim, ctx=ctx,
                      out_dir=out_dir, resume=resume, progress=progress, log=log, seed=seed,
                      num_workers=config.num_workers, compile_model=config.compile)
-        runs.append({"seed": seed, "best_epoch": result.best.epoch, "valid": result.best.valid,
-                     "test": result.best.test, "epoch_seconds": result.mean_epoch_seconds,
-                     "wall_seconds": time.perf_counter() - start})
-    summary = {"dataset": bench.name, "model": config.model, "metric": bench.eval_metric,
-               "device": str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device),
-               "world_size": ctx.world_size, "epochs": config.epochs, "runs": runs,
-               "test_mean": statistics.fmean(r["test"] for r in runs),
-               "test_std": statistics.stdev(r["test"] for r in runs) if len(runs) > 1 else 0.0,
-               "config": json.loads(json.dumps(config, default=lambda o: o.__dict__))}
+        runs.append(run_record(seed, result, time.perf_counter() - start))
+    device = str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device)
+    summary = build_summary(config, bench.name, bench.eval_metric, device, ctx.world_size, runs)
     if config.out and ctx.is_main:
         atomic_write_text(osp.join(config.out, "summary.json"), json.dumps(summary, indent=1))
     # the summary line comes from every rank, so that data-parallel runs can be checked for agreement

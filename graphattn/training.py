@@ -152,6 +152,11 @@ class FitResult:
     def mean_epoch_seconds(self) -> float:
         return sum(r.seconds for r in self.history) / max(1, len(self.history))
 
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> "FitResult":
+        """The history and best epoch saved in a ``last.pt`` (:func:`graphattn.checkpoint.load_checkpoint`)."""
+        return cls([EpochRecord(**r) for r in state["history"]], EpochRecord(**state["best"]) if state["best"] else None)
+
 
 def _better(record: EpochRecord, best: Optional[EpochRecord], higher_is_better: bool) -> bool:
     if best is None or math.isnan(best.valid):
@@ -189,8 +194,7 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"], generator)
-        result = FitResult([EpochRecord(**r) for r in state["history"]],
-                           EpochRecord(**state["best"]) if state["best"] else None)
+        result = FitResult.from_checkpoint(state)
         start_epoch = state["epoch"] + 1
         if ctx.is_main:
             _write_logs(out_dir, result)         # drop whatever a kill left after the checkpoint

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 EPOCHS = 3
+REPO = Path(__file__).resolve().parents[1]
 # A GPS with dropout in the attention and the layers: resuming must restore the dropout generator and the
 # loader's shuffling generator, not only the weights and the optimiser.
 CONFIG = """dataset: ogbg-molesol
@@ -95,3 +97,21 @@ def test_damaged_checkpoint_is_one_error_line(tmp_path, uninterrupted, damage):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(last) in lines[0] and "checkpoint" in lines[0], result.stderr
+
+
+def test_collected_seed_folders_give_the_runs_summary(tmp_path, uninterrupted):
+    """benchmarks/collect_train.py rebuilds summary.json from the seed folders' checkpoints."""
+    out = tmp_path / "collected.json"
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    result = subprocess.run([sys.executable, "benchmarks/collect_train.py", "--config", str(config), "--device", "cpu",
+                             "--out", str(out), str(uninterrupted / "seed0")], capture_output=True, text=True,
+                            cwd=REPO, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    collected, original = json.loads(out.read_text()), json.loads((uninterrupted / "summary.json").read_text())
+    assert collected["partial"] is False and collected["runs"][0]["epochs_done"] == EPOCHS
+    for key in ("dataset", "model", "metric", "epochs", "test_mean", "test_std"):
+        assert collected[key] == original[key], key
+    for key in ("seed", "best_epoch", "valid", "test", "epochs_done", "train_seconds"):
+        assert collected["runs"][0][key] == original["runs"][0][key], key
+    assert (tmp_path / "collected-seed0-metrics.csv").read_text() == (uninterrupted / "seed0" / "metrics.csv").read_text()

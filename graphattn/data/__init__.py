@@ -1,5 +1,5 @@
 """Datasets: OGB graph property prediction, LRGB peptides, the embedded ogbg-molesol."""
-from .benchmarks import EMBEDDED, GraphBenchmark, MAEEvaluator, embedded_root, load_dataset
+from .benchmarks import EMBEDDED, GraphBenchmark, MAEEvaluator, dataset_metric, embedded_root, load_dataset
 from .lrgb import PeptidesDataset
 from .ogb import MissingDataError, OGBGraphDataset, default_cache_dir
 from .sst2 import SST2Split, load_sst2
@@ -7,6 +7,6 @@ from .validate import CorruptDataError
 from .positional import AddLapPE, AddRWSE, laplacian_pe, random_sign_flip
 from .virtual_node import AddVirtualNode
 
-__all__ = ["load_dataset", "GraphBenchmark", "OGBGraphDataset", "PeptidesDataset", "MissingDataError",
+__all__ = ["load_dataset", "dataset_metric", "GraphBenchmark", "OGBGraphDataset", "PeptidesDataset", "MissingDataError",
            "CorruptDataError", "MAEEvaluator", "embedded_root", "default_cache_dir", "EMBEDDED", "AddLapPE",
            "AddRWSE", "laplacian_pe", "random_sign_flip", "AddVirtualNode", "SST2Split", "load_sst2"]

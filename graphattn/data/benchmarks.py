@@ -12,7 +12,7 @@ from torch_geometric.data import InMemoryDataset
 from .lrgb import PEPTIDES, PeptidesDataset
 from .ogb import MissingDataError, OGBGraphDataset, ogb_meta
 
-__all__ = ["GraphBenchmark", "load_dataset", "embedded_root", "MAEEvaluator", "EMBEDDED"]
+__all__ = ["GraphBenchmark", "load_dataset", "dataset_metric", "embedded_root", "MAEEvaluator", "EMBEDDED"]
 
 #: datasets shipped inside the package (used when ``root`` is omitted)
 EMBEDDED = ("ogbg-molesol",)
@@ -66,6 +66,15 @@ class GraphBenchmark:
 
     def subset(self, part: str) -> InMemoryDataset:
         return self.dataset[self.split[part]]
+
+
+def dataset_metric(name: str) -> str:
+    """The official metric of a dataset (``"rocauc"``, ``"ap"``, ``"rmse"``, ``"mae"``), without its files."""
+    if name in PEPTIDES:
+        return PEPTIDES[name][2]
+    if not name.startswith("ogbg-"):
+        raise ValueError(f"unknown dataset {name!r}: use an ogbg-* name or one of {sorted(PEPTIDES)}")
+    return str(ogb_meta(name)["eval metric"])
 
 
 def load_dataset(name: str, root: Optional[str] = None, *, cache_dir: Optional[str] = None,
