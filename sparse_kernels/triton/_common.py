@@ -66,7 +66,7 @@ def softplus(s):
 
 @triton.jit
 def log_softplus(s):
-    """:math:`\log\operatorname{softplus}(s)` for every finite :math:`s` (``reference.log_softplus``): the series
+    r""":math:`\log\operatorname{softplus}(s)` for every finite :math:`s` (``reference.log_softplus``): the series
     :math:`s + \log(1 - e^s/2 + e^{2s}/3)` below :math:`-15`, where softplus underflows."""
     e = tl.exp(tl.minimum(s, -15.0))
     return tl.where(s < -15.0, s + tl.log(1.0 + e * (e / 3.0 - 0.5)), tl.log(softplus(s)))
@@ -74,13 +74,13 @@ def log_softplus(s):
 
 @triton.jit
 def log_sigmoid(s):
-    """:math:`\log\sigma(s) = \min(s, 0) - \log(1 + e^{-|s|})`."""
+    r""":math:`\log\sigma(s) = \min(s, 0) - \log(1 + e^{-|s|})`."""
     return tl.minimum(s, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(s)))
 
 
 @triton.jit
 def normaliser_scores(s, NORM: tl.constexpr):
-    """The scores the running log-sum-exp of a row works on: ``s`` (softmax) or :math:`\log\operatorname{softplus}(s)`
+    r"""The scores the running log-sum-exp of a row works on: ``s`` (softmax) or :math:`\log\operatorname{softplus}(s)`
     (softplus: a softmax of log softplus, exact for every finite score)."""
     if NORM == NORM_SOFTPLUS:
         s = log_softplus(s)
@@ -114,7 +114,7 @@ def score_grad(da, a, s, stat, delta, NORM: tl.constexpr):
 
 @triton.jit
 def online_update(m, l, s, NORM: tl.constexpr):
-    """Folds a tile of scores ``s [BE, BH]`` into the running ``(m, l)``.
+    r"""Folds a tile of scores ``s [BE, BH]`` into the running ``(m, l)``.
 
     Returns ``(m, l, p, alpha)``: the new state, the unnormalised weights ``p [BE, BH]`` and
     the factor ``alpha [BH]`` that rescales earlier accumulations (1 for sigmoid). Softplus runs
