@@ -36,7 +36,8 @@ The dot-product softmax attention without per-edge inputs costs :math:`EH(4D + 6
   :math:`a` (3) and :math:`\partial a\, a(1 - a)` (3) = 6; softplus the weight (5) and
   :math:`\partial s = \sigma(s)(\partial a - \delta_i)/Z_i` (4) = 9; softmax and softplus also form
   :math:`\delta_i = \langle \partial o_i, o_i\rangle`, :math:`2 N H D_v`;
-* :math:`\partial v_j \mathrel{+}= w\, \partial o_i`: :math:`2D_v`; :math:`\partial e^v = w\, \partial o_i`: :math:`D_v`;
+* :math:`\partial v_j \mathrel{+}= w\, \partial o_i`: :math:`2D_v`;
+  :math:`\partial e^v = w\, \partial o_i`: :math:`D_v`;
 * score gradients: ``"dot"`` :math:`\partial q_i \mathrel{+}= \partial s\,(k_j + e^k)` and
   :math:`\partial k_j \mathrel{+}= \partial s\, q_i` (:math:`2D` each) and the scale (1),
   :math:`\partial e^k = \partial s\, q_i` (:math:`D`); ``"gat"``: the LeakyReLU derivative and two

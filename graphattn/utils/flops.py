@@ -26,10 +26,20 @@ __all__ = ["FlopCount", "count_flops", "AGGREGATIONS"]
 
 _aten = torch.ops.aten
 
-#: Matrix products: a product with a parameter or buffer of the model as an operand is a linear map,
-#: a product of two activations (dense attention's :math:`QK^\top`, :math:`PV`, linear attention's
-#: :math:`\phi(K)^\top V`) is attention.
-_PRODUCTS = (_aten.mm, _aten.addmm, _aten.bmm, _aten.baddbmm)
+
+def _sparse_product_flops(self, mat1, mat2, *args, out_val=None, **kwargs) -> int:
+    r"""``_sparse_addmm(self, sparse [M, K], dense [K, N])`` (``torch.sparse.mm``): :math:`2\,\text{nnz}\,N`."""
+    sparse, dense = (mat1, mat2) if mat1.layout != torch.strided else (mat2, mat1)
+    columns = dense.size(-1) if sparse is mat1 else dense.size(0)
+    return 2 * sparse.values().numel() * columns
+
+
+_sparse_product_flops._get_raw = True
+
+
+#: Matrix products: a product with a weight as an operand is a linear map, a product of two activations
+#: (dense attention's :math:`QK^\top` and :math:`PV`, linear attention's :math:`\phi(K)^\top V`) is attention.
+_PRODUCTS = (_aten.mm, _aten.addmm, _aten.bmm, _aten.baddbmm, _aten._sparse_addmm)
 
 
 def _aggregation_flops(self, dim, index, source, *args, out_val=None, **kwargs) -> int:
@@ -98,17 +108,6 @@ class _ActivationProduct(NamedTuple):
         return f"{self.op} (activations)"
 
 
-def _sparse_product_flops(self, mat1, mat2, *args, out_val=None, **kwargs) -> int:
-    r"""``_sparse_addmm(self, sparse [M, K], dense [K, N])`` (``torch.sparse.mm``): :math:`2\,\text{nnz}\,N`."""
-    sparse, dense = (mat1, mat2) if mat1.layout != torch.strided else (mat2, mat1)
-    columns = dense.size(-1) if sparse is mat1 else dense.size(0)
-    return 2 * sparse.values().numel() * columns
-
-
-_sparse_product_flops._get_raw = True
-_PRODUCTS = _PRODUCTS + (_aten._sparse_addmm,)
-
-
 class _Counter(FlopCounterMode):
     """``FlopCounterMode`` that counts sparse weights by their non-zeros and keys a product of two
     activations as :class:`_ActivationProduct`, apart from products with a weight: a parameter or
@@ -133,6 +132,8 @@ class _Counter(FlopCounterMode):
 
 
 def _is_attention_op(op: Any) -> bool:
+    """The engine's ops, PyTorch's attention kernels (SDPA's flash/efficient/math ops, flex attention) and
+    products of two activations."""
     name = str(op)
     return isinstance(op, _ActivationProduct) or name.startswith("sparse_kernels.") or "attention" in name
 
