@@ -271,7 +271,7 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
     }
 }
 
-/* Calls ROW(a, index, D, DV, extra...) with constant widths for the common head sizes. */
+/* Calls ROW(a, index, D, DV, extra...) with constant widths for the common head sizes (and GAT's D = 1). */
 #define GA_WIDTHS(ROW, a, index, D, DV, ...)                                                              \
     do {                                                                                                \
         if (D == DV && D == 16) ROW(a, index, 16, 16, ##__VA_ARGS__);                                   \
@@ -279,6 +279,10 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
         else if (D == DV && D == 64) ROW(a, index, 64, 64, ##__VA_ARGS__);                              \
         else if (D == DV && D == 8) ROW(a, index, 8, 8, ##__VA_ARGS__);                                 \
         else if (D == DV && D == 128) ROW(a, index, 128, 128, ##__VA_ARGS__);                           \
+        else if (D == 1 && DV == 8) ROW(a, index, 1, 8, ##__VA_ARGS__);      /* GAT: scores of width 1 */ \
+        else if (D == 1 && DV == 16) ROW(a, index, 1, 16, ##__VA_ARGS__);                               \
+        else if (D == 1 && DV == 32) ROW(a, index, 1, 32, ##__VA_ARGS__);                               \
+        else if (D == 1 && DV == 64) ROW(a, index, 1, 64, ##__VA_ARGS__);                               \
         else ROW(a, index, D, DV, ##__VA_ARGS__);                                                       \
     } while (0)
 
