@@ -16,7 +16,7 @@ from graphattn.sparsify import (GTSP, EdgeMask, GTSPConfig, HeadPruner, LayerPru
                                 shrink_mlp, store_sparse)
 from graphattn.bench.gtsp_export import export_benchmark, random_molecules
 from graphattn.utils import count_flops
-from tests.helpers import dense_attention, shared_data
+from helpers import dense_attention, shared_data
 
 SIZES = (5, 1, 12, 7, 30, 2)                      # graphs of different sizes, one single node
 
