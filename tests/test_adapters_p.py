@@ -6,6 +6,7 @@ from graphattn.adapters import attention_graph, edge_diff_norm, p_laplacian_step
 from graphattn.adapters.capture import AttentionCapture
 from graphattn.adapters.p_adapter import PAdapter
 from graphattn.graph import AttentionGraph
+from helpers import masked_weights
 
 EPS = 1e-8
 
@@ -109,7 +110,7 @@ def test_p_adapter_module_equals_dense_pipeline():
     got = adapter(capture, w_o, output)
     # dense: probabilities, W_down W_o v split into heads, formula, gate, up
     graph = attention_graph(q, k, mask, scaling=0.5)
-    A_full = torch.softmax((q @ k.transpose(-1, -2) * 0.5).masked_fill(~mask, float("-inf")), -1)
+    A_full = masked_weights(q @ k.transpose(-1, -2) * 0.5, mask)
     valid = mask[:, 0].diagonal(dim1=1, dim2=2)
     A_full = A_full * (valid[:, None, :, None] & valid[:, None, None, :])
     f = adapter.down(w_o(v.transpose(1, 2).reshape(B, L, -1))).reshape(B, L, H, -1)
