@@ -13,8 +13,9 @@ orientation. :class:`CSR` groups the edges by destination:
   :attr:`CSR.eid` is ``perm``, or ``None`` when the user's order already is the CSR order
   (edges given sorted by destination), so that kernels skip the indirection.
 
-The transpose (grouped by source, used by the backward pass for ``dk`` and ``dv``) is
-built lazily once and cached: :meth:`CSR.transpose` gives ``colptr [N_src + 1]``,
+Everything derived from a graph is kept on its CSR (:meth:`CSR.derived`), never in a table keyed by
+``id`` or ``data_ptr``. The transpose (grouped by source, used by the backward pass for ``dk`` and ``dv``)
+is built lazily once and kept: :meth:`CSR.transpose` gives ``colptr [N_src + 1]``,
 ``row_t [E]`` (destinations in CSC order) and ``perm_t [E]`` (CSC position -> CSR position).
 
 All index tensors are ``int64`` on the device of the inputs. Construction validates the
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Hashable, Optional
 
 import torch
 from torch import Tensor
@@ -110,12 +111,21 @@ class CSR:
     perm: Tensor
     num_src_nodes: int
     num_dst_nodes: int
-    _csc: Optional[CSC] = field(default=None, repr=False)
     #: the user's edge order is the CSR order (``perm`` is the identity)
     identity_perm: bool = False
     #: ``[G]`` sizes of the diagonal blocks when the graph is block-diagonal *full* attention (every
     #: node of a block attends to every node of its block, row-major order); ``None`` otherwise
     block_sizes: Optional[Tensor] = None
+    #: structures derived from this graph (the transpose, tile layouts, dense-block plans), by name: built
+    #: once by :meth:`derived`, mostly through :func:`sparse_kernels.dispatch.prepare`
+    _derived: dict = field(default_factory=dict, repr=False)
+
+    def derived(self, key: Hashable, build: Callable[["CSR"], Any]) -> Any:
+        """The structure ``key`` derived from this graph, built by ``build(self)`` on first use and kept
+        with the graph (it lives and dies with this object: no key can match another graph)."""
+        if key not in self._derived:
+            self._derived[key] = build(self)
+        return self._derived[key]
 
     @property
     def eid(self) -> Optional[Tensor]:
@@ -136,17 +146,22 @@ class CSR:
 
     def transpose(self) -> CSC:
         """The cached transpose (built on first use)."""
-        if self._csc is None:
-            order = torch.argsort(self.col, stable=True)
-            self._csc = CSC(colptr=offsets(self.col, self.num_src_nodes), row=self.row[order].contiguous(),
-                            col=self.col[order].contiguous(), perm=order)
-        return self._csc
+        return self.derived("transpose", _build_transpose)
 
     def to(self, device: torch.device | str) -> "CSR":
-        return CSR(self.rowptr.to(device), self.col.to(device), self.row.to(device),
-                   self.perm.to(device), self.num_src_nodes, self.num_dst_nodes,
-                   None if self._csc is None else self._csc.to(device), self.identity_perm,
-                   None if self.block_sizes is None else self.block_sizes.to(device))
+        """This graph on ``device`` (with its transpose, if built; other derived structures are rebuilt)."""
+        moved = CSR(self.rowptr.to(device), self.col.to(device), self.row.to(device), self.perm.to(device),
+                    self.num_src_nodes, self.num_dst_nodes, self.identity_perm,
+                    None if self.block_sizes is None else self.block_sizes.to(device))
+        if "transpose" in self._derived:
+            moved._derived["transpose"] = self._derived["transpose"].to(device)
+        return moved
+
+
+def _build_transpose(csr: CSR) -> CSC:
+    order = torch.argsort(csr.col, stable=True)
+    return CSC(colptr=offsets(csr.col, csr.num_src_nodes), row=csr.row[order].contiguous(),
+               col=csr.col[order].contiguous(), perm=order)
 
 
 def offsets(index: Tensor, size: int) -> Tensor:

@@ -91,19 +91,28 @@ def _unique_pattern(ptr: Tensor, segment: Tensor, gather: Tensor, num_cols: int
                     ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """The pattern without repeated (segment, gather) pairs, as ``(ptr, gather, inverse)``;
     ``inverse`` maps every edge to its unique pair (``None`` when nothing repeats).
-    ``torch.sparse.sampled_addmm`` rejects some patterns with repeated entries. Cached on
-    ``ptr`` (one graph's offsets) per ``gather`` tensor."""
-    key = (gather.data_ptr(), gather.numel())
+    ``torch.sparse.sampled_addmm`` rejects some patterns with repeated entries. Kept on ``ptr`` (one
+    graph's offsets) with the ``gather`` tensor it was built for (a reference, not an address, so a freed
+    tensor can never match) and both tensors' versions."""
+    key = (_version(ptr), _version(gather))
     cached = getattr(ptr, "_graphattn_unique_pattern", None)
-    if cached is None or cached[0] != key:
+    if cached is None or cached[0] is not gather or cached[1] != key:
         pairs = segment * num_cols + gather
         unique, inverse = torch.unique(pairs, return_inverse=True)   # sorted: rows stay grouped
         if unique.numel() == pairs.numel():
-            cached = (key, (ptr, gather, None))
+            pattern = (ptr, gather, None)
         else:
-            cached = (key, (offsets(unique // num_cols, ptr.numel() - 1), unique % num_cols, inverse))
+            pattern = (offsets(unique // num_cols, ptr.numel() - 1), unique % num_cols, inverse)
+        cached = (gather, key, pattern)
         ptr._graphattn_unique_pattern = cached
-    return cached[1]
+    return cached[2]
+
+
+def _version(t: Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors keep no version counter
+        return 0
 
 
 def _csr_matrix(ptr: Tensor, gather: Tensor, values: Tensor, num_cols: int) -> Tensor:
