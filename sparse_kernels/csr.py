@@ -31,7 +31,7 @@ from typing import Any, Callable, Hashable, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "CSC", "node_count", "MAX_NODES", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "block_diagonal_full", "offsets"]
+__all__ = ["CSR", "CSC", "node_count", "MAX_NODES", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "block_diagonal_full", "offsets", "to_csr_order", "to_user_order"]
 
 
 #: Largest node count of one side of a graph: the kernels' schedules index nodes with 32 bits.
@@ -132,6 +132,14 @@ class CSR:
         """CSR position -> the user's edge id, ``None`` when that is the identity."""
         return None if self.identity_perm else self.perm
 
+    def to_csr_order(self, x: Tensor) -> Tensor:
+        """A per-edge tensor ``[E, ...]`` in the user's edge order -> CSR order."""
+        return to_csr_order(x, self.eid)
+
+    def to_user_order(self, x: Tensor) -> Tensor:
+        """A per-edge tensor ``[E, ...]`` in CSR order -> the user's edge order."""
+        return to_user_order(x, self.eid)
+
     @property
     def num_edges(self) -> int:
         return self.col.numel()
@@ -162,6 +170,17 @@ def _build_transpose(csr: CSR) -> CSC:
     order = torch.argsort(csr.col, stable=True)
     return CSC(colptr=offsets(csr.col, csr.num_src_nodes), row=csr.row[order].contiguous(),
                col=csr.col[order].contiguous(), perm=order)
+
+
+def to_csr_order(x: Tensor, eid: Optional[Tensor]) -> Tensor:
+    """A per-edge tensor ``[E, ...]`` in the user's edge order -> CSR order (``eid`` :attr:`CSR.eid`;
+    ``None``: the orders agree)."""
+    return x if eid is None else x.index_select(0, eid)
+
+
+def to_user_order(x: Tensor, eid: Optional[Tensor]) -> Tensor:
+    """A per-edge tensor ``[E, ...]`` in CSR order -> the user's edge order (inverse of :func:`to_csr_order`)."""
+    return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
 
 
 def offsets(index: Tensor, size: int) -> Tensor:
