@@ -18,7 +18,7 @@ and ``a``.
 
 Per-edge inputs of the fused attention (bias, ``edge_k``, ``edge_v``) are in the user's edge order:
 the edge at CSR position ``c`` reads them at its user id ``u = eid[c]`` (``u = c`` when the CSR
-order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose counter is
+order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose 64-bit counter is
 ``u * H + h`` (:func:`dropout_factor`, bit-identical to :mod:`sparse_kernels.dropout`).
 """
 from __future__ import annotations
@@ -261,10 +261,13 @@ def dropout_keys(seed_ptr):
 def dropout_factor(counter, key0, key1, threshold, keep_scale):
     r"""``keep_scale`` where the counter-based mask keeps a weight, 0 where it drops it.
 
-    ``counter`` are the int64 values ``u * H + h`` (taken modulo :math:`2^{32}`); keep iff
-    :math:`\lfloor \operatorname{mix}(\operatorname{mix}(c + k_0) \oplus k_1) / 2^8 \rfloor \ge` ``threshold``.
+    ``counter`` are the int64 values ``c = u * H + h``; keep iff
+    :math:`\lfloor \operatorname{mix}(\operatorname{mix}(c_{lo} + k_0) \oplus k_1 \oplus \operatorname{mix}(c_{hi}))
+    / 2^8 \rfloor \ge` ``threshold``, with :math:`c_{lo}, c_{hi}` the low and high 32 bits of :math:`c`
+    (:math:`\operatorname{mix}(0) = 0`: the high half changes nothing below :math:`2^{32}`).
     """
-    x = mix32(mix32(counter.to(tl.uint32) + key0) ^ key1)
+    high = mix32((counter >> 32).to(tl.uint32))
+    x = mix32(mix32(counter.to(tl.uint32) + key0) ^ key1 ^ high)
     return tl.where((x >> 8) >= threshold, keep_scale, 0.0)
 
 
