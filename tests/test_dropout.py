@@ -238,8 +238,9 @@ def _counter_kernel(counter_ptr, seed_ptr, out_ptr, n, threshold, BLOCK: tl.cons
 def test_triton_counter_equals_the_reference_above_2_32(heads):
     edges, seed = _edges_above_2_32(heads), torch.tensor([(3 << 40) + 17])
     counters = (edges[:, None] * heads + torch.arange(heads)).flatten()
+    block = triton.next_power_of_2(counters.numel())
     for p in (0.2, 0.5):
         t = drop.threshold(p)
         factor = torch.empty(counters.numel())
-        _counter_kernel[(1,)](counters, seed, factor, counters.numel(), t, BLOCK=triton.next_power_of_2(counters.numel()))
+        _counter_kernel[(1,)](counters, seed, factor, counters.numel(), t, BLOCK=block)
         assert torch.equal(factor.view(-1, heads) != 0, drop.keep_mask(edges, heads, seed, t))
