@@ -17,6 +17,7 @@ commands:
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
   bench layers       training steps of layer stacks and the core op against the PyG layers they replace
+  bench gat          training steps of GATConv / GATv2Conv against PyG's on Cora and a large random graph
 """
 
 
@@ -64,6 +65,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         rest = rest[1:]
     elif command == "bench" and rest and rest[0] == "layers":
         from .bench.layers import main as run
+        rest = rest[1:]
+    elif command == "bench" and rest and rest[0] == "gat":
+        from .bench.gat import main as run
         rest = rest[1:]
     else:
         print(USAGE, file=sys.stderr)
