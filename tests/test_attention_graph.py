@@ -118,13 +118,16 @@ def test_raw_edge_index_builds_one_graph_per_tensor():
         cached_graph(torch.tensor([[7], [0]]), 4)                  # validated on first build
 
 
-def test_layer_stack_builds_the_graph_once(monkeypatch):
+@pytest.mark.parametrize("layers", [[ga.GraphAttnConv] * 4, [ga.GATConv, ga.GATv2Conv, ga.GATConv]],
+                         ids=["graph_attn_conv", "gat_self_loops"])
+def test_layer_stack_builds_the_graph_once(monkeypatch, layers):
+    """The GAT layers share one self-loop graph per edge_index (graphattn.graph.self_loop_graph)."""
     import graphattn.graph as graph_module
 
     builds = []
     original = graph_module.build_csr
     monkeypatch.setattr(graph_module, "build_csr", lambda *a, **kw: builds.append(1) or original(*a, **kw))
-    convs = torch.nn.ModuleList(ga.GraphAttnConv(8, 4, heads=2) for _ in range(4))
+    convs = torch.nn.ModuleList(layer(8, 4, heads=2) for layer in layers)
     x, ei = torch.randn(6, 8), torch.randint(0, 6, (2, 20))
     for _ in range(2):
         h = x

@@ -191,23 +191,6 @@ def test_sparse_adjacencies_and_attention_graph(layer):
         torch.testing.assert_close(adj_o.to_dense(), adj_r.to_dense())
 
 
-def test_self_loops_graph_is_cached_per_edge_index(monkeypatch):
-    """A stack of layers on one edge_index builds its self-loop graph (and CSR) once, forward and backward."""
-    import graphattn.graph as graph_module
-
-    builds = []
-    original = graph_module.build_csr
-    monkeypatch.setattr(graph_module, "build_csr", lambda *a, **kw: builds.append(1) or original(*a, **kw))
-    convs = torch.nn.ModuleList([GATConv(8, 4, heads=2), GATv2Conv(8, 4, heads=2), GATConv(8, 4, heads=2)])
-    x, ei = torch.randn(6, 8), torch.randint(0, 6, (2, 20))
-    for _ in range(2):
-        h = x
-        for conv in convs:
-            h = conv(h, ei)
-        h.sum().backward()
-    assert len(builds) == 1
-
-
 @pytest.mark.parametrize("layer", ["gat", "gatv2"])
 def test_explain_mode_and_hooks_match_pyg(layer):
     """Explain mode (an edge mask on the input edges, PyG's loop handling in ``explain_message``) and a
