@@ -132,7 +132,7 @@ def test_options_equal_pyg(layer, options, bipartite, edge_dim):
 
 def test_share_weights_bipartite_same_width():
     gen = torch.Generator().manual_seed(8)
-    x = (torch.randn(9, F_IN, dtype=torch.double, generator=gen), torch.randn(7, F_IN, dtype=torch.double, generator=gen))
+    x = tuple(torch.randn(n, F_IN, dtype=torch.double, generator=gen) for n in (9, 7))
     ei = _graph("loops", True, gen)[2]
     compare("gatv2", F_IN, x, ei, heads=2, share_weights=True)
 

@@ -1,8 +1,8 @@
 """PyG's own ``GATv2Conv`` test (``test/nn/conv/test_gatv2_conv.py``, pyg-team/pytorch_geometric; the stored
 version at 9f308f4, with the ``residual`` parametrisation and without the ``conv._alpha is None`` checks, as
-in PyG's later versions of the test: 2.8.1's ``GATv2Conv`` has no ``_alpha``), adapted only by swapping the class for graphattn's ``GATv2Conv``. Dropped: the
-``is_full_test()`` TorchScript blocks (``torch.jit.script`` is deprecated in torch 2.13); the
-``SparseTensor`` blocks run where ``torch-sparse`` is installed, as in PyG."""
+in PyG's later versions of the test: 2.8.1's ``GATv2Conv`` has no ``_alpha``), adapted only by swapping the
+class for graphattn's ``GATv2Conv``. Dropped: the ``is_full_test()`` TorchScript blocks (``torch.jit.script``
+is deprecated in torch 2.13); the ``SparseTensor`` blocks run where ``torch-sparse`` is installed, as in PyG."""
 import pytest
 import torch
 
