@@ -22,6 +22,7 @@ import math
 from typing import Any, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 import sparse_kernels as sk
@@ -62,6 +63,7 @@ def _check_qk(q: Any, k: Any) -> None:
 def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
                     edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None,
                     scale: Optional[float] = None, normalizer: str = "softmax", dropout: float = 0.0,
+                    score: str = "dot", negative_slope: float = 0.2, att: Optional[Tensor] = None,
                     return_weights: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
     r"""Multi-head attention of every destination node over its in-edges.
 
@@ -80,6 +82,12 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: 
             :func:`~torch.nn.functional.scaled_dot_product_attention`; pass ``0.0`` in eval). The
             mask is counter-based (seeded from PyTorch's generator, regenerated in the backward,
             the same on every path; :mod:`sparse_kernels.dropout`).
+        score: the score function: ``"dot"`` (above), ``"gat"`` (GAT's additive score
+            :math:`\operatorname{LeakyReLU}(q_i + k_j + b_{ij})` with ``q`` ``[N_dst, H, 1]`` and ``k``
+            ``[N_src, H, 1]``) or ``"gatv2"`` (:math:`\sum_d \text{att}_{hd} \operatorname{LeakyReLU}(q_i + k_j +
+            e^k_{ij})_d + b_{ij}`); ``scale`` is for ``"dot"`` only.
+        negative_slope: the LeakyReLU slope of the gat scores.
+        att: GATv2's attention vector ``[H, D]`` (``"gatv2"`` only; it receives a gradient).
         return_weights: also return the (pre-dropout) weights ``[E, H]``.
 
     Per-edge tensors (``bias``, ``edge_k``, ``edge_v``, the weights) are in the user's edge order.
@@ -90,9 +98,12 @@ def graph_attention(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, *, bias: 
     """
     _check_qk(q, k)
     graph = as_attention_graph(graph, q.size(0), k.size(0))
-    out = sk.attention(q, k, v, graph.csr, bias, scale, normalizer, edge_k=edge_k, edge_v=edge_v, dropout=dropout)
+    score_args = dict(score=score, negative_slope=negative_slope, att=att)
+    out = sk.attention(q, k, v, graph.csr, bias, scale, normalizer, edge_k=edge_k, edge_v=edge_v, dropout=dropout,
+                       **score_args)
     if return_weights:
-        return out, attention_weights(q, k, graph, bias=bias, edge_k=edge_k, scale=scale, normalizer=normalizer)
+        return out, attention_weights(q, k, graph, bias=bias, edge_k=edge_k, scale=scale, normalizer=normalizer,
+                                      **score_args)
     return out
 
 
@@ -101,10 +112,7 @@ def explain(q: Tensor, k: Tensor, v: Tensor, graph: GraphLike, **options: Any) -
     ``{"path": "csr" | "bsr" | "dense_blocks", "kernel": ...}``."""
     _check_qk(q, k)
     graph = as_attention_graph(graph, q.size(0), k.size(0))
-    call = sk.ops._make_call(q, k, v, graph.csr, options.get("bias"), options.get("edge_k"), options.get("edge_v"),
-                             options.get("scale"), options.get("normalizer", "softmax"), options.get("dropout", 0.0),
-                             None, validate=True)
-    return sk.explain(call)
+    return sk.explain(q, k, v, graph.csr, **options)
 
 
 def _segment_sum(values: Tensor, graph: AttentionGraph) -> Tensor:
@@ -120,22 +128,38 @@ def _check_edge_tensor(name: str, x: Optional[Tensor], graph: AttentionGraph, sh
 
 
 def edge_scores(q: Tensor, k: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
-                edge_k: Optional[Tensor] = None, scale: Optional[float] = None) -> Tensor:
-    r"""Per-edge scores :math:`s_{ij} = \text{scale}\,\langle q_i, k_j + e^k_{ij}\rangle + b_{ij}` ``[E, H]``.
+                edge_k: Optional[Tensor] = None, scale: Optional[float] = None, score: str = "dot",
+                negative_slope: float = 0.2, att: Optional[Tensor] = None) -> Tensor:
+    r"""Per-edge scores :math:`s_{ij}` ``[E, H]``: :math:`\text{scale}\,\langle q_i, k_j + e^k_{ij}\rangle + b_{ij}`
+    for ``score="dot"``, or GAT's / GATv2's scores (see :func:`graph_attention`).
 
     Args:
-        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; bias ``[E, H]``, edge_k ``[E, H, D]``, scale: as in
-            :func:`graph_attention`.
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; bias ``[E, H]``, edge_k ``[E, H, D]``, scale, score,
+            negative_slope, att: as in :func:`graph_attention`. The gatv2 scores form the ``[E, H, D]`` input of
+            the LeakyReLU here (as PyG's ``GATv2Conv`` does); :func:`graph_attention` never does.
     """
     _check_qk(q, k)
     graph = as_attention_graph(graph, q.size(0), k.size(0))
     _check_edge_tensor("bias", bias, graph, (q.size(1),))
     _check_edge_tensor("edge_k", edge_k, graph, tuple(q.shape[1:]))
+    if score != "dot":
+        return _gat_scores(q, k, graph, bias, edge_k, score, negative_slope, att)
     scale = q.size(-1) ** -0.5 if scale is None else scale
     s = sk.sddmm(q, k, graph.csr)
     if edge_k is not None:
         s = s + (q.index_select(0, graph.edge_index[1]) * edge_k).sum(-1)
     s = s * scale
+    return s if bias is None else s + bias.to(s.dtype)
+
+
+def _gat_scores(q: Tensor, k: Tensor, graph: AttentionGraph, bias: Optional[Tensor], edge_k: Optional[Tensor],
+                score: str, negative_slope: float, att: Optional[Tensor]) -> Tensor:
+    src, dst = graph.edge_index
+    if score == "gat":
+        z = q[:, :, 0].index_select(0, dst) + k[:, :, 0].index_select(0, src)
+        return F.leaky_relu(z if bias is None else z + bias.to(z.dtype), negative_slope)
+    z = q.index_select(0, dst) + k.index_select(0, src)
+    s = (F.leaky_relu(z if edge_k is None else z + edge_k, negative_slope) * att).sum(-1)
     return s if bias is None else s + bias.to(s.dtype)
 
 
@@ -221,15 +245,18 @@ def aggregate(weights: Tensor, v: Tensor, graph: GraphLike, *, edge_v: Optional[
 
 def attention_weights(q: Tensor, k: Tensor, graph: GraphLike, *, bias: Optional[Tensor] = None,
                       edge_k: Optional[Tensor] = None, scale: Optional[float] = None,
-                      normalizer: str = "softmax") -> Tensor:
+                      normalizer: str = "softmax", score: str = "dot", negative_slope: float = 0.2,
+                      att: Optional[Tensor] = None) -> Tensor:
     r"""The normalised attention weights :math:`a_{ij}` ``[E, H]`` (:func:`edge_scores` then
     :func:`normalize`), for layers that need per-edge values.
 
     Args:
-        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; graph, bias, edge_k, scale, normalizer: as in
-            :func:`graph_attention`.
+        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; graph, bias, edge_k, scale, normalizer, score,
+            negative_slope, att: as in :func:`graph_attention`.
     """
     _check_qk(q, k)
     graph = as_attention_graph(graph, q.size(0), k.size(0))
-    sk.validate_attention_inputs(q, k, k[..., :1], graph.csr, bias, normalizer, edge_k)
-    return normalize(edge_scores(q, k, graph, bias=bias, edge_k=edge_k, scale=scale), graph, normalizer)
+    sk.validate_attention_inputs(q, k, k[..., :1], graph.csr, bias, normalizer, edge_k, score=score, att=att)
+    scores = edge_scores(q, k, graph, bias=bias, edge_k=edge_k, scale=scale, score=score,
+                         negative_slope=negative_slope, att=att)
+    return normalize(scores, graph, normalizer)

@@ -11,8 +11,9 @@ import importlib.util
 
 from . import cpu, dense_blocks, dispatch, dropout
 from .csr import CSC, CSR, build_csr, csr_from_sorted_rows, validate_edge_index
-from .dispatch import explain, force_path, prepare
-from .ops import (attention, attention_with_stats, edge_softmax, sddmm, spmm, validate_attention_inputs)
+from .call import SCORES
+from .dispatch import force_path, prepare
+from .ops import (attention, attention_with_stats, edge_softmax, explain, sddmm, spmm, validate_attention_inputs)
 from .reference import NORMALIZERS
 
 dispatch.register_kernels("cpu", "cpu", cpu.kernels(), cpu.supports, priority=10)
@@ -23,5 +24,5 @@ if importlib.util.find_spec("triton") is not None:
     _triton_backend.register("cuda")
 
 __all__ = ["CSR", "CSC", "build_csr", "csr_from_sorted_rows", "validate_edge_index", "attention",
-           "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs", "NORMALIZERS",
+           "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs", "NORMALIZERS", "SCORES",
            "dispatch", "dropout", "dense_blocks", "explain", "force_path", "prepare"]

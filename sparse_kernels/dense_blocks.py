@@ -221,7 +221,8 @@ def applies(call: dispatch.AttentionCall) -> bool:
     """Softmax attention without per-edge inputs on a block-diagonal full graph; on CUDA only without
     dropout (the fused CSR kernels apply dropout in-kernel); never while ``torch.compile`` traces (the
     plan's sizes are data-dependent)."""
-    return (call.csr.block_sizes is not None and call.normalizer == "softmax" and call.bias is None
+    return (call.csr.block_sizes is not None and call.score == "dot" and call.normalizer == "softmax"
+            and call.bias is None
             and call.edge_k is None and call.edge_v is None and not torch.compiler.is_compiling()
             and (call.q.device.type != "cuda" or call.dropout == 0.0))
 

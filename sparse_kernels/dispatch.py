@@ -31,22 +31,14 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch import Tensor
 
+from . import dropout as drop
+from .call import Features, GraphIndex, Inputs, KernelCall, Options
+
 __all__ = ["Features", "AttentionCall", "Path", "KernelSet", "register_path", "register_kernels", "register_preparer",
            "prepare", "select_path", "select_kernels", "kernel", "explain", "force_path", "kernel_override", "OPS"]
 
 #: The custom ops a kernel set may implement.
 OPS = ("attention_fwd", "attention_bwd", "sddmm", "spmm", "edge_softmax", "edge_softmax_bwd")
-
-
-@dataclass(frozen=True)
-class Features:
-    """What a kernel must support for one op call."""
-
-    dtype: torch.dtype
-    normalizer: str = "softmax"
-    edge_vectors: bool = False      # edge_k / edge_v present
-    dropout: bool = False
-    bias: bool = False
 
 
 @dataclass
@@ -64,6 +56,9 @@ class AttentionCall:
     normalizer: str
     dropout: float
     seed: Optional[Tensor]
+    score: str = "dot"
+    negative_slope: float = 0.2
+    att: Optional[Tensor] = None
 
     @property
     def device_type(self) -> str:
@@ -72,12 +67,24 @@ class AttentionCall:
     @property
     def features(self) -> Features:
         return Features(self.q.dtype, self.normalizer, self.edge_k is not None or self.edge_v is not None,
-                        self.dropout > 0.0, self.bias is not None)
+                        self.dropout > 0.0, self.bias is not None, self.score)
 
     @property
     def needs_grad(self) -> bool:
-        return torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (self.q, self.k, self.v, self.bias, self.edge_k, self.edge_v))
+        return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in
+                                               (self.q, self.k, self.v, self.bias, self.edge_k, self.edge_v, self.att))
+
+    def kernel_call(self) -> KernelCall:
+        """The call as the fused CSR kernels take it (contiguous tensors; one tensor given as both
+        ``edge_k`` and ``edge_v`` passed once, as ``edge_k`` with ``shared_edge``)."""
+        p_threshold = drop.threshold(self.dropout) if self.seed is not None else 0
+        shared_edge = self.edge_k is not None and self.edge_k is self.edge_v
+        inputs = Inputs(*(None if x is None else x.contiguous() for x in (
+            self.q, self.k, self.v, self.bias, self.edge_k, None if shared_edge else self.edge_v, self.att)),
+            seed=self.seed if p_threshold else None)
+        options = Options(self.scale, self.normalizer, self.score, self.negative_slope, p_threshold,
+                          drop.keep_scale(self.dropout), shared_edge)
+        return KernelCall(inputs, GraphIndex.of(self.csr), options)
 
 
 @dataclass

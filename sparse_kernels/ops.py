@@ -11,34 +11,35 @@ Public functions (per-edge tensors always in the **user's edge order**, the orde
 * :func:`edge_softmax` — per-destination normalisation of edge scores;
 * :func:`spmm` — :math:`o_i = \sum_{j} w_{ij} x_j`.
 
-The CSR path runs the custom ops ``torch.ops.sparse_kernels.*`` under ``torch.compile`` (fake
-kernels, so ``torch.compile(fullgraph=True)`` traces through them with symbolic sizes) and, in
-eager mode, the same kernels through a lean :class:`torch.autograd.Function` (the custom-op
-machinery costs about half a millisecond per call in Python, more than the kernels themselves on a
-batch of molecules). Each implementation asks the dispatcher for the kernel of its device, dtype and
-features: the
-plain-PyTorch reference (:mod:`sparse_kernels.reference`, registered here as ``"reference"`` for
-every device), the compiled CPU kernels, the Triton kernels. Kernel implementations have the ops'
-signatures, except that ``attention_bwd`` takes one more argument, ``fold_edge_grads``: ``edge_v`` is the
-same tensor as ``edge_k``, so return the sum of both gradients as ``dedge_k`` and an empty ``dedge_v``
-(the eager path uses it for TransformerConv's shared edge projection; the custom op passes ``False``).
-Index tensors of an edge list travel
-as ``(ptr, gather, segment)``: offsets, the node read by each edge and the node it reduces into;
+The CSR path runs the custom ops ``torch.ops.sparse_kernels.attention_fwd``/``attention_bwd`` under
+``torch.compile`` and under a ``TorchDispatchMode`` such as ``FlopCounterMode`` (fake kernels, so
+``torch.compile(fullgraph=True)`` traces through them with symbolic sizes) and, in eager mode, the same
+kernels through a lean :class:`torch.autograd.Function`; both share one backward (:func:`_backward`).
+A call is one :class:`~sparse_kernels.call.KernelCall` (typed records of the inputs, the graph index and
+the options), flattened only into the custom ops' arguments. Each implementation asks the dispatcher
+for the kernel of its device, dtype and features: the plain-PyTorch reference
+(:mod:`sparse_kernels.reference`, registered here as ``"reference"`` for every device), the compiled CPU
+kernels, the Triton kernels. Kernels take ``attention_fwd(call) -> (out, stat)`` and
+``attention_bwd(call, out, stat, grad_out) -> Grads``. The unfused ops' index tensors of an edge list
+travel as ``(ptr, gather, segment)``: offsets, the node read by each edge and the node it reduces into;
 ``(rowptr, col, row)`` for the CSR and ``(colptr, csc.row, csc.col)`` for its transpose.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from . import dispatch, dropout as drop, reference
 from .csr import CSR
+from .call import FLAT_FIELDS, SCORES, Grads, KernelCall, op_schema
 from .dispatch import AttentionCall, Features
 
-__all__ = ["attention", "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs",
+__all__ = ["attention", "attention_with_stats", "explain", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs",
            "REFERENCE_KERNELS"]
 
 _LIB = "sparse_kernels"
@@ -48,92 +49,148 @@ def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _empty_if_none(x: Optional[Tensor], like: Tensor) -> Tensor:
-    return like.new_empty(0) if x is None else x
-
-
 # --------------------------------------------------------------------------- attention
-def _attention_features(q: Tensor, bias, edge_k, edge_v, seed, normalizer: str) -> Features:
-    return Features(q.dtype, normalizer, edge_k is not None or edge_v is not None, seed is not None, bias is not None)
+# Kernels receive one KernelCall (sparse_kernels.call); the custom ops take its fields flat, in the order
+# and with the schema that sparse_kernels.call writes from the records.
+def _attention_fwd_reference(call: KernelCall) -> tuple[Tensor, Tensor]:
+    i, g, o = call.inputs, call.graph, call.options
+    out, stat = reference.attention_forward(
+        i.q, i.k, i.v, g.row, g.col, i.bias, o.scale, o.normalizer, g.rowptr, eid=g.eid, edge_k=i.edge_k,
+        edge_v=call.edge_v, seed=i.seed if call.dropout_active else None, p_threshold=o.p_threshold,
+        keep_scale=o.keep_scale, score=o.score, negative_slope=o.negative_slope, att=i.att)
+    return out, stat.to(_stat_dtype(i.q.dtype))
 
 
-def _attention_fwd_reference(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
-                             eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
-                             bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
-                             seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
-                             keep_scale: float) -> tuple[Tensor, Tensor]:
-    out, stat = reference.attention_forward(q, k, v, row, col, bias, scale, normalizer, rowptr, eid=eid,
-                                            edge_k=edge_k, edge_v=edge_v, seed=seed, p_threshold=p_threshold,
-                                            keep_scale=keep_scale)
-    return out, stat.to(_stat_dtype(q.dtype))
-
-
-@torch.library.custom_op(f"{_LIB}::attention_fwd", mutates_args=())
-def _attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor,
-                   eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor],
-                   edge_k: Optional[Tensor], edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float,
-                   normalizer: str, p_threshold: int, keep_scale: float) -> tuple[Tensor, Tensor]:
-    fn = dispatch.kernel("attention_fwd", q.device.type, _attention_features(q, bias, edge_k, edge_v, seed, normalizer))
-    return fn(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale, normalizer,
-              p_threshold, keep_scale)
-
-
-@_attention_fwd.register_fake
-def _(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale, normalizer,
-      p_threshold, keep_scale):
-    return (q.new_empty(q.shape[0], q.shape[1], v.shape[2]),
-            q.new_empty(q.shape[0], q.shape[1], dtype=_stat_dtype(q.dtype)))
-
-
-def _attention_bwd_reference(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor,
-                             rowptr: Tensor, col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor,
-                             row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor], edge_k: Optional[Tensor],
-                             edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float, normalizer: str,
-                             p_threshold: int, keep_scale: float, fold_edge_grads: bool) -> tuple[Tensor, ...]:
-    dq, dk, dv, dbias, dek, dev = reference.attention_backward(
-        grad_out, q, k, v, out, stat, row, col, bias, scale, normalizer, rowptr, (colptr, row_t, perm_t), eid=eid,
-        edge_k=edge_k, edge_v=edge_v, seed=seed, p_threshold=p_threshold, keep_scale=keep_scale)
-    if fold_edge_grads:
+def _attention_bwd_reference(call: KernelCall, out: Tensor, stat: Tensor, grad_out: Tensor) -> Grads:
+    i, g, o = call.inputs, call.graph, call.options
+    dq, dk, dv, dbias, dek, dev, datt = reference.attention_backward(
+        grad_out, i.q, i.k, i.v, out, stat, g.row, g.col, i.bias, o.scale, o.normalizer, g.rowptr,
+        (g.colptr, g.row_t, g.perm_t), eid=g.eid, edge_k=i.edge_k, edge_v=call.edge_v,
+        seed=i.seed if call.dropout_active else None, p_threshold=o.p_threshold, keep_scale=o.keep_scale,
+        score=o.score, negative_slope=o.negative_slope, att=i.att)
+    if o.shared_edge:
         dek, dev = dek + dev, None
-    return tuple(_empty_if_none(g, q) for g in (dq, dk, dv, dbias, dek, dev))
+    return Grads(dq, dk, dv, dbias, dek, dev, datt)
 
 
-@torch.library.custom_op(f"{_LIB}::attention_bwd", mutates_args=())
-def _attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor, rowptr: Tensor,
-                   col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
-                   bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
-                   seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
-                   keep_scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    fn = dispatch.kernel("attention_bwd", q.device.type, _attention_features(q, bias, edge_k, edge_v, seed, normalizer))
-    return fn(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed,
-              scale, normalizer, p_threshold, keep_scale, False)
+def _kernel(op: str, call: KernelCall) -> Callable:
+    return dispatch.kernel(op, call.inputs.q.device.type, call.features)
 
 
-@_attention_bwd.register_fake
-def _(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed,
-      scale, normalizer, p_threshold, keep_scale):
-    return (torch.empty_like(q), torch.empty_like(k), torch.empty_like(v),
-            *(q.new_empty(0) if x is None else torch.empty_like(x) for x in (bias, edge_k, edge_v)))
+torch.library.define(f"{_LIB}::attention_fwd", op_schema())
+torch.library.define(f"{_LIB}::attention_bwd", op_schema("Tensor out, Tensor stat, Tensor grad_out", "Tensor[]"))
 
 
-def _attention_setup(ctx, inputs, output):
-    (q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale, normalizer,
-     p_threshold, keep_scale) = inputs
+@torch.library.impl(f"{_LIB}::attention_fwd", "CompositeExplicitAutograd")
+def _attention_fwd_op(*flat) -> tuple[Tensor, Tensor]:
+    call = KernelCall.from_flat(flat)
+    return _kernel("attention_fwd", call)(call)
+
+
+@torch.library.register_fake(f"{_LIB}::attention_fwd")
+def _(*flat):
+    i = KernelCall.from_flat(flat).inputs
+    return (i.q.new_empty(i.q.shape[0], i.q.shape[1], i.v.shape[2]),
+            i.q.new_empty(i.q.shape[0], i.q.shape[1], dtype=_stat_dtype(i.q.dtype)))
+
+
+@torch.library.impl(f"{_LIB}::attention_bwd", "CompositeExplicitAutograd")
+def _attention_bwd_op(out: Tensor, stat: Tensor, grad_out: Tensor, *flat) -> list[Tensor]:
+    call = KernelCall.from_flat(flat)
+    return list(_kernel("attention_bwd", call)(call, out, stat, grad_out).flat(call.inputs.q))
+
+
+@torch.library.register_fake(f"{_LIB}::attention_bwd")
+def _(out, stat, grad_out, *flat):
+    call = KernelCall.from_flat(flat)
+    i = call.inputs
+    like = (i.q, i.k, i.v, i.bias, i.edge_k, None if call.options.shared_edge else i.edge_v, i.att)
+    return [i.q.new_empty(0) if x is None else torch.empty_like(x) for x in like]
+
+
+def _through_ops() -> bool:
+    """Whether the fused kernels must run as the custom ops: while ``torch.compile`` traces, and under a
+    ``TorchDispatchMode`` (``FlopCounterMode``, memory logs), which sees ops, not ctypes calls."""
+    return torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None
+
+
+def _backward(call: KernelCall, out: Tensor, stat: Tensor, grad_out: Tensor) -> tuple[Optional[Tensor], ...]:
+    """The one backward of the fused attention (custom-op autograd and eager ``Function`` alike): the
+    gradients of ``(q, k, v, bias, edge_k, edge_v, att)``, ``None`` for absent inputs."""
+    grad_out = grad_out.contiguous()
+    if _through_ops():
+        grads = Grads.from_flat(torch.ops.sparse_kernels.attention_bwd(out, stat, grad_out, *call.flat()), call)
+    else:
+        grads = _kernel("attention_bwd", call)(call, out, stat, grad_out)
+    return grads.dq, grads.dk, grads.dv, grads.dbias, grads.dedge_k, grads.dedge_v, grads.datt
+
+
+#: Positions of the differentiable inputs among the flat fields.
+_DIFFERENTIABLE = ("q", "k", "v", "bias", "edge_k", "edge_v", "att")
+
+
+def _setup(ctx, inputs, output) -> None:
+    call = KernelCall.from_flat(inputs)
     out, stat = output
-    ctx.save_for_backward(q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed)
-    ctx.options = (scale, normalizer, p_threshold, keep_scale)
+    _save(ctx, call, out, stat)
+
+
+def _save(ctx, call: KernelCall, out: Tensor, stat: Tensor) -> None:
+    flat = call.flat()
+    tensor_at = [n for n, x in enumerate(flat) if isinstance(x, Tensor)]
+    ctx.save_for_backward(out, stat, *(flat[n] for n in tensor_at))
+    ctx.tensor_at, ctx.flat = tensor_at, tuple(None if isinstance(x, Tensor) else x for x in flat)
     ctx.mark_non_differentiable(stat)
 
 
-def _attention_backward(ctx, grad_out, grad_stat):
-    q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed = ctx.saved_tensors
-    dq, dk, dv, dbias, dek, dev = _attention_bwd(grad_out.contiguous(), q, k, v, out, stat, rowptr, col, row, eid,
-                                                 colptr, row_t, perm_t, bias, edge_k, edge_v, seed, *ctx.options)
-    optional = [None if x is None else g for x, g in ((bias, dbias), (edge_k, dek), (edge_v, dev))]
-    return (dq, dk, dv, None, None, None, None, None, None, None, *optional, None, None, None, None, None)
+def _restore(ctx) -> tuple[KernelCall, Tensor, Tensor]:
+    out, stat, *tensors = ctx.saved_tensors
+    flat = list(ctx.flat)
+    for n, t in zip(ctx.tensor_at, tensors):
+        flat[n] = t
+    return KernelCall.from_flat(flat), out, stat
 
 
-torch.library.register_autograd(f"{_LIB}::attention_fwd", _attention_backward, setup_context=_attention_setup)
+def _op_backward(ctx, grad_out, grad_stat):
+    call, out, stat = _restore(ctx)
+    grads = dict(zip(_DIFFERENTIABLE, _backward(call, out, stat, grad_out)))
+    return tuple(grads.get(name) for name in FLAT_FIELDS)
+
+
+torch.library.register_autograd(f"{_LIB}::attention_fwd", _op_backward, setup_context=_setup)
+
+
+class _EagerAttention(torch.autograd.Function):
+    """The fused kernels with :func:`_backward`, without the custom-op dispatch (eager mode: the op
+    machinery costs about half a millisecond per call in Python, more than the kernels on a batch of
+    molecules). Differentiable inputs are arguments; the rest of the call travels in ``meta``."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, edge_k, edge_v, att, meta):
+        call = _with_tensors(meta, q, k, v, bias, edge_k, edge_v, att)
+        out, stat = _kernel("attention_fwd", call)(call)
+        _save(ctx, call, out, stat)
+        return out, stat
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_stat):
+        call, out, stat = _restore(ctx)
+        return (*_backward(call, out, stat, grad_out), None)
+
+
+def _with_tensors(call: KernelCall, *tensors: Optional[Tensor]) -> KernelCall:
+    """``call`` with its differentiable inputs replaced (the autograd ``Function`` sees them as arguments)."""
+    inputs = dataclasses.replace(call.inputs, **dict(zip(_DIFFERENTIABLE, tensors)))
+    return KernelCall(inputs, call.graph, call.options)
+
+
+def _csr_attention(call: AttentionCall) -> tuple[Tensor, Tensor]:
+    """The CSR path: the fused kernels (chosen per device, dtype and features)."""
+    kernel_call = call.kernel_call()
+    if _through_ops():
+        return torch.ops.sparse_kernels.attention_fwd(*kernel_call.flat())
+    i = kernel_call.inputs
+    return _EagerAttention.apply(i.q, i.k, i.v, i.bias, i.edge_k, i.edge_v, i.att, kernel_call)
 
 
 # --------------------------------------------------------------------------- sddmm / spmm / edge softmax
@@ -312,8 +369,11 @@ def _check_edge_values(name: str, x: Tensor, csr: CSR, shape: tuple[int, ...]) -
 
 def validate_attention_inputs(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor],
                               normalizer: str, edge_k: Optional[Tensor] = None,
-                              edge_v: Optional[Tensor] = None) -> None:
+                              edge_v: Optional[Tensor] = None, *, score: str = "dot",
+                              att: Optional[Tensor] = None) -> None:
     """Raises ``TypeError``/``ValueError`` naming the argument for any inconsistent input."""
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     for name, x in (("q", q), ("k", k), ("v", v)):
         _check_features(name, x)
     if not (q.dtype == k.dtype == v.dtype):
@@ -340,109 +400,106 @@ def validate_attention_inputs(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: O
             _check_edge_values(name, x, csr, (q.size(1), width))
             if x.dtype != q.dtype:
                 raise TypeError(f"{name} must have the dtype of q ({q.dtype}), got {x.dtype}")
-    _check_same_device(q=q, k=k, v=v, graph=csr.col, bias=bias, edge_k=edge_k, edge_v=edge_v)
+    _check_score_inputs(q, edge_k, score, att)
+    _check_same_device(q=q, k=k, v=v, graph=csr.col, bias=bias, edge_k=edge_k, edge_v=edge_v, att=att)
+
+
+def _check_score_inputs(q: Tensor, edge_k: Optional[Tensor], score: str, att: Optional[Tensor]) -> None:
+    if score == "gat":
+        if q.size(2) != 1:
+            raise ValueError(f"the gat score takes q and k of shape [N, heads, 1], got {list(q.shape)}")
+        if edge_k is not None:
+            raise ValueError("the gat score takes its edge term as bias [E, heads], not edge_k")
+    if score == "gatv2":
+        if not isinstance(att, Tensor):
+            raise TypeError(f"the gatv2 score needs att, a tensor of shape [heads, channels], got {type(att).__name__}")
+        if tuple(att.shape) != tuple(q.shape[1:]):
+            raise ValueError(f"att must have shape [heads, channels] = {list(q.shape[1:])}, got {list(att.shape)}")
+        if att.dtype != q.dtype:
+            raise TypeError(f"att must have the dtype of q ({q.dtype}), got {att.dtype}")
+    elif att is not None:
+        raise ValueError(f"att is the gatv2 score's attention vector; score={score!r} takes none")
 
 
 # --------------------------------------------------------------------------- public API
-def _contiguous(x: Optional[Tensor]) -> Optional[Tensor]:
-    return None if x is None else x.contiguous()
-
-
-class _EagerAttention(torch.autograd.Function):
-    """The fused ops' kernels with their autograd, without the custom-op dispatch (eager mode). One
-    tensor given as both ``edge_k`` and ``edge_v`` (TransformerConv's edge projection) is passed once,
-    as ``edge_k`` with ``shared_edge=True``, and gets one gradient, written once by the kernel."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, bias, edge_k, edge_v, graph, options, shared_edge):
-        edge_v = edge_k if shared_edge else edge_v
-        features = _attention_features(q, bias, edge_k, edge_v, options[0], options[2])
-        out, stat = dispatch.kernel("attention_fwd", q.device.type, features)(
-            q, k, v, *graph, bias, edge_k, edge_v, *options)
-        ctx.save_for_backward(q, k, v, bias, edge_k, edge_v, out, stat)
-        ctx.graph, ctx.options, ctx.features, ctx.shared_edge = graph, options, features, shared_edge
-        ctx.mark_non_differentiable(stat)
-        return out, stat
-
-    @staticmethod
-    def backward(ctx, grad_out, grad_stat):
-        q, k, v, bias, edge_k, edge_v, out, stat = ctx.saved_tensors
-        dq, dk, dv, dbias, dek, dev = dispatch.kernel("attention_bwd", q.device.type, ctx.features)(
-            grad_out.contiguous(), q, k, v, out, stat, *ctx.graph, bias, edge_k, edge_v, *ctx.options,
-            ctx.shared_edge)
-        optional = [None if x is None else g for x, g in ((bias, dbias), (edge_k, dek), (edge_v, dev))]
-        if ctx.shared_edge:
-            optional[2] = None
-        return (dq, dk, dv, *optional, None, None, None)
-
-
-def _csr_attention(call: AttentionCall) -> tuple[Tensor, Tensor]:
-    """The CSR path: the fused kernels (chosen per device, dtype and features)."""
-    csr, csc = call.csr, call.csr.transpose()
-    p_threshold = drop.threshold(call.dropout) if call.seed is not None else 0
-    tensors = (call.q.contiguous(), call.k.contiguous(), call.v.contiguous(), _contiguous(call.bias),
-               _contiguous(call.edge_k), _contiguous(call.edge_v))
-    graph = (csr.rowptr, csr.col, csr.row, csr.eid, csc.colptr, csc.row, csc.perm)
-    options = (call.seed if p_threshold else None, float(call.scale), call.normalizer, p_threshold,
-               drop.keep_scale(call.dropout))
-    if torch.compiler.is_compiling():
-        q, k, v, bias, edge_k, edge_v = tensors
-        return torch.ops.sparse_kernels.attention_fwd(q, k, v, *graph, bias, edge_k, edge_v, *options)
-    shared_edge = call.edge_k is not None and call.edge_k is call.edge_v
-    if shared_edge:
-        tensors = tensors[:5] + (None,)
-    return _EagerAttention.apply(*tensors, graph, options, shared_edge)
+def _finite(x: object) -> bool:
+    """A finite real number (comparisons only: ``math.isfinite`` breaks ``torch.compile``'s trace)."""
+    return isinstance(x, (int, float)) and -math.inf < x < math.inf
 
 
 def _make_call(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor], edge_k: Optional[Tensor],
                edge_v: Optional[Tensor], scale: Optional[float], normalizer: str, dropout: float,
-               seed: Optional[Tensor], validate: bool) -> AttentionCall:
+               seed: Optional[Tensor], score: str, negative_slope: float, att: Optional[Tensor],
+               validate: bool) -> AttentionCall:
     if validate:
-        validate_attention_inputs(q, k, v, csr, bias, normalizer, edge_k, edge_v)
+        validate_attention_inputs(q, k, v, csr, bias, normalizer, edge_k, edge_v, score=score, att=att)
         drop.threshold(dropout)
-        if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale)):
+        if scale is not None and not _finite(scale):
             raise ValueError(f"scale must be a finite number, got {scale!r}")
+        if score != "dot" and scale is not None:
+            raise ValueError(f"scale applies to the dot-product score only, got scale={scale!r} with score={score!r}")
+        if not _finite(negative_slope):
+            raise ValueError(f"negative_slope must be a finite number, got {negative_slope!r}")
     if scale is None:
-        scale = 1.0 / math.sqrt(q.size(-1))
+        scale = 1.0 / math.sqrt(q.size(-1)) if score == "dot" else 1.0
     if dropout > 0.0 and seed is None:
         seed = drop.new_seed(q.device)
     return AttentionCall(q, k, v, csr, bias, edge_k, edge_v, float(scale), normalizer, float(dropout),
-                         seed if dropout > 0.0 else None)
+                         seed if dropout > 0.0 else None, score, float(negative_slope), att)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
               scale: Optional[float] = None, normalizer: str = "softmax", *, edge_k: Optional[Tensor] = None,
               edge_v: Optional[Tensor] = None, dropout: float = 0.0, seed: Optional[Tensor] = None,
+              score: str = "dot", negative_slope: float = 0.2, att: Optional[Tensor] = None,
               validate: bool = True) -> Tensor:
     r"""Graph attention on a CSR, on the path the dispatcher picks.
 
     Args:
         q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]``.
         csr: the graph (:class:`~sparse_kernels.csr.CSR`).
-        bias: optional ``[E, H]`` additive score bias (user's edge order).
-        scale: score scale, default :math:`1/\sqrt{D}`.
+        bias: optional ``[E, H]`` additive score bias (user's edge order; inside the LeakyReLU for ``"gat"``).
+        scale: score scale of the dot product, default :math:`1/\sqrt{D}` (``None`` for the other scores).
         normalizer: ``"softmax"``, ``"sigmoid"`` or ``"softplus"``.
         edge_k: optional ``[E, H, D]`` added to the key of each edge; edge_v: optional ``[E, H, Dv]``
             added to its value (user's edge order); neither is expanded per edge in memory.
         dropout: probability of dropping an attention weight (counter-based mask, regenerated in the
             backward; :mod:`sparse_kernels.dropout`); seed: its one-element int64 seed tensor
             (default: drawn from PyTorch's generator).
+        score: ``"dot"``, ``"gat"`` (``q`` ``[N_dst, H, 1]``, ``k`` ``[N_src, H, 1]``:
+            :math:`\operatorname{LeakyReLU}(q_i + k_j + b_{ij})`) or ``"gatv2"``
+            (:math:`\sum_d \text{att}_{hd} \operatorname{LeakyReLU}(q_i + k_j + e^k_{ij})_d + b_{ij}`);
+            see :mod:`sparse_kernels.call`.
+        negative_slope: the LeakyReLU slope of the gat scores; att: GATv2's ``[H, D]`` attention vector.
 
     Returns:
         ``[N_dst, H, Dv]`` in the dtype of ``q``; rows without edges are zero.
     """
-    call = _make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed, validate)
+    call = _make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed, score, negative_slope,
+                      att, validate)
     return dispatch.select_path(call).run(call)
 
 
 def attention_with_stats(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
                          scale: Optional[float] = None, normalizer: str = "softmax", *,
                          edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None, dropout: float = 0.0,
-                         seed: Optional[Tensor] = None, validate: bool = True) -> tuple[Tensor, Tensor]:
+                         seed: Optional[Tensor] = None, score: str = "dot", negative_slope: float = 0.2,
+                         att: Optional[Tensor] = None, validate: bool = True) -> tuple[Tensor, Tensor]:
     """Like :func:`attention` on the CSR path, also returning the per-(row, head) statistic ``[N_dst, H]``
     (log-sum-exp for softmax, :math:`\\log Z` for softplus, zeros for sigmoid; ``+inf`` for empty rows)."""
-    return _csr_attention(_make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed,
-                                     validate))
+    return _csr_attention(_make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed, score,
+                                     negative_slope, att, validate))
+
+
+def explain(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
+            scale: Optional[float] = None, normalizer: str = "softmax", **options) -> dict[str, str]:
+    """``{"path": ..., "kernel": ...}``: the path (and, for the CSR path, the kernel set) that
+    :func:`attention` with the same arguments runs."""
+    options.setdefault("seed", None)
+    call = _make_call(q, k, v, csr, bias, options.get("edge_k"), options.get("edge_v"), scale, normalizer,
+                      options.get("dropout", 0.0), options["seed"], options.get("score", "dot"),
+                      options.get("negative_slope", 0.2), options.get("att"), True)
+    return dispatch.explain(call)
 
 
 def _transpose_args(csr: CSR) -> tuple[Tensor, ...]:

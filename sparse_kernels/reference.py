@@ -40,6 +40,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .call import SCORES
 from .csr import offsets
 from .dropout import keep_mask
 
@@ -54,6 +55,7 @@ __all__ = [
     "dropout_multiplier",
     "log_softplus",
     "log_sigmoid",
+    "leaky_relu",
 ]
 
 NORMALIZERS = ("softmax", "sigmoid", "softplus")
@@ -285,15 +287,80 @@ def dropout_multiplier(num_edges: int, heads: int, eid: Optional[Tensor], seed: 
     return keep_mask(edge, heads, seed, p_threshold).to(dtype) * keep_scale
 
 
+def leaky_relu(x: Tensor, negative_slope: float) -> Tensor:
+    """:math:`\\max(x, 0) + \\text{slope} \\min(x, 0)` (the GAT scores' nonlinearity)."""
+    return torch.where(x > 0, x, x * negative_slope)
+
+
+def _leaky_grad(x: Tensor, negative_slope: float) -> Tensor:
+    return torch.where(x > 0, torch.ones_like(x), torch.full_like(x, negative_slope))
+
+
+def _gatv2_pre(q: Tensor, k: Tensor, row: Tensor, col: Tensor, eid: Optional[Tensor], edge_k: Optional[Tensor],
+               c: slice) -> Tensor:
+    r""":math:`z_c = q_i + k_j (+ e^k_c)` ``[C, H, D]`` of the edges in chunk ``c`` (compute dtype)."""
+    cdt = _compute_dtype(q.dtype)
+    z = q.index_select(0, row[c]).to(cdt) + k.index_select(0, col[c]).to(cdt)
+    return z if edge_k is None else z + _gather(edge_k, eid, c).to(cdt)
+
+
 def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tensor], scale: float,
-            rowptr: Optional[Tensor], eid: Optional[Tensor], edge_k: Optional[Tensor]) -> Tensor:
-    s = sddmm(q, k, row, col, rowptr)
-    if edge_k is not None:
-        s = s + _edge_dot(q, row, edge_k, eid)
-    s = s * scale
+            rowptr: Optional[Tensor], eid: Optional[Tensor], edge_k: Optional[Tensor], score: str = "dot",
+            negative_slope: float = 0.2, att: Optional[Tensor] = None) -> Tensor:
+    """Per-edge scores ``[E, H]`` in CSR order and the compute dtype (see :mod:`sparse_kernels.call`)."""
+    cdt = _compute_dtype(q.dtype)
+    if score == "dot":
+        s = sddmm(q, k, row, col, rowptr)
+        if edge_k is not None:
+            s = s + _edge_dot(q, row, edge_k, eid)
+        s = s * scale
+    elif score == "gat":
+        s = leaky_relu(q[:, :, 0].to(cdt).index_select(0, row) + k[:, :, 0].to(cdt).index_select(0, col)
+                       + (0 if bias is None else _per_edge(bias, eid).to(cdt)), negative_slope)
+        return s
+    elif score == "gatv2":
+        s = torch.empty(row.numel(), q.size(1), dtype=cdt, device=q.device)
+        for c in _chunks(row.numel(), q.size(1) * q.size(2)):
+            s[c] = (leaky_relu(_gatv2_pre(q, k, row, col, eid, edge_k, c), negative_slope) * att.to(cdt)).sum(-1)
+    else:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if bias is not None:
         s = s + _per_edge(bias, eid).to(s.dtype)
     return s
+
+
+def _score_input_grads(ds: Tensor, q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tensor],
+                       eid: Optional[Tensor], edge_k: Optional[Tensor], negative_slope: float, att: Optional[Tensor],
+                       score: str) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    r"""``(dq, dk, dbias, dedge_k, datt)`` of the gat/gatv2 scores from the score gradient ``ds`` ``[E, H]``
+    (CSR order): with :math:`z` the LeakyReLU input, :math:`g = \partial s \cdot \text{LeakyReLU}'(z)` (gat)
+    or :math:`g = \partial s\, \text{att} \odot \text{LeakyReLU}'(z)` (gatv2), :math:`\partial q_i = \sum_c g_c`,
+    :math:`\partial k_j = \sum_c g_c`, :math:`\partial e^k_c = g_c`, :math:`\partial b_c` the bias' share and
+    :math:`\partial \text{att} = \sum_c \partial s_c\, \text{LeakyReLU}(z_c)`."""
+    cdt = ds.dtype
+    if score == "gat":
+        z = q[:, :, 0].to(cdt).index_select(0, row) + k[:, :, 0].to(cdt).index_select(0, col)
+        if bias is not None:
+            z = z + _per_edge(bias, eid).to(cdt)
+        g = ds * _leaky_grad(z, negative_slope)
+        dq = _segment_sum(g, row, q.size(0)).unsqueeze(-1)
+        dk = _segment_sum(g, col, k.size(0)).unsqueeze(-1)
+        dbias = None if bias is None else _to_user_order(g.to(bias.dtype), eid)
+        return dq, dk, dbias, None, None
+    dq = torch.zeros(q.shape, dtype=cdt, device=q.device)
+    dk = torch.zeros(k.shape, dtype=cdt, device=q.device)
+    dek = None if edge_k is None else torch.empty(edge_k.shape, dtype=cdt, device=q.device)
+    datt = torch.zeros(att.shape, dtype=cdt, device=q.device)
+    for c in _chunks(row.numel(), q.size(1) * q.size(2)):
+        z = _gatv2_pre(q, k, row, col, eid, edge_k, c)
+        datt += (ds[c].unsqueeze(-1) * leaky_relu(z, negative_slope)).sum(0)
+        g = ds[c].unsqueeze(-1) * att.to(cdt) * _leaky_grad(z, negative_slope)
+        dq.index_add_(0, row[c], g)
+        dk.index_add_(0, col[c], g)
+        if dek is not None:
+            dek.index_copy_(0, torch.arange(c.start, c.stop, device=q.device) if eid is None else eid[c], g)
+    dbias = None if bias is None else _to_user_order(ds.to(bias.dtype), eid)
+    return dq, dk, dbias, None if dek is None else dek.to(edge_k.dtype), datt.to(att.dtype)
 
 
 def attention_forward(q: Tensor, k: Tensor, v: Tensor, row: Tensor, col: Tensor,
@@ -301,7 +368,8 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, row: Tensor, col: Tensor,
                       rowptr: Optional[Tensor] = None, *, eid: Optional[Tensor] = None,
                       edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None,
                       seed: Optional[Tensor] = None, p_threshold: int = 0,
-                      keep_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+                      keep_scale: float = 1.0, score: str = "dot", negative_slope: float = 0.2,
+                      att: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     r"""Fused-semantics attention on a CSR edge list:
 
     .. math::
@@ -316,12 +384,14 @@ def attention_forward(q: Tensor, k: Tensor, v: Tensor, row: Tensor, col: Tensor,
             row ``eid[c]`` for CSR position ``c`` (in CSR order when ``eid`` is ``None``);
         rowptr: optional ``[N_dst + 1]`` CSR offsets (enables the sparse CPU path);
         seed, p_threshold, keep_scale: counter-based dropout (:mod:`sparse_kernels.dropout`) on the
-            edge ids ``eid`` (``seed=None``: none).
+            edge ids ``eid`` (``seed=None``: none);
+        score, negative_slope, att: the score function (``"dot"`` as above, ``"gat"``, ``"gatv2"``; see
+            :mod:`sparse_kernels.call`), its LeakyReLU slope and GATv2's ``att`` ``[H, D]``.
 
     Returns:
         ``out`` ``[N_dst, H, Dv]`` in ``q``'s dtype and ``stat`` ``[N_dst, H]`` in the compute dtype.
     """
-    s = _scores(q, k, row, col, bias, scale, rowptr, eid, edge_k)
+    s = _scores(q, k, row, col, bias, scale, rowptr, eid, edge_k, score, negative_slope, att)
     a, stat = edge_normalize(s, row, q.size(0), normalizer)
     mult = dropout_multiplier(row.numel(), q.size(1), eid, seed, p_threshold, keep_scale, a.dtype, a.device)
     w = a if mult is None else a * mult
@@ -337,8 +407,10 @@ def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
                        transpose: Optional[tuple[Tensor, Tensor, Tensor]] = None, *,
                        eid: Optional[Tensor] = None, edge_k: Optional[Tensor] = None,
                        edge_v: Optional[Tensor] = None, seed: Optional[Tensor] = None,
-                       p_threshold: int = 0, keep_scale: float = 1.0,
-                       ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+                       p_threshold: int = 0, keep_scale: float = 1.0, score: str = "dot",
+                       negative_slope: float = 0.2, att: Optional[Tensor] = None,
+                       ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor],
+                                  Optional[Tensor]]:
     r"""Gradients of :func:`attention_forward`, recomputing :math:`a_{ij}` from ``stat`` and the dropout
     mask from the seed.
 
@@ -354,11 +426,12 @@ def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
         \partial e^v_c = w_c\, \partial o_i,\quad \partial b_c = \partial s_c.
 
     ``rowptr`` and ``transpose = (colptr, csc_row, csc_perm)`` (see :class:`~sparse_kernels.csr.CSC`)
-    enable the sparse CPU path. Returns ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` in the inputs' dtypes
-    and orders (``None`` for absent inputs).
+    enable the sparse CPU path. The gat and gatv2 scores take their gradients from :math:`\partial s`
+    through :func:`_score_input_grads`. Returns ``(dq, dk, dv, dbias, dedge_k, dedge_v, datt)`` in the inputs'
+    dtypes and orders (``None`` for absent inputs).
     """
     cdt = _compute_dtype(q.dtype)
-    s = _scores(q, k, row, col, bias, scale, rowptr, eid, edge_k)
+    s = _scores(q, k, row, col, bias, scale, rowptr, eid, edge_k, score, negative_slope, att)
     a = _weights_from_stat(s, stat.to(cdt), row, normalizer)
     mult = dropout_multiplier(row.numel(), q.size(1), eid, seed, p_threshold, keep_scale, cdt, a.device)
     da = sddmm(grad_out, v, row, col, rowptr)
@@ -372,19 +445,25 @@ def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
     else:
         delta = (grad_out.to(cdt) * out.to(cdt)).sum(-1)
         ds = _score_grad(da - delta[row], a, s, stat.to(cdt), row, normalizer)
+    if transpose is not None:   # source-major pass over the transpose
+        colptr, csc_row, csc_perm = transpose
+        csc_col = col[csc_perm]
+        dv = spmm(w[csc_perm], grad_out, csc_col, csc_row, v.size(0), colptr)
+    else:
+        dv = spmm(w, grad_out, col, row, v.size(0))
+    dedge_v = None if edge_v is None else _edge_outer(w, grad_out, row, eid, edge_v)
+    if score != "dot":
+        dq, dk, dbias, dedge_k, datt = _score_input_grads(ds, q, k, row, col, bias, eid, edge_k, negative_slope,
+                                                          att, score)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dedge_k, dedge_v, datt
     dq = spmm(ds, k, row, col, q.size(0), rowptr)
     if edge_k is not None:
         dq = dq + _edge_sum(ds, edge_k, eid, row, q.size(0))
     dq = dq * scale
-    if transpose is not None:   # source-major pass over the transpose
-        colptr, csc_row, csc_perm = transpose
-        csc_col = col[csc_perm]
+    if transpose is not None:
         dk = spmm(ds[csc_perm], q, csc_col, csc_row, k.size(0), colptr) * scale
-        dv = spmm(w[csc_perm], grad_out, csc_col, csc_row, v.size(0), colptr)
     else:
         dk = spmm(ds, q, col, row, k.size(0)) * scale
-        dv = spmm(w, grad_out, col, row, v.size(0))
     dbias = None if bias is None else _to_user_order(ds.to(bias.dtype), eid)
     dedge_k = None if edge_k is None else _edge_outer(ds * scale, q, row, eid, edge_k)
-    dedge_v = None if edge_v is None else _edge_outer(w, grad_out, row, eid, edge_v)
-    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dedge_k, dedge_v
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dedge_k, dedge_v, None

@@ -89,7 +89,7 @@ def test_jagged_layout_equals_padded(monkeypatch):
     batch, num_graphs = _batch([3, 7, 5, 1])
     graph = ga.AttentionGraph.full_per_graph(batch, num_graphs)
     leaves = [torch.randn(batch.numel(), 2, 4, requires_grad=True) for _ in range(3)]
-    call = sk.ops._make_call(*leaves, graph.csr, None, None, None, None, "softmax", 0.0, None, validate=True)
+    call = sk.dispatch.AttentionCall(*leaves, graph.csr, None, None, None, 0.5, "softmax", 0.0, None)
     plan = dense_blocks.plan_for(graph.csr)
     jagged = dense_blocks._jagged_attention(call, plan)
     padded = dense_blocks._padded_attention(call, plan)

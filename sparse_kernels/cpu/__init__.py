@@ -30,6 +30,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..call import SCORES, Grads, KernelCall
+
 __all__ = ["available", "load_error", "attention_fwd", "attention_bwd", "dropout_keep", "dropout_blocks", "kernels",
            "supports", "KERNEL_DTYPES"]
 
@@ -94,23 +96,37 @@ def _build() -> ctypes.CDLL:
     raise RuntimeError("; ".join(errors))
 
 
+_CTYPES = {"int64_t": ctypes.c_int64, "double": ctypes.c_double}
+
+
+def _call_struct(lib: ctypes.CDLL) -> type:
+    """The ctypes mirror of ``ga_call_t``, built from the library's own field list (``ga_call_fields``) and
+    checked field by field against its ``offsetof`` values and ``sizeof``."""
+    lib.ga_call_fields.restype = ctypes.c_char_p
+    described = [item.split(":") for item in lib.ga_call_fields().decode().split(";") if item]
+    fields = [(name, ctypes.c_void_p if "*" in ctype else _CTYPES[ctype]) for name, ctype in described]
+    struct = type("GaCall", (ctypes.Structure,), {"_fields_": fields})
+    offsets = (ctypes.c_int64 * (len(fields) + 1))()
+    lib.ga_call_offsets(offsets)
+    mine = [getattr(struct, name).offset for name, _ in fields] + [ctypes.sizeof(struct)]
+    if list(offsets) != mine:
+        raise RuntimeError(f"the ctypes mirror of ga_call_t does not match the C layout: {mine} != {list(offsets)}")
+    return struct
+
+
 def _declare(lib: ctypes.CDLL) -> None:
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
     lib.ga_dropout_keep.argtypes = [i64, i64, ptr, i64, i64, ptr]
     lib.ga_dropout_keep.restype = None
+    lib.call_struct = _call_struct(lib)
     for suffix in _SUFFIX.values():
         blocks = getattr(lib, f"ga_dropout_blocks_{suffix}")
         blocks.argtypes = [i64, i64, i64, ptr, ptr, i64, i64, dbl, ptr]
         blocks.restype = None
-    for suffix in _SUFFIX.values():
-        fwd = getattr(lib, f"ga_attention_fwd_{suffix}")
-        fwd.argtypes = [i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, dbl, i64, i64, i64, dbl,
-                        ptr, ptr, i64]
-        fwd.restype = None
-        bwd = getattr(lib, f"ga_attention_bwd_{suffix}")
-        bwd.argtypes = [i64, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
-                        ptr, ptr, dbl, i64, i64, i64, dbl, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64]
-        bwd.restype = None
+        for op in ("fwd", "bwd"):
+            kernel = getattr(lib, f"ga_attention_{op}_{suffix}")
+            kernel.argtypes = [ctypes.POINTER(lib.call_struct)]
+            kernel.restype = None
 
 
 def _library() -> Optional[ctypes.CDLL]:
@@ -147,47 +163,52 @@ def _p(t: Optional[Tensor]) -> Optional[int]:
     return None if t is None else t.data_ptr()
 
 
-def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, eid: Optional[Tensor],
-                  bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor], scale: float,
-                  normalizer: str, seed: int, threshold: int, keep_scale: float) -> tuple[Tensor, Tensor]:
-    """Fused forward (see ``attention.c``). All tensors contiguous, on the CPU, one float dtype;
-    index tensors int64; ``eid`` ``None`` when the CSR order is the user's edge order.
-
-    Returns ``out`` ``[N_dst, H, Dv]`` and ``stat`` ``[N_dst, H]`` in the input dtype."""
+def _struct(call: KernelCall, **outputs: Optional[Tensor]):
+    """The ``ga_call_t`` of ``call`` with the given output / scratch tensors (field name -> tensor)."""
     lib = _library()
-    n_dst, heads, dim = q.shape
-    dim_v = v.size(2)
-    out = q.new_empty(n_dst, heads, dim_v)
-    stat = q.new_empty(n_dst, heads)
-    getattr(lib, f"ga_attention_fwd_{_SUFFIX[q.dtype]}")(
-        n_dst, heads, dim, dim_v, _p(rowptr), _p(col), _p(eid), _p(q), _p(k), _p(v), _p(bias), _p(edge_k),
-        _p(edge_v), float(scale), _NORM_CODES[normalizer], seed, threshold, float(keep_scale), _p(out), _p(stat),
-        torch.get_num_threads())
+    i, g, o = call.inputs, call.graph, call.options
+    tensors = dict(rowptr=g.rowptr, col=g.col, eid=g.eid, colptr=g.colptr, row_t=g.row_t, perm_t=g.perm_t,
+                   q=i.q, k=i.k, v=i.v, bias=i.bias, edge_k=i.edge_k, edge_v=call.edge_v, att=i.att, **outputs)
+    return lib.call_struct(
+        n_dst=i.q.size(0), n_src=i.k.size(0), heads=i.q.size(1), dim=i.q.size(2), dim_v=i.v.size(2),
+        scale=o.scale, keep_scale=o.keep_scale, negative_slope=o.negative_slope,
+        normalizer=_NORM_CODES[o.normalizer], score=SCORES.index(o.score),
+        seed=0 if i.seed is None else int(i.seed.reshape(()).item()), threshold=o.p_threshold,
+        nthreads=torch.get_num_threads(), **{name: _p(t) for name, t in tensors.items()})
+
+
+def _run(kernel: str, call: KernelCall, struct) -> None:
+    getattr(_library(), f"{kernel}_{_SUFFIX[call.inputs.q.dtype]}")(ctypes.byref(struct))
+    if struct.error:
+        raise MemoryError(f"{kernel}: a buffer of the CPU kernels could not be allocated")
+
+
+def attention_fwd(call: KernelCall) -> tuple[Tensor, Tensor]:
+    """Fused forward (see ``attention.c``) of a :class:`~sparse_kernels.call.KernelCall` whose tensors are
+    contiguous, on the CPU, of one float dtype (index tensors int64). Returns ``out`` ``[N_dst, H, Dv]`` and
+    ``stat`` ``[N_dst, H]`` in the input dtype."""
+    q, v = call.inputs.q, call.inputs.v
+    out = q.new_empty(q.size(0), q.size(1), v.size(2))
+    stat = q.new_empty(q.size(0), q.size(1))
+    _run("ga_attention_fwd", call, _struct(call, res_out=out, res_stat=stat))
     return out, stat
 
 
-def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor, rowptr: Tensor,
-                  col: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
-                  bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor], scale: float,
-                  normalizer: str, seed: int, threshold: int, keep_scale: float, fold_edge_grads: bool = False
-                  ) -> tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
-    """Fused backward: ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` (``None`` for absent inputs). With
-    ``fold_edge_grads`` (``edge_v`` is ``edge_k``) ``dedge_k`` is the gradient of both uses and
-    ``dedge_v`` is ``None``."""
-    lib = _library()
-    n_dst, heads, dim = q.shape
-    n_src, dim_v, num_edges = k.size(0), v.size(2), col.numel()
-    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dbias = None if bias is None else torch.empty_like(bias)
-    dek = None if edge_k is None else torch.empty_like(edge_k)
-    dev = dek if fold_edge_grads else (None if edge_v is None else torch.empty_like(edge_v))
-    scratch = q.new_empty(2, num_edges, heads)
-    getattr(lib, f"ga_attention_bwd_{_SUFFIX[q.dtype]}")(
-        n_dst, n_src, heads, dim, dim_v, _p(rowptr), _p(col), _p(eid), _p(colptr), _p(row_t), _p(perm_t), _p(q),
-        _p(k), _p(v), _p(bias), _p(edge_k), _p(edge_v), _p(grad_out), _p(out), _p(stat), float(scale),
-        _NORM_CODES[normalizer], seed, threshold, float(keep_scale), _p(dq), _p(dk), _p(dv), _p(dbias), _p(dek),
-        _p(dev), _p(scratch[0]), _p(scratch[1]), torch.get_num_threads())
-    return dq, dk, dv, dbias, dek, None if fold_edge_grads else dev
+def attention_bwd(call: KernelCall, out: Tensor, stat: Tensor, grad_out: Tensor) -> Grads:
+    """Fused backward of ``call`` (``None`` for absent inputs; with ``shared_edge`` ``dedge_k`` is the
+    gradient of both uses of ``edge_k``)."""
+    i = call.inputs
+    dq, dk, dv = torch.empty_like(i.q), torch.empty_like(i.k), torch.empty_like(i.v)
+    dbias = None if i.bias is None else torch.empty_like(i.bias)
+    dek = None if i.edge_k is None else torch.empty_like(i.edge_k)
+    dev = dek if call.options.shared_edge else (None if i.edge_v is None else torch.empty_like(i.edge_v))
+    datt = None if i.att is None else torch.empty_like(i.att)
+    scratch = i.q.new_empty(2, call.graph.col.numel(), i.q.size(1))
+    datt_rows = None if datt is None else torch.empty_like(i.q)
+    _run("ga_attention_bwd", call, _struct(call, grad_out=grad_out, out=out, stat=stat, dq=dq, dk=dk, dv=dv,
+                                           dbias=dbias, dedge_k=dek, dedge_v=dev, datt=datt, ds_buf=scratch[0],
+                                           w_buf=scratch[1], datt_rows=datt_rows))
+    return Grads(dq, dk, dv, dbias, dek, None if call.options.shared_edge else dev, datt)
 
 
 def dropout_blocks(row_edge: Tensor, sizes: Tensor, heads: int, seed: int, threshold: int, keep_scale: float,
@@ -217,26 +238,9 @@ def dropout_keep(edge: Tensor, heads: int, seed: int, threshold: int) -> Tensor:
 
 
 # --------------------------------------------------------------------------- as the engine's "cpu" kernels
-def _seed_int(seed: Optional[Tensor]) -> int:
-    return 0 if seed is None else int(seed.reshape(()).item())
-
-
-def _attention_fwd_op(q, k, v, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k, edge_v, seed, scale,
-                      normalizer, p_threshold, keep_scale):
-    return attention_fwd(q, k, v, rowptr, col, eid, bias, edge_k, edge_v, scale, normalizer, _seed_int(seed),
-                         p_threshold, keep_scale)
-
-
-def _attention_bwd_op(grad_out, q, k, v, out, stat, rowptr, col, row, eid, colptr, row_t, perm_t, bias, edge_k,
-                      edge_v, seed, scale, normalizer, p_threshold, keep_scale, fold_edge_grads):
-    grads = attention_bwd(grad_out, q, k, v, out, stat, rowptr, col, eid, colptr, row_t, perm_t, bias, edge_k,
-                          edge_v, scale, normalizer, _seed_int(seed), p_threshold, keep_scale, fold_edge_grads)
-    return tuple(q.new_empty(0) if g is None else g for g in grads)
-
-
 def kernels() -> dict:
-    """The ``attention_fwd`` / ``attention_bwd`` op implementations (the ops' signatures)."""
-    return {"attention_fwd": _attention_fwd_op, "attention_bwd": _attention_bwd_op}
+    """The ``attention_fwd`` / ``attention_bwd`` op implementations."""
+    return {"attention_fwd": attention_fwd, "attention_bwd": attention_bwd}
 
 
 def supports(op: str, features) -> bool:

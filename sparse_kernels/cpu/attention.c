@@ -27,6 +27,7 @@
  * (u >> 8) >= threshold, with key0 = seed mod 2^32, key1 = mix32(seed >> 32 ^ 0x9E3779B9).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,38 @@
 #define CHUNK 64
 #define GA_INLINE static inline __attribute__((always_inline))
 enum { NORM_SOFTMAX = 0, NORM_SIGMOID = 1, NORM_SOFTPLUS = 2 };
+enum { SCORE_DOT = 0, SCORE_GAT = 1, SCORE_GATV2 = 2 };
+
+/* One attention call (sparse_kernels/call.py's KernelCall), the only argument of the kernels. The Python
+   binding builds its ctypes mirror from ga_call_fields() and checks it against ga_call_offsets(), so that no
+   field is matched by position. Float tensors are void pointers of the kernel's scalar type; NULL: absent.
+   Sizes: n_dst, n_src, heads (H), dim (D), dim_v (DV). error is set non-zero when a kernel fails (an
+   allocation), and the outputs are then undefined. */
+#define GA_CALL_FIELDS(X)                                                                                     \
+    X(int64_t, n_dst) X(int64_t, n_src) X(int64_t, heads) X(int64_t, dim) X(int64_t, dim_v)                   \
+    X(const int64_t*, rowptr) X(const int64_t*, col) X(const int64_t*, eid)                                   \
+    X(const int64_t*, colptr) X(const int64_t*, row_t) X(const int64_t*, perm_t)                              \
+    X(const void*, q) X(const void*, k) X(const void*, v) X(const void*, bias) X(const void*, edge_k)         \
+    X(const void*, edge_v) X(const void*, att) X(const void*, grad_out) X(const void*, out)                   \
+    X(const void*, stat)                                                                                      \
+    X(double, scale) X(double, keep_scale) X(double, negative_slope)                                          \
+    X(int64_t, normalizer) X(int64_t, score) X(int64_t, seed) X(int64_t, threshold) X(int64_t, nthreads)     \
+    X(void*, res_out) X(void*, res_stat) X(void*, dq) X(void*, dk) X(void*, dv) X(void*, dbias)              \
+    X(void*, dedge_k) X(void*, dedge_v) X(void*, datt) X(void*, ds_buf) X(void*, w_buf) X(void*, datt_rows)  \
+    X(int64_t, error)
+
+#define GA_DECLARE(type, name) type name;
+typedef struct { GA_CALL_FIELDS(GA_DECLARE) } ga_call_t;
+
+#define GA_DESCRIBE(type, name) #name ":" #type ";"
+#define GA_OFFSET(type, name) (int64_t)offsetof(ga_call_t, name),
+/* "name:type;" for every field, in order */
+const char* ga_call_fields(void) { return GA_CALL_FIELDS(GA_DESCRIBE); }
+/* offsetof of every field, in order, then sizeof(ga_call_t) */
+void ga_call_offsets(int64_t* out) {
+    const int64_t offsets[] = { GA_CALL_FIELDS(GA_OFFSET) (int64_t)sizeof(ga_call_t) };
+    memcpy(out, offsets, sizeof offsets);
+}
 
 static inline uint32_t mix32(uint32_t x) {
     x ^= x >> 16;

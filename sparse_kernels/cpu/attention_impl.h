@@ -58,22 +58,63 @@ GA_INLINE void SFX(scaled)(T alpha, const T* restrict x, T* restrict y, int64_t 
     for (int64_t d = 0; d < n; ++d) y[d] = alpha * x[d];
 }
 
+/* A ga_call_t with typed pointers (the kernels' view of one call). */
 typedef struct {
     int64_t H;
     const int64_t *rowptr, *col, *eid, *colptr, *row_t, *perm_t;
-    const T *q, *k, *v, *bias, *ek, *ev, *dout, *out, *stat;
-    T scale, keep_scale;
-    int64_t norm;
+    const T *q, *k, *v, *bias, *ek, *ev, *att, *dout, *out, *stat;
+    T scale, keep_scale, slope;
+    int64_t norm, score;
     dropout_t drop;
-    T *res, *res_stat;                       /* forward: out, stat */
-    T *dq, *dk, *dv, *dbias, *dek, *dev;     /* backward */
-    T *ds_buf, *w_buf;                       /* backward scratch [E, H] in CSR order */
+    T *res, *res_stat;                            /* forward: out, stat */
+    T *dq, *dk, *dv, *dbias, *dek, *dev, *datt;   /* backward */
+    T *ds_buf, *w_buf;                            /* backward scratch [E, H] in CSR order */
+    T *datt_rows;                                 /* backward scratch [N_dst, H, D] (gatv2's att) */
 } SFX(args_t);
 
-/* Score of an edge (source j, user id u) for head h of destination row qi. */
+GA_INLINE SFX(args_t) SFX(args_of)(const ga_call_t* c) {
+    SFX(args_t) a = {0};
+    a.H = c->heads; a.rowptr = c->rowptr; a.col = c->col; a.eid = c->eid;
+    a.colptr = c->colptr; a.row_t = c->row_t; a.perm_t = c->perm_t;
+    a.q = (const T*)c->q; a.k = (const T*)c->k; a.v = (const T*)c->v; a.bias = (const T*)c->bias;
+    a.ek = (const T*)c->edge_k; a.ev = (const T*)c->edge_v; a.att = (const T*)c->att;
+    a.dout = (const T*)c->grad_out; a.out = (const T*)c->out; a.stat = (const T*)c->stat;
+    a.scale = (T)c->scale; a.keep_scale = (T)c->keep_scale; a.slope = (T)c->negative_slope;
+    a.norm = c->normalizer; a.score = c->score; a.drop = dropout_init(c->seed, c->threshold);
+    a.res = (T*)c->res_out; a.res_stat = (T*)c->res_stat;
+    a.dq = (T*)c->dq; a.dk = (T*)c->dk; a.dv = (T*)c->dv; a.dbias = (T*)c->dbias;
+    a.dek = (T*)c->dedge_k; a.dev = (T*)c->dedge_v; a.datt = (T*)c->datt;
+    a.ds_buf = (T*)c->ds_buf; a.w_buf = (T*)c->w_buf; a.datt_rows = (T*)c->datt_rows;
+    return a;
+}
+
+GA_INLINE T SFX(leaky)(T x, T slope) { return x > 0 ? x : x * slope; }
+GA_INLINE T SFX(leaky_grad)(T x, T slope) { return x > 0 ? (T)1 : slope; }
+
+/* z_d = q_i + k_j (+ ek_u), the LeakyReLU input of the gatv2 score, for head h (D values). */
+GA_INLINE T SFX(gatv2_pre)(const SFX(args_t)* a, const T* qh, int64_t j, int64_t u, int64_t h, int64_t d,
+                           int64_t D) {
+    const int64_t H = a->H;
+    T z = qh[d] + a->k[(j * H + h) * D + d];
+    return a->ek ? z + a->ek[(u * H + h) * D + d] : z;
+}
+
+/* Score of an edge (source j, user id u) for head h of destination row qi (sparse_kernels/call.py):
+   dot   scale * <q_i, k_j + ek_u> + b_u
+   gat   LeakyReLU(q_i + k_j + b_u)                      (D = 1)
+   gatv2 sum_d att_d LeakyReLU(q_i + k_j + ek_u)_d + b_u */
 GA_INLINE T SFX(score)(const SFX(args_t)* a, const T* qi, int64_t j, int64_t u, int64_t h, int64_t D) {
     const int64_t H = a->H;
-    T s = SFX(dot)(qi + h * D, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, D) * a->scale;
+    T s;
+    if (a->score == SCORE_GAT)
+        return SFX(leaky)(qi[h] + a->k[j * H + h] + (a->bias ? a->bias[u * H + h] : (T)0), a->slope);
+    if (a->score == SCORE_GATV2) {
+        const T* at = a->att + h * D;
+        s = 0;
+        for (int64_t d = 0; d < D; ++d) s += at[d] * SFX(leaky)(SFX(gatv2_pre)(a, qi + h * D, j, u, h, d, D), a->slope);
+    } else {
+        s = SFX(dot)(qi + h * D, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, D) * a->scale;
+    }
     return a->bias ? s + a->bias[u * H + h] : s;
 }
 
@@ -133,12 +174,47 @@ GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
     }
 }
 
+/* The score's share of the row pass for edge c (source j, user id u), head h, from its score gradient ds:
+   dq_i, dbias_u, dedge_k_u, the per-row att gradient, and what the column pass needs in ds_buf (ds, or for
+   gat the gradient of the LeakyReLU input). */
+GA_INLINE void SFX(score_grads)(const SFX(args_t)* a, int64_t i, int64_t j, int64_t u, int64_t c, int64_t h, T ds,
+                                int64_t D) {
+    const int64_t H = a->H;
+    const T* qi = a->q + i * H * D;
+    T* dqi = a->dq + i * H * D;
+    if (a->score == SCORE_GAT) {
+        T g = ds * SFX(leaky_grad)(qi[h] + a->k[j * H + h] + (a->bias ? a->bias[u * H + h] : (T)0), a->slope);
+        a->ds_buf[c * H + h] = g;
+        if (a->dbias) a->dbias[u * H + h] = g;
+        dqi[h] += g;
+        return;
+    }
+    a->ds_buf[c * H + h] = ds;
+    if (a->dbias) a->dbias[u * H + h] = ds;
+    if (a->score == SCORE_GATV2) {
+        const T* at = a->att + h * D;
+        T* datt = a->datt_rows + (i * H + h) * D;
+        T* dek = a->dek ? a->dek + (u * H + h) * D : NULL;
+        for (int64_t d = 0; d < D; ++d) {
+            T z = SFX(gatv2_pre)(a, qi + h * D, j, u, h, d, D), g = ds * at[d] * SFX(leaky_grad)(z, a->slope);
+            dqi[h * D + d] += g;
+            datt[d] += ds * SFX(leaky)(z, a->slope);
+            if (dek) dek[d] = g;
+        }
+        return;
+    }
+    T g = ds * a->scale;
+    SFX(axpy)(g, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, dqi + h * D, D);
+    if (a->dek) SFX(scaled)(g, qi + h * D, a->dek + (u * H + h) * D, D);
+}
+
 /* Backward row pass of destination row i: dq, the per-edge gradients, ds and w. delta holds H values. */
 GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* delta) {
     const int64_t H = a->H, norm = a->norm;
     const T *qi = a->q + i * H * D, *doi = a->dout + i * H * DV;
     T* dqi = a->dq + i * H * D;
     memset(dqi, 0, sizeof(T) * (size_t)(H * D));
+    if (a->datt_rows) memset(a->datt_rows + i * H * D, 0, sizeof(T) * (size_t)(H * D));
     for (int64_t h = 0; h < H; ++h)
         delta[h] = norm == NORM_SIGMOID ? (T)0 : SFX(dot)(doi + h * DV, a->out + (i * H + h) * DV, NULL, DV);
     for (int64_t c = a->rowptr[i]; c < a->rowptr[i + 1]; ++c) {
@@ -157,15 +233,25 @@ GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
             else if (norm == NORM_SOFTPLUS) ds = (da - delta[h]) * EXP(SFX(log_sigmoid)(s) - st);
             else ds = da * prob * ((T)1 - prob);
             w = prob * mult;
-            a->ds_buf[c * H + h] = ds;
             a->w_buf[c * H + h] = w;
-            if (a->dbias) a->dbias[u * H + h] = ds;
-            T g = ds * a->scale;
-            SFX(axpy)(g, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, dqi + h * D, D);
-            if (a->dek) SFX(scaled)(g, qi + h * D, a->dek + (u * H + h) * D, D);
+            SFX(score_grads)(a, i, j, u, c, h, ds, D);
             if (a->dev == a->dek && a->dek) SFX(axpy)(w, doi + h * DV, NULL, a->dek + (u * H + h) * D, D);  /* folded */
             else if (a->dev) SFX(scaled)(w, doi + h * DV, a->dev + (u * H + h) * DV, DV);
         }
+    }
+}
+
+/* dk_j (head h) += the key gradient of edge (i, j, user id u) from its ds_buf entry ds. */
+GA_INLINE void SFX(key_grad)(const SFX(args_t)* a, int64_t i, int64_t j, int64_t u, int64_t h, T ds, T* dkjh,
+                             int64_t D) {
+    const T* qih = a->q + (i * a->H + h) * D;
+    if (a->score == SCORE_GAT) {
+        dkjh[0] += ds;                  /* ds_buf holds the LeakyReLU input's gradient */
+    } else if (a->score == SCORE_GATV2) {
+        const T* at = a->att + h * D;
+        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * SFX(leaky_grad)(SFX(gatv2_pre)(a, qih, j, u, h, d, D), a->slope);
+    } else {
+        SFX(axpy)(ds * a->scale, qih, NULL, dkjh, D);
     }
 }
 
@@ -178,8 +264,8 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
     for (int64_t t = a->colptr[j]; t < a->colptr[j + 1]; ++t) {
         int64_t c = a->perm_t[t], i = a->row_t[t];
         for (int64_t h = 0; h < H; ++h) {
-            T g = a->ds_buf[c * H + h] * a->scale, w = a->w_buf[c * H + h];
-            if (g != (T)0) SFX(axpy)(g, a->q + (i * H + h) * D, NULL, dkj + h * D, D);
+            T ds = a->ds_buf[c * H + h], w = a->w_buf[c * H + h];
+            if (ds != (T)0) SFX(key_grad)(a, i, j, a->eid ? a->eid[c] : c, h, ds, dkj + h * D, D);
             if (w != (T)0) SFX(axpy)(w, a->dout + (i * H + h) * DV, NULL, dvj + h * DV, DV);
         }
     }
@@ -196,44 +282,45 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
         else ROW(a, index, D, DV, ##__VA_ARGS__);                                                       \
     } while (0)
 
-void SFX(ga_attention_fwd)(int64_t n_dst, int64_t H, int64_t D, int64_t DV, const int64_t* rowptr,
-                           const int64_t* col, const int64_t* eid, const T* q, const T* k, const T* v,
-                           const T* bias, const T* ek, const T* ev, double scale, int64_t norm, int64_t seed,
-                           int64_t threshold, double keep_scale, T* out, T* stat, int64_t nthreads) {
-    SFX(args_t) a = {0};
-    a.H = H; a.rowptr = rowptr; a.col = col; a.eid = eid;
-    a.q = q; a.k = k; a.v = v; a.bias = bias; a.ek = ek; a.ev = ev;
-    a.scale = (T)scale; a.keep_scale = (T)keep_scale; a.norm = norm; a.drop = dropout_init(seed, threshold);
-    a.res = out; a.res_stat = stat;
-    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")
+void SFX(ga_attention_fwd)(ga_call_t* c) {
+    const SFX(args_t) a = SFX(args_of)(c);
+    const int64_t H = c->heads, D = c->dim, DV = c->dim_v, n_dst = c->n_dst, nthreads = c->nthreads;
+    int failed = 0;
+    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1) reduction(|:failed)")
     {
         T* buf = (T*)malloc(sizeof(T) * (size_t)(2 * CHUNK * H + 2 * H + H * DV));
+        failed |= buf == NULL;
         _Pragma("omp for schedule(dynamic, 32)")
-        for (int64_t i = 0; i < n_dst; ++i) GA_WIDTHS(SFX(fwd_row), &a, i, D, DV, buf);
+        for (int64_t i = 0; i < n_dst; ++i)
+            if (buf) GA_WIDTHS(SFX(fwd_row), &a, i, D, DV, buf);
         free(buf);
     }
+    c->error = failed;
 }
 
-void SFX(ga_attention_bwd)(int64_t n_dst, int64_t n_src, int64_t H, int64_t D, int64_t DV,
-                           const int64_t* rowptr, const int64_t* col, const int64_t* eid, const int64_t* colptr,
-                           const int64_t* row_t, const int64_t* perm_t, const T* q, const T* k, const T* v,
-                           const T* bias, const T* ek, const T* ev, const T* dout, const T* out, const T* stat,
-                           double scale, int64_t norm, int64_t seed, int64_t threshold, double keep_scale, T* dq,
-                           T* dk, T* dv, T* dbias, T* dek, T* dev, T* ds_buf, T* w_buf, int64_t nthreads) {
-    SFX(args_t) a = {0};
-    a.H = H; a.rowptr = rowptr; a.col = col; a.eid = eid; a.colptr = colptr; a.row_t = row_t; a.perm_t = perm_t;
-    a.q = q; a.k = k; a.v = v; a.bias = bias; a.ek = ek; a.ev = ev; a.dout = dout; a.out = out; a.stat = stat;
-    a.scale = (T)scale; a.keep_scale = (T)keep_scale; a.norm = norm; a.drop = dropout_init(seed, threshold);
-    a.dq = dq; a.dk = dk; a.dv = dv; a.dbias = dbias; a.dek = dek; a.dev = dev; a.ds_buf = ds_buf; a.w_buf = w_buf;
-    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")
+void SFX(ga_attention_bwd)(ga_call_t* c) {
+    const SFX(args_t) a = SFX(args_of)(c);
+    const int64_t H = c->heads, D = c->dim, DV = c->dim_v, n_dst = c->n_dst, n_src = c->n_src;
+    const int64_t nthreads = c->nthreads;
+    int failed = 0;
+    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1) reduction(|:failed)")
     {
         T* delta = (T*)malloc(sizeof(T) * (size_t)H);
+        failed |= delta == NULL;
         _Pragma("omp for schedule(dynamic, 32)")
-        for (int64_t i = 0; i < n_dst; ++i) GA_WIDTHS(SFX(bwd_row), &a, i, D, DV, delta);
+        for (int64_t i = 0; i < n_dst; ++i)
+            if (delta) GA_WIDTHS(SFX(bwd_row), &a, i, D, DV, delta);
         free(delta);
     }
+    c->error = failed;
+    if (failed) return;
     _Pragma("omp parallel for schedule(dynamic, 32) num_threads(nthreads) if(nthreads > 1)")
     for (int64_t j = 0; j < n_src; ++j) GA_WIDTHS(SFX(bwd_col), &a, j, D, DV);
+    if (a.datt) {                       /* att's gradient: the per-row sums, in row order (deterministic) */
+        memset(a.datt, 0, sizeof(T) * (size_t)(H * D));
+        for (int64_t i = 0; i < n_dst; ++i)
+            for (int64_t t = 0; t < H * D; ++t) a.datt[t] += a.datt_rows[i * H * D + t];
+    }
 }
 
 /* Dropout factors of dense blocks, out [G, H, n, n]: entry (g, h, r, c) is keep_scale if the edge

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import torch
 
 from .. import dispatch
+from ..call import KernelCall
 from ..dispatch import Features
 from ..bsr import select_bsr
 from . import attention_bwd, attention_fwd, edge_softmax, schedule, sddmm, spmm
@@ -44,14 +45,24 @@ _KERNELS: dict[str, Callable] = {
     "edge_softmax_bwd": edge_softmax.edge_softmax_bwd}
 
 
+def _device_of(args: tuple) -> torch.device:
+    """The device of an op's inputs (the first float tensor, or a fused call's ``q``)."""
+    for a in args:
+        if isinstance(a, KernelCall):
+            return a.inputs.q.device
+        if isinstance(a, torch.Tensor) and a.dtype.is_floating_point:
+            return a.device
+    raise ValueError("no floating-point input to place the kernel on")
+
+
 def _on_device(kernel: Callable) -> Callable:
-    """Launches on the tensors' GPU, not the current one."""
+    """Launches on the inputs' GPU, not the current one."""
 
     @functools.wraps(kernel)
     def run(*args):
-        features = next(a for a in args if isinstance(a, torch.Tensor) and a.dtype.is_floating_point)
-        if features.device.type == "cuda":
-            with torch.cuda.device(features.device):
+        device = _device_of(args)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
                 return kernel(*args)
         return kernel(*args)
 
@@ -64,15 +75,16 @@ def kernels() -> dict[str, Callable]:
 
 
 def supports(op: str, features: Features) -> bool:
-    """fp32/fp16/bf16 inputs, every op and feature (bias, edge vectors, dropout, each normaliser)."""
-    return features.dtype in KERNEL_DTYPES
+    """fp32/fp16/bf16 inputs, every op and feature (bias, edge vectors, dropout, each normaliser) of the
+    dot-product score."""
+    return features.dtype in KERNEL_DTYPES and features.score == "dot"
 
 
 def _bsr_applies(call: dispatch.AttentionCall) -> bool:
     """CUDA fp16/bf16 softmax attention without per-edge inputs or dropout on a graph whose tiles are
     well filled (:func:`~sparse_kernels.bsr.select_bsr`, cached per graph); never while tracing."""
     return (call.device_type == "cuda" and call.q.dtype in (torch.float16, torch.bfloat16)
-            and call.k.dtype == call.v.dtype == call.q.dtype and call.normalizer == "softmax"
+            and call.k.dtype == call.v.dtype == call.q.dtype and call.score == "dot" and call.normalizer == "softmax"
             and call.bias is None and call.edge_k is None and call.edge_v is None and call.dropout == 0.0
             and not torch.compiler.is_compiling() and select_bsr(call.csr) is not None)
 

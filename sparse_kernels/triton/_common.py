@@ -24,13 +24,12 @@ order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose
 from __future__ import annotations
 
 import os
-from typing import Optional
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..call import KernelCall
 #: Normaliser codes passed as the kernels' ``NORM``; ``SUM`` is a plain per-node sum. The kernels
 #: compare with the ``NORM_*`` twins (Triton reads globals only as ``constexpr``).
 SOFTMAX, SIGMOID, SOFTPLUS, SUM = 0, 1, 2, 3
@@ -269,16 +268,16 @@ def dropout_factor(counter, key0, key1, threshold, keep_scale):
 
 
 # --------------------------------------------------------------------------- attention inputs
-def edge_inputs(q: Tensor, col: Tensor, eid: Optional[Tensor], bias: Optional[Tensor], edge_k: Optional[Tensor],
-                edge_v: Optional[Tensor], seed: Optional[Tensor], p_threshold: int) -> tuple[tuple, dict]:
+def edge_inputs(call: KernelCall) -> tuple[tuple, dict]:
     """The optional inputs of the attention kernels: the tensors ``(eid, bias, edge_k, edge_v, seed)``
     (a placeholder for each absent one) and their flags ``HAS_EID``, ``HAS_BIAS``, ``HAS_EK``,
-    ``HAS_EV``, ``DROPOUT``."""
-    dropout = seed is not None and p_threshold > 0
-    tensors = (col if eid is None else eid, q if bias is None else bias, q if edge_k is None else edge_k,
-               q if edge_v is None else edge_v, seed.to(q.device, torch.int64) if dropout else col)
-    flags = dict(HAS_EID=eid is not None, HAS_BIAS=bias is not None, HAS_EK=edge_k is not None,
-                 HAS_EV=edge_v is not None, DROPOUT=dropout)
+    ``HAS_EV``, ``DROPOUT`` (with ``shared_edge`` ``edge_k`` serves as ``edge_v``)."""
+    i, q, col, eid = call.inputs, call.inputs.q, call.graph.col, call.graph.eid
+    edge_v = call.edge_v
+    tensors = (col if eid is None else eid, q if i.bias is None else i.bias, q if i.edge_k is None else i.edge_k,
+               q if edge_v is None else edge_v, i.seed.to(q.device, torch.int64) if call.dropout_active else col)
+    flags = dict(HAS_EID=eid is not None, HAS_BIAS=i.bias is not None, HAS_EK=i.edge_k is not None,
+                 HAS_EV=edge_v is not None, DROPOUT=call.dropout_active)
     return tensors, flags
 
 

@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..call import Grads, KernelCall
 from ._common import (NORM_CODES, NORM_SIGMOID, SIGMOID, SUM, attention_tile, combine, dropout_factor, dropout_keys,
                       edge_inputs, edge_offsets, edge_weights, gather_nodes, load_item, load_node, scatter_edges,
                       score_grad, store_node)
@@ -143,17 +144,14 @@ def _like_or_empty(x: Optional[Tensor], q: Tensor) -> Tensor:
     return q.new_empty(0) if x is None else torch.empty_like(x)
 
 
-def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, stat: Tensor, rowptr: Tensor,
-                  col: Tensor, row: Tensor, eid: Optional[Tensor], colptr: Tensor, row_t: Tensor, perm_t: Tensor,
-                  bias: Optional[Tensor], edge_k: Optional[Tensor], edge_v: Optional[Tensor],
-                  seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
-                  keep_scale: float, fold_edge_grads: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Triton implementation of ``sparse_kernels::attention_bwd`` (same signature and results).
-
-    Returns ``(dq, dk, dv, dbias, dedge_k, dedge_v)`` in the inputs' dtypes, the per-edge gradients
-    in the user's edge order (empty for absent inputs; with ``fold_edge_grads`` ``dedge_k`` holds both
-    edge terms and ``dedge_v`` is empty).
-    """
+def attention_bwd(call: KernelCall, out: Tensor, stat: Tensor, grad_out: Tensor) -> Grads:
+    """Triton implementation of the fused backward: the gradients in the inputs' dtypes, the per-edge
+    ones in the user's edge order (with ``shared_edge`` ``dedge_k`` holds both edge terms)."""
+    i, g, o = call.inputs, call.graph, call.options
+    q, k, v, bias, edge_k = i.q, i.k, i.v, i.bias, i.edge_k
+    rowptr, col, colptr, row_t, perm_t = g.rowptr, g.col, g.colptr, g.row_t, g.perm_t
+    scale, normalizer, p_threshold, keep_scale, fold_edge_grads = (o.scale, o.normalizer, o.p_threshold,
+                                                                   o.keep_scale, o.shared_edge)
     n_dst, heads, dim = q.shape
     n_src, dim_v, num_edges = k.size(0), v.size(2), col.numel()
     norm = NORM_CODES[normalizer]
@@ -161,14 +159,14 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
     delta = (grad_out.float() * out.float()).sum(-1).contiguous() if norm != SIGMOID else stat
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dbias, dek = (_like_or_empty(x, q) for x in (bias, edge_k))
-    dev = q.new_empty(0) if fold_edge_grads else _like_or_empty(edge_v, q)
+    dev = q.new_empty(0) if fold_edge_grads else _like_or_empty(i.edge_v, q)
     ds, w = q.new_empty(2, num_edges, heads, dtype=torch.float32)  # row pass -> column pass, CSR order
 
     if n_dst > 0:
         plan = plan_for(rowptr)
         grid, meta = _launch_meta(plan, heads, dim, dim_v)
         pdq = q.new_empty(max(plan.num_slots, 1), heads, dim, dtype=torch.float32)
-        optional, flags = edge_inputs(q, col, eid, bias, edge_k, edge_v, seed, p_threshold)
+        optional, flags = edge_inputs(call)
         _row_pass_kernel[grid](plan.items, col, *optional, q, k, v, grad_out, stat, delta, dq, dbias, dek, dev, ds,
                                w, pdq, float(scale), int(p_threshold), float(keep_scale), heads, dim, dim_v,
                                NORM=norm, FOLD_EDGE=fold_edge_grads, **flags, **meta)
@@ -183,4 +181,4 @@ def attention_bwd(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor
                                   heads, dim, dim_v, **meta)
         combine(plan_t.splits, SUM, heads, out=dk, partial_acc=pdk)
         combine(plan_t.splits, SUM, heads, out=dv, partial_acc=pdv)
-    return dq, dk, dv, dbias, dek, dev
+    return Grads.from_flat((dq, dk, dv, dbias, dek, dev, None), call)

@@ -24,13 +24,12 @@ merges. Memory: :math:`O(N H D_v)` plus the scratch of split rows; nothing per e
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..call import KernelCall
 from ._common import (NORM_CODES, attention_tile, combine, dropout_factor, dropout_keys, edge_inputs, finalize_acc,
                       finalize_stat, load_item, load_node, online_update, store_node)
 from .schedule import launch_config, plan_for
@@ -77,22 +76,12 @@ def _attention_fwd_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr,
         store_node(pacc_ptr, part, acc, offs_h, offs_dv, H, DV)
 
 
-def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, row: Tensor, eid: Optional[Tensor],
-                  colptr: Tensor, row_t: Tensor, perm_t: Tensor, bias: Optional[Tensor], edge_k: Optional[Tensor],
-                  edge_v: Optional[Tensor], seed: Optional[Tensor], scale: float, normalizer: str, p_threshold: int,
-                  keep_scale: float) -> tuple[Tensor, Tensor]:
-    """Triton implementation of ``sparse_kernels::attention_fwd`` (same signature and results).
-
-    Args:
-        q: ``[N_dst, H, D]``; k: ``[N_src, H, D]``; v: ``[N_src, H, Dv]`` (contiguous, one dtype).
-        rowptr, col: the CSR; eid: CSR position -> user edge id (``None``: the identity).
-        bias ``[E, H]``, edge_k ``[E, H, D]``, edge_v ``[E, H, Dv]``: optional, in the user's edge order.
-        seed: one-element int64 tensor (``None``: no dropout); p_threshold, keep_scale: see
-            :mod:`sparse_kernels.dropout`.
-
-    Returns:
-        ``out`` ``[N_dst, H, Dv]`` in ``q.dtype`` and ``stat`` ``[N_dst, H]`` float32.
-    """
+def attention_fwd(call: KernelCall) -> tuple[Tensor, Tensor]:
+    """Triton implementation of the fused forward (:class:`~sparse_kernels.call.KernelCall` in, the
+    reference's results out): ``out`` ``[N_dst, H, Dv]`` in ``q.dtype`` and ``stat`` ``[N_dst, H]`` float32."""
+    q, k, v = call.inputs.q, call.inputs.k, call.inputs.v
+    rowptr, col, o = call.graph.rowptr, call.graph.col, call.options
+    scale, normalizer, p_threshold, keep_scale = o.scale, o.normalizer, o.p_threshold, o.keep_scale
     n_dst, heads, dim = q.shape
     dim_v = v.size(2)
     norm = NORM_CODES[normalizer]
@@ -106,7 +95,7 @@ def attention_fwd(q: Tensor, k: Tensor, v: Tensor, rowptr: Tensor, col: Tensor, 
     pm = q.new_empty(slots, heads, dtype=torch.float32)
     pl = torch.empty_like(pm)
     pacc = q.new_empty(slots, heads, dim_v, dtype=torch.float32)
-    optional, flags = edge_inputs(q, col, eid, bias, edge_k, edge_v, seed, p_threshold)
+    optional, flags = edge_inputs(call)
     grid = (plan.items.size(0), triton.cdiv(heads, cfg["BLOCK_H"]))
     _attention_fwd_kernel[grid](plan.items, col, *optional, q, k, v, out, stat, pm, pl, pacc, float(scale),
                                 int(p_threshold), float(keep_scale), heads, dim, dim_v, NORM=norm, **flags,
