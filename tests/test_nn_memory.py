@@ -3,8 +3,8 @@ recorded (a TorchDispatchMode sees the outputs of every aten op and engine op). 
 features no tensor comes near E*H*D elements; with edge features the only E x H x D allocations are
 the projected edge features W_e e_ij themselves and their gradient (PyG's TransformerConv allocates
 more than ten). GATConv folds its edge projection into the attention vector (an [E, H] score term), so it
-stays below E*H*D with edge features too; GATv2Conv without edge features likewise (PyG's GAT layers
-allocate several each). The engine's own chunk size is made small so that its chunked temporaries (inside
+stays below E*H*D with edge features too; GATv2Conv likewise without edge features, and with them forms
+only its edge_k W_e e_ij and the gradient of it (PyG's GAT layers allocate 5 to 15 each). The engine's own chunk size is made small so that its chunked temporaries (inside
 the custom ops, invisible here anyway) cannot hide anything."""
 import pytest
 import torch
@@ -93,6 +93,7 @@ def _gat_inputs():
     lambda: PyGGATConv(H * D, D, heads=H),
     lambda: PyGGATConv(H * D, D, heads=H, edge_dim=F),
     lambda: PyGGATv2Conv(H * D, D, heads=H),
+    lambda: PyGGATv2Conv(H * D, D, heads=H, edge_dim=F),
 ])
 def test_pyg_gat_layers_form_e_h_d(make):
     x, ei, ea = _gat_inputs()
@@ -112,3 +113,10 @@ def test_gat_layers_stay_below_e_h_d(make, small_chunks):
     x, ei, ea = _gat_inputs()
     module = make().train()
     assert _log(lambda: module(x, ei, ea if module.edge_dim else None)).largest < E * H * D // 4
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_gatv2_conv_with_edge_features_forms_only_the_edge_projection(dropout, small_chunks):
+    x, ei, ea = _gat_inputs()
+    module = GATv2Conv(H * D, D, heads=H, edge_dim=F, dropout=dropout)
+    assert _log(lambda: module(x, ei, ea)).big_allocations <= 2        # W_e e_ij (the edge_k) and its gradient
