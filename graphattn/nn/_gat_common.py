@@ -22,7 +22,7 @@ from ..functional import as_attention_graph, attention_weights, graph_attention
 from ..graph import AttentionGraph, self_loop_graph
 from ._message_passing import EngineMessagePassing
 
-__all__ = ["GATBase", "FILL_REDUCTIONS"]
+__all__ = ["GATBase", "FILL_REDUCTIONS", "returned_attention"]
 
 #: The reductions ``fill_value`` may name (those of PyG's ``add_self_loops``).
 FILL_REDUCTIONS = ("add", "sum", "mean", "min", "max", "mul")
