@@ -330,13 +330,11 @@ class AttentionGraph:
     # ------------------------------------------------------------------ edge-order helpers
     def to_csr_order(self, x: Tensor) -> Tensor:
         """Per-edge tensor ``[E, ...]`` in the user's order -> CSR order."""
-        eid = self.csr.eid
-        return x if eid is None else x.index_select(0, eid)
+        return self.csr.to_csr_order(x)
 
     def to_user_order(self, x: Tensor) -> Tensor:
         """Per-edge tensor ``[E, ...]`` in CSR order -> the user's order."""
-        eid = self.csr.eid
-        return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
+        return self.csr.to_user_order(x)
 
     # ------------------------------------------------------------------ conversions
     def to_dense(self) -> Tensor:

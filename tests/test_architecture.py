@@ -59,3 +59,19 @@ def test_the_engine_never_imports_pyg_or_graphattn():
         bad = sorted(name for name in _imports(ast.parse(path.read_text()))
                      if name.split(".")[0] in ("torch_geometric", "graphattn"))
         assert not bad, f"{_relative(path)} imports {bad}"
+
+
+def test_no_address_keys_in_the_engine():
+    """Derived graph state lives on the CSR (``CSR.derived``), never in a table keyed by ``id(...)`` or
+    ``data_ptr()``, which a new object can match after the old one is freed. The one ``data_ptr`` use left
+    passes tensors to the C kernels."""
+    import re
+
+    engine = pathlib.Path(__file__).resolve().parents[1] / "sparse_kernels"
+    offenders = []
+    for path in engine.rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            if re.search(r"(?<![\w.])id\(", code) or ("data_ptr()" in code and "return None if t is None else t.data_ptr()" not in code):
+                offenders.append(f"{path.relative_to(engine)}:{number}: {line.strip()}")
+    assert offenders == []

@@ -20,6 +20,7 @@ def test_model_pairs_agree(layer):
     torch.testing.assert_close(ours(data.x, data.edge_index), pyg(data.x, data.edge_index), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow                # the memory runs start subprocesses
 def test_bench_gat_writes_rows(tmp_path, capsys):
     main(["--datasets", "random", "--random-nodes", "60", "--random-edges", "500", "--random-features", "8",
           "--reps", "2", "--rss-steps", "1", "--layers", "gat", "--out-dir", str(tmp_path)])

@@ -6,7 +6,7 @@ from graphattn.graph import AttentionGraph
 from graphattn.models import GPS, GraphTransformer
 from graphattn.nn.multihead_attention import MultiheadGraphAttention
 from graphattn.sparsify import SparseLinear
-from graphattn.sparsify.bench import random_molecules
+from graphattn.bench.gtsp_export import random_molecules
 from graphattn.utils import count_flops, time_inference
 
 

@@ -30,11 +30,11 @@ a PNG plot and a Markdown table, and prints the table and the issue's acceptance
 GPU (one command, < 10 min; correctness first with
 ``TRITON_INTERPRET=0 python -m pytest tests/test_triton_gpu.py``)::
 
-    python benchmarks/kernels.py --molhiv-root /path/to/ogbg_molhiv
+    graphattn bench kernels --molhiv-root /path/to/ogbg_molhiv
 
 CPU smoke test::
 
-    python benchmarks/kernels.py --device cpu --quick
+    graphattn bench kernels --device cpu --quick
 """
 from __future__ import annotations
 
@@ -531,5 +531,5 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    """Entry point of ``graphattn bench kernels`` and ``benchmarks/kernels.py``."""
+    """Entry point of ``graphattn bench kernels``."""
     return run(parse_args(argv))

@@ -22,11 +22,11 @@ plot, and prints a table (and the issue's targets at 16k on a GPU) last.
 
 GPU (one command, < 10 min)::
 
-    python benchmarks/seq_patterns.py --device cuda
+    graphattn bench seq-patterns --device cuda
 
 CPU smoke test::
 
-    python benchmarks/seq_patterns.py --device cpu --quick
+    graphattn bench seq-patterns --device cpu --quick
 """
 from __future__ import annotations
 
