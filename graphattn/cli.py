@@ -19,11 +19,12 @@ commands:
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
   bench layers       training steps of layer stacks and the core op against the PyG layers they replace
   bench gtsp-export  FLOPs and inference time of a GPS before and after GTSP pruning and export
+  bench gat          training steps of GATConv / GATv2Conv against PyG's on Cora and a large random graph
 """
 
 #: ``graphattn bench <name>`` runs ``main`` of ``graphattn.bench.<module>``.
 BENCHMARKS = {"kernels": "kernels", "seq-patterns": "seq_patterns", "models": "models", "layers": "layers",
-              "gtsp-export": "gtsp_export"}
+              "gtsp-export": "gtsp_export", "gat": "gat"}
 
 
 @contextlib.contextmanager
