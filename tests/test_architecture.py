@@ -1,6 +1,7 @@
 """The house rules of DESIGN.md, checked on the source: the core owns edge order and the engine owns
 kernel choice. Only ``graphattn/graph.py``, ``graphattn/functional.py`` and the benchmarks
-(``graphattn/bench/``) import ``sparse_kernels``; only ``graph.py`` passes the private ``_csr=``."""
+(``graphattn/bench/``) import ``sparse_kernels``; only ``graph.py`` passes the private ``_csr=``; only the
+core reads an AttentionGraph's ``.csr`` (the benchmarks build engine graphs with the engine's API)."""
 import ast
 import pathlib
 
@@ -47,11 +48,26 @@ def test_only_graph_py_passes_private_csr(path):
     assert not calls, f"{rel} passes _csr= (line {calls[0].lineno}): use AttentionGraph.from_sorted_rows"
 
 
+def _csr_reads(tree: ast.AST) -> list[int]:
+    """Lines that read an ``.csr`` attribute (an AttentionGraph's engine graph: the core's business)."""
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "csr"]
+
+
+@pytest.mark.parametrize("path", _python_files("graphattn", "examples"), ids=_relative)
+def test_only_the_core_reads_csr(path):
+    rel = _relative(path)
+    if rel in ENGINE_USERS:
+        return
+    lines = _csr_reads(ast.parse(path.read_text()))
+    assert not lines, f"{rel} reads .csr (line {lines[0]}): use the AttentionGraph / functional API"
+
+
 def test_the_rules_can_fail(tmp_path):
-    bad = "import sparse_kernels as sk\nfrom sparse_kernels.csr import CSR\nAttentionGraph(e, 3, _csr=c)\n"
+    bad = "import sparse_kernels as sk\nfrom sparse_kernels.csr import CSR\nAttentionGraph(e, 3, _csr=c)\ng.csr.row\n"
     tree = ast.parse(bad)
     assert {"sparse_kernels", "sparse_kernels.csr"} <= _imports(tree)
     assert any(any(k.arg == "_csr" for k in n.keywords) for n in ast.walk(tree) if isinstance(n, ast.Call))
+    assert _csr_reads(tree) == [4]
 
 
 def test_the_engine_never_imports_pyg_or_graphattn():
@@ -59,6 +75,22 @@ def test_the_engine_never_imports_pyg_or_graphattn():
         bad = sorted(name for name in _imports(ast.parse(path.read_text()))
                      if name.split(".")[0] in ("torch_geometric", "graphattn"))
         assert not bad, f"{_relative(path)} imports {bad}"
+
+
+def test_no_address_keys_in_the_engine():
+    """Derived graph state lives on the CSR (``CSR.derived``), never in a table keyed by ``id(...)`` or
+    ``data_ptr()``, which a new object can match after the old one is freed. The one ``data_ptr`` use left
+    passes tensors to the C kernels."""
+    import re
+
+    engine = pathlib.Path(__file__).resolve().parents[1] / "sparse_kernels"
+    offenders = []
+    for path in engine.rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            if re.search(r"(?<![\w.])id\(", code) or ("data_ptr()" in code and "return None if t is None else t.data_ptr()" not in code):
+                offenders.append(f"{path.relative_to(engine)}:{number}: {line.strip()}")
+    assert offenders == []
 
 
 # --------------------------------------------------------------------------- import graph

@@ -9,12 +9,12 @@ from torch._dynamo.backends.common import aot_autograd
 from torch.utils.flop_counter import FlopCounterMode
 
 import sparse_kernels as sk
+from graphattn.bench.gtsp_export import random_molecules
 from graphattn.graph import AttentionGraph
 from graphattn.models import GPS, GraphTransformer
 from graphattn.nn import GINAttention, GPSLayer, GraphAttnConv
 from graphattn.nn.multihead_attention import MultiheadGraphAttention
 from graphattn.sparsify import SparseLinear
-from graphattn.sparsify.bench import random_molecules
 from graphattn.utils import count_flops, time_inference
 from sparse_kernels.call import GraphIndex, Inputs, KernelCall, Options
 from sparse_kernels.flops import NORMALISER_BWD, NORMALISER_FWD, attention_bwd_flops, attention_fwd_flops

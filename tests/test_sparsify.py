@@ -15,9 +15,9 @@ from graphattn.nn.multihead_attention import MultiheadGraphAttention
 from graphattn.sparsify import (GTSP, EdgeMask, GTSPConfig, HeadPruner, LayerPruner, SparseGPS, SparseLinear,
                                 TokenMask, WeightPruner, cubic_sparsity, group_topk, group_topk_mask,
                                 shrink_mlp, store_sparse)
-from graphattn.sparsify.bench import export_benchmark, random_molecules
+from graphattn.bench.gtsp_export import export_benchmark, random_molecules
 from graphattn.utils import count_flops
-from tests.helpers import dense_attention, shared_data
+from helpers import dense_attention, shared_data
 
 SIZES = (5, 1, 12, 7, 30, 2)                      # graphs of different sizes, one single node
 
@@ -300,7 +300,7 @@ def test_export_of_a_float32_model_matches_to_1e5():
 
 
 def test_export_benchmark_counts_fewer_flops():
-    # speed is measured by the benchmark itself (python -m graphattn.sparsify.bench), not asserted here
+    # speed is measured by the benchmark itself (graphattn bench gtsp-export), not asserted here
     result = export_benchmark(sizes=tuple(range(30, 70)), channels=32, repeats=1)
     assert result["max_abs_diff"]["masked_vs_exported"] < 1e-4
     dense, exported = result["dense"], result["exported"]

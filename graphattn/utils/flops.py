@@ -117,6 +117,7 @@ class _Counter(FlopCounterMode):
         super().__init__(display=False, custom_mapping={**AGGREGATIONS, _aten._sparse_addmm: _sparse_product_flops})
         for op in _PRODUCTS:
             self.flop_registry[_ActivationProduct(op)] = self.flop_registry[op]
+        # id -> tensor: the references keep every id alive, so no new tensor takes one while counting
         self._weights = {id(t): t for t in (*model.parameters(), *model.buffers())}
 
     def _is_weight(self, x: Any) -> bool:
