@@ -134,8 +134,10 @@ def planetoid_release(root: Path, name: str = "cora", train: int = 4, labelled: 
     ``labelled`` rows in ``allx`` (at least ``train`` + 500: the public split's validation nodes follow the
     training nodes), ``test`` test nodes after them; ``gap`` leaves that test-range node out of
     ``test.index`` (an isolated node, as in CiteSeer: ``name`` must then be ``"citeseer"``). Binary
-    features with at least one 1 per row; every node joined to the next (both directions) plus a few
-    random edges, a duplicate and a self loop. Returns ``root``."""
+    features (``features >= classes``) with at least one 1 per row; every node joined to the next (both directions) plus a few
+    random edges, a duplicate and a self loop. A node's label is one of its features with probability 0.6
+    (learnable, not perfectly: validation accuracy keeps moving, so early stopping ends a run). Returns
+    ``root``."""
     import numpy as np
     import scipy.sparse as sp
 
@@ -143,9 +145,10 @@ def planetoid_release(root: Path, name: str = "cora", train: int = 4, labelled: 
 
     rng = np.random.default_rng(seed)
     nodes = labelled + test + (gap is not None)
+    label = rng.integers(0, classes, nodes)
     x = (rng.random((nodes, features)) < 0.3).astype(np.float32)
-    x[np.arange(nodes), rng.integers(0, features, nodes)] = 1.0
-    y = np.eye(classes, dtype=np.int64)[rng.integers(0, classes, nodes)]
+    x[np.arange(nodes), np.where(rng.random(nodes) < 0.6, label, rng.integers(0, features, nodes))] = 1.0
+    y = np.eye(classes, dtype=np.int64)[label]
     test_nodes = [i for i in range(labelled, nodes) if i != labelled + gap] if gap is not None else \
         list(range(labelled, nodes))
     order = rng.permutation(len(test_nodes))
