@@ -12,6 +12,7 @@ import torch
 from graphattn.config import OptimConfig
 from graphattn.data import load_planetoid
 from graphattn.models import GAT
+from graphattn.models.gat import dropout_nonzero
 from graphattn.train_cli import main
 from graphattn.transductive import GATEarlyStopping, fit_transductive
 
@@ -66,6 +67,29 @@ def test_fit_restores_the_saved_model(tmp_path):
     assert saved[-1] == result.best_epoch and result.epochs_run - result.best_epoch >= 5
     best = result.curve[result.best_epoch - 1]
     assert (result.test_acc, result.val_acc, result.val_loss) == (best.test_acc, best.val_acc, best.val_loss)
+
+
+@pytest.mark.parametrize("conv, message", [("graphattn.nn.NoSuchConv", "graphattn.nn has no layer class NoSuchConv"),
+                                           ("pyg:NoSuchConv", "torch_geometric.nn has no layer class"),
+                                           ("nosuchpackage.Conv", "cannot import nosuchpackage"),
+                                           ("GATConv", "name a class as")])
+def test_conv_names_that_resolve_to_nothing(conv, message):
+    with pytest.raises(ValueError, match=message):
+        GAT(5, 3, conv=conv)
+
+
+def test_dropout_nonzero_has_dropouts_distribution():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(400, 500, generator=g) * (torch.rand(400, 500, generator=g) < 0.3)
+    out = dropout_nonzero(x, 0.6)
+    kept = out != 0
+    assert not kept[x == 0].any()                                         # zeros stay zero
+    torch.testing.assert_close(out[kept], x[kept] / 0.4)                  # survivors scaled by 1 / (1 - p)
+    assert abs(kept.sum() / (x != 0).sum() - 0.4) < 0.01                  # each kept with probability 1 - p
+    assert dropout_nonzero(x, 0.6, training=False) is x and dropout_nonzero(x, 0.0) is x
+    learned = x.clone().requires_grad_()
+    dropout_nonzero(learned, 0.6).sum().backward()
+    assert ((learned.grad == 0) | (learned.grad == 2.5)).all() and (learned.grad[x == 0] != 0).any()
 
 
 @pytest.fixture

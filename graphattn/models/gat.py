@@ -40,9 +40,12 @@ def dropout_nonzero(x: Tensor, p: float, training: bool = True) -> Tensor:
     r"""``F.dropout(x, p, training)`` drawing one number per nonzero entry of ``x`` only: a zero stays zero
     whatever its mask, so each nonzero entry is kept with probability :math:`1 - p` and scaled by
     :math:`1 / (1 - p)` as in ``F.dropout``, the same distribution. Planetoid's bag-of-words features are
-    1-2 % nonzero (Cora: 49k of 3.9M entries), where ``F.dropout`` spends half of a GAT epoch drawing masks."""
+    1-2 % nonzero (Cora: 49k of 3.9M entries), where ``F.dropout`` spends half of a GAT epoch drawing masks.
+    An ``x`` that requires a gradient goes through ``F.dropout`` (its gradient at a zero entry is the mask's)."""
     if not training or p == 0.0:
         return x
+    if x.requires_grad:
+        return F.dropout(x, p, training)
     index = x.nonzero(as_tuple=True)
     values = x[index]
     keep = torch.rand(values.shape, dtype=values.dtype, device=values.device) >= p
