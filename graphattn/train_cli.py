@@ -112,6 +112,11 @@ def build_model(config: TrainConfig, num_tasks: int, num_features: Optional[int]
         raise ConfigError(f"model {config.model!r}: {error}") from None
 
 
+def _config_values(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as plain JSON values."""
+    return json.loads(json.dumps(config, default=lambda o: o.__dict__))
+
+
 def _summarise(name: str, metric: str, values: list[float]) -> str:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -136,7 +141,7 @@ def build_summary(config: TrainConfig, dataset: str, metric: str, device: str, w
             "world_size": world_size, "epochs": config.epochs,
             "partial": any(r["epochs_done"] < config.epochs for r in runs), "runs": runs,
             "test_mean": statistics.fmean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-            "config": json.loads(json.dumps(config, default=lambda o: o.__dict__))}
+            "config": _config_values(config)}
 
 
 def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -178,8 +183,7 @@ _CURVE_FIELDS = [f.name for f in dataclasses.fields(NodeEpoch)]
 
 def _protocol(config: TrainConfig) -> dict[str, Any]:
     """The config as stored with every seed's record: what fixes the seed's numbers."""
-    values = json.loads(json.dumps(config, default=lambda o: o.__dict__))
-    return {k: v for k, v in values.items() if k not in _RUN_ONLY_KEYS}
+    return {k: v for k, v in _config_values(config).items() if k not in _RUN_ONLY_KEYS}
 
 
 def _device_name(device: torch.device) -> str:
