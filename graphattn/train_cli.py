@@ -1,5 +1,7 @@
-"""``graphattn train``: a ready-made model on an OGB / LRGB benchmark with its official split and evaluator,
-or on a Planetoid graph (transductive node classification, public split).
+"""``graphattn train``: a ready-made model on an OGB / LRGB benchmark or a Planetoid graph (Cora, CiteSeer).
+
+OGB / LRGB datasets come with their official split and evaluator; Planetoid graphs with the public split, for
+transductive node classification.
 
 Examples::
 
@@ -305,10 +307,11 @@ def run_node_level(config: TrainConfig, device: torch.device, out: str, results:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphattn train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML file, or the name of a shipped config (e.g. gps-molhiv)")
-    p.add_argument("--dataset", help="ogbg-* (OGB layout under --root) or peptides-func / peptides-struct")
+    p.add_argument("--dataset", help="ogbg-* (OGB layout under --root), peptides-func / peptides-struct, or "
+                                     "cora / citeseer (node-level, <root>/<Name>/raw/ind.<name>.*)")
     p.add_argument("--root", help="folder holding the dataset (omit for the embedded ogbg-molesol)")
     p.add_argument("--model", choices=MODELS)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs (node-level: the most epochs, early stopping ends before)")
     p.add_argument("--batch-size", type=int, dest="batch_size")
     p.add_argument("--seed", "--seeds", nargs="+", dest="seeds", help="seeds and ranges, e.g. 0 1 2 or 0-99")
     p.add_argument("--device", help="auto (default), cpu, cuda")
