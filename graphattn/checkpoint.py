@@ -1,7 +1,7 @@
 """Checkpoints that resume a training run exactly, written so that a kill at any moment leaves a
 consistent state.
 
-* :func:`atomic_save` / :func:`atomic_write_text` write to a temporary file in the same folder,
+* :func:`atomic_save` / :func:`atomic_write_text` / :func:`atomic_write_bytes` write to a temporary file in the same folder,
   flush it to disk and ``os.replace`` it over the target: a reader sees the old file or the new one,
   never a partial one.
 * :func:`rng_state` / :func:`set_rng_state` capture every random number generator a training step
@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_write_text", "load_checkpoint", "rng_state", "set_rng_state",
+__all__ = ["CheckpointError", "atomic_save", "atomic_write_text", "atomic_write_bytes", "load_checkpoint", "rng_state", "set_rng_state",
            "crash_point"]
 
 
@@ -57,6 +57,11 @@ def atomic_save(obj: Any, path: str) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` atomically."""
     _atomic_write(path, text.encode())
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically."""
+    _atomic_write(path, data)
 
 
 def load_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:

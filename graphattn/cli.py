@@ -13,7 +13,7 @@ USAGE = """usage: graphattn <command> [options]
 
 commands:
   demo               train a graph transformer on the embedded ogbg-molesol (CPU, ~3 minutes)
-  train              train a model on an OGB / LRGB benchmark (see `graphattn train --help`)
+  train              train a model on an OGB / LRGB benchmark or a Planetoid graph (`graphattn train --help`)
   bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv

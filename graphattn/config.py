@@ -2,12 +2,14 @@
 
 A config has four sections besides the top-level run settings::
 
-    dataset: ogbg-molhiv          # any ogbg-* name, peptides-func, peptides-struct
-    model: gps                    # gps | graph-transformer | mpnn-vn | gin-attention
-    epochs: 100
+    dataset: ogbg-molhiv          # any ogbg-* name, peptides-func, peptides-struct; cora, citeseer (node-level)
+    model: gps                    # gps | graph-transformer | mpnn-vn | gin-attention; gat (node-level)
+    epochs: 100                   # node-level: the most epochs, early stopping ends the run before
+    patience: 0                   # node-level: the GAT authors' early stopping (0: none)
     batch_size: 32
+    seeds: [0, 1, 2]              # or a range "0-99"
     model_args: {channels: 64, num_layers: 10, heads: 4, local_conv: gatedgcn, attn_dropout: 0.5}
-    transforms: {rwse: 16}        # lap_pe: k, rwse: steps, virtual_node: count (LRGB-style)
+    transforms: {rwse: 16}        # lap_pe: k, rwse: steps, virtual_node: count (LRGB-style); normalize_features
     optim: {optimizer: adamw, lr: 1.0e-4, weight_decay: 1.0e-5, scheduler: cosine, warmup_epochs: 5}
 
 Unknown keys raise :class:`ConfigError` naming the key and the allowed ones; ``model_args``
@@ -23,9 +25,11 @@ from typing import Any, Optional
 import yaml
 
 __all__ = ["ConfigError", "OptimConfig", "TransformConfig", "TrainConfig", "load_config", "builtin_config_path",
-           "MODELS"]
+           "parse_seeds", "MODELS", "NODE_MODELS"]
 
-MODELS = ("gps", "graph-transformer", "mpnn-vn", "gin-attention")
+#: models of node-level (transductive) training; the others predict one value per graph
+NODE_MODELS = ("gat",)
+MODELS = ("gps", "graph-transformer", "mpnn-vn", "gin-attention") + NODE_MODELS
 
 
 class ConfigError(ValueError):
@@ -50,6 +54,7 @@ class TransformConfig:
     lap_pe: int = 0                   # Laplacian eigenvectors (0: none)
     rwse: int = 0                     # random-walk steps (0: none)
     virtual_node: int = 0             # LRGB-style virtual nodes added as graph nodes (0: none)
+    normalize_features: bool = False  # node-level: rows of x scaled to sum 1 (the GAT authors' preprocess_features)
 
 
 @dataclass
@@ -58,6 +63,7 @@ class TrainConfig:
     root: Optional[str] = None
     model: str = "gps"
     epochs: int = 50
+    patience: int = 0                 # node-level early stopping (GATEarlyStopping); 0: none
     batch_size: int = 128
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
@@ -79,7 +85,18 @@ class TrainConfig:
             raise ConfigError(f"optim.scheduler must be none, cosine or plateau, got {self.optim.scheduler!r}")
         if not self.seeds:
             raise ConfigError("seeds must not be empty")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        node_level = self.model in NODE_MODELS
+        if not node_level and (self.patience or self.transforms.normalize_features):
+            raise ConfigError(f"patience and transforms.normalize_features are for node-level models "
+                              f"({', '.join(NODE_MODELS)}), not {self.model!r}")
         return self
+
+    @property
+    def node_level(self) -> bool:
+        """Whether the model classifies the nodes of one graph (transductive) instead of whole graphs."""
+        return self.model in NODE_MODELS
 
 
 def _build(cls, values: Any, where: str):
@@ -98,6 +115,30 @@ def _build(cls, values: Any, where: str):
         return cls(**kwargs)
     except TypeError as error:  # pragma: no cover - dataclass arity errors are covered by the key check
         raise ConfigError(f"{where}: {error}") from None
+
+
+def parse_seeds(values: Any) -> list[int]:
+    """Seeds from an int, a string ``"3"`` or range ``"0-99"`` (both ends included), or a list of those.
+
+    Raises:
+        ConfigError: anything else, or a range whose end is below its start.
+    """
+    seeds: list[int] = []
+    for value in values if isinstance(values, (list, tuple)) else [values]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            seeds.append(value)
+            continue
+        first, dash, last = str(value).partition("-")
+        try:
+            start, stop = int(first), int(last if dash else first)
+        except ValueError:
+            raise ConfigError(f"seeds: {value!r} is not a seed or a range like 0-99") from None
+        if stop < start:
+            raise ConfigError(f"seeds: range {value!r} ends before it starts")
+        seeds.extend(range(start, stop + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: {values!r} names a seed twice")
+    return seeds
 
 
 def builtin_config_path(name: str) -> str:
@@ -127,6 +168,5 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict[str, Any]] 
         if value is not None:
             values[key] = value
     config = _build(TrainConfig, values, "config")
-    if isinstance(config.seeds, int):
-        config.seeds = [config.seeds]
+    config.seeds = parse_seeds(config.seeds)
     return config.validate()

@@ -218,3 +218,49 @@ def peptides_release(folder: Path, smiles: Sequence[str], split: Mapping[str, Se
     with open(folder / "splits_random_stratified_peptide.pickle", "wb") as f:
         pickle.dump({"train": list(split["train"]), "val": list(split["valid"]), "test": list(split["test"])}, f)
     return folder
+
+
+def planetoid_release(root: Path, name: str = "cora", train: int = 4, labelled: int = 510, test: int = 6,
+                      features: int = 5, classes: int = 3, gap: Optional[int] = None, seed: int = 0) -> Path:
+    """``root/<Name>/raw/ind.<name>.*`` in the Planetoid release's format (pickled SciPy / NumPy matrices,
+    a dict of neighbour lists, ``test.index`` one node per line in shuffled order): ``train`` training nodes,
+    ``labelled`` rows in ``allx`` (at least ``train`` + 500: the public split's validation nodes follow the
+    training nodes), ``test`` test nodes after them; ``gap`` leaves that test-range node out of
+    ``test.index`` (an isolated node, as in CiteSeer: ``name`` must then be ``"citeseer"``). Binary
+    features (``features >= classes``) with at least one 1 per row; every node joined to the next (both directions) plus a few
+    random edges, a duplicate and a self loop. A node's label is one of its features with probability 0.6
+    (learnable, not perfectly: validation accuracy keeps moving, so early stopping ends a run). Returns
+    ``root``."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from graphattn.data import PLANETOID
+
+    rng = np.random.default_rng(seed)
+    nodes = labelled + test + (gap is not None)
+    label = rng.integers(0, classes, nodes)
+    x = (rng.random((nodes, features)) < 0.3).astype(np.float32)
+    x[np.arange(nodes), np.where(rng.random(nodes) < 0.6, label, rng.integers(0, features, nodes))] = 1.0
+    y = np.eye(classes, dtype=np.int64)[label]
+    test_nodes = [i for i in range(labelled, nodes) if i != labelled + gap] if gap is not None else \
+        list(range(labelled, nodes))
+    order = rng.permutation(len(test_nodes))
+    test_index = [test_nodes[i] for i in order]
+    graph = {i: [] for i in range(nodes)}
+    for i in range(nodes - 1):
+        if gap is None or labelled + gap not in (i, i + 1):
+            graph[i].append(i + 1)
+            graph[i + 1].append(i)
+    for a, b in rng.integers(0, labelled, (20, 2)):
+        graph[int(a)].append(int(b))
+        graph[int(b)].append(int(a))
+    graph[0] += [1, 0]                                          # a duplicate edge and a self loop
+    objects = {"x": sp.csr_matrix(x[:train]), "y": y[:train], "allx": sp.csr_matrix(x[:labelled]),
+               "ally": y[:labelled], "tx": sp.csr_matrix(x[test_index]), "ty": y[test_index], "graph": graph}
+    folder = root / PLANETOID[name] / "raw"
+    folder.mkdir(parents=True)
+    for suffix, value in objects.items():
+        with open(folder / f"ind.{name}.{suffix}", "wb") as f:
+            pickle.dump(value, f)
+    (folder / f"ind.{name}.test.index").write_text("".join(f"{i}\n" for i in test_index))
+    return root

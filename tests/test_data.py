@@ -32,6 +32,8 @@ def test_unknown_and_missing_datasets(tmp_path):
     with pytest.raises(ValueError, match="unknown"):
         load_dataset("ogbg-nonexistent", str(tmp_path))
     with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("pubmed", str(tmp_path))
+    with pytest.raises(ValueError, match="node-level dataset"):
         load_dataset("cora", str(tmp_path))
     with pytest.raises(MissingDataError, match="ogbg_molhiv"):
         load_dataset("ogbg-molhiv", str(tmp_path))

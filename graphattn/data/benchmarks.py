@@ -11,6 +11,7 @@ from torch_geometric.data import InMemoryDataset
 
 from .lrgb import PEPTIDES, PeptidesDataset
 from .ogb import MissingDataError, OGBGraphDataset, ogb_meta
+from .planetoid import PLANETOID
 
 __all__ = ["GraphBenchmark", "load_dataset", "dataset_metric", "embedded_root", "MAEEvaluator", "EMBEDDED"]
 
@@ -72,8 +73,10 @@ def dataset_metric(name: str) -> str:
     """The official metric of a dataset (``"rocauc"``, ``"ap"``, ``"rmse"``, ``"mae"``), without its files."""
     if name in PEPTIDES:
         return PEPTIDES[name][2]
+    if name in PLANETOID:
+        return "accuracy"
     if not name.startswith("ogbg-"):
-        raise ValueError(f"unknown dataset {name!r}: use an ogbg-* name or one of {sorted(PEPTIDES)}")
+        raise ValueError(f"unknown dataset {name!r}: use an ogbg-* name or one of {sorted(PEPTIDES) + sorted(PLANETOID)}")
     return str(ogb_meta(name)["eval metric"])
 
 
@@ -92,6 +95,8 @@ def load_dataset(name: str, root: Optional[str] = None, *, cache_dir: Optional[s
     """
     from ogb.graphproppred import Evaluator
 
+    if name in PLANETOID:
+        raise ValueError(f"{name} is a node-level dataset (one graph): load it with load_planetoid")
     if name not in PEPTIDES and not name.startswith("ogbg-"):
         raise ValueError(f"unknown dataset {name!r}: use an ogbg-* name (OGB layout) or one of "
                          f"{sorted(PEPTIDES)}")

@@ -11,6 +11,7 @@ import ast
 import gzip
 import os.path as osp
 import pickle
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -18,10 +19,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["CorruptDataError", "OGBRaw", "read_ogb_raw", "read_ogb_split", "read_peptides", "read_peptides_split"]
+__all__ = ["CorruptDataError", "OGBRaw", "read_ogb_raw", "read_ogb_split", "read_peptides", "read_peptides_split",
+           "PLANETOID_FILES", "check_planetoid_raw"]
 
 #: OGB's split files, in order
 OGB_SPLITS = ("train", "valid", "test")
+#: the suffixes of a Planetoid release's files ``ind.<name>.<suffix>``
+PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+#: nodes of the public Planetoid split's validation set (they follow the training nodes)
+PLANETOID_VALID = 500
 
 
 class CorruptDataError(ValueError):
@@ -273,3 +279,98 @@ def read_peptides_split(path: str, num_graphs: int) -> dict[str, np.ndarray]:
         parts[key] = index.astype(np.int64)
     _check_partition(parts, num_graphs, lambda name: path, lambda name, i: f"{name!r}[{i}]")
     return {"train": parts["train"], "valid": parts["val"], "test": parts["test"]}
+
+
+def _planetoid_pickle(path: str):
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            # the release pickles SciPy matrices under the old module name scipy.sparse.csr
+            warnings.filterwarnings("ignore", ".*scipy.sparse.csr.*", DeprecationWarning)
+            return pickle.load(f, encoding="latin1")
+    except Exception as error:  # a damaged pickle can fail in any unpickling step
+        raise CorruptDataError(path, f"not a complete pickle ({_reason(error)})") from None
+
+
+def _planetoid_matrix(path: str) -> tuple[int, int]:
+    """The shape of a Planetoid feature or label matrix (a SciPy sparse matrix or a NumPy array) with 0/1
+    or real entries."""
+    matrix = _planetoid_pickle(path)
+    shape = getattr(matrix, "shape", None)
+    if not hasattr(matrix, "dtype") or shape is None or len(shape) != 2:
+        raise CorruptDataError(path, f"holds a {type(matrix).__name__}, expected a 2-D matrix")
+    values = matrix.data if hasattr(matrix, "tocsr") else np.asarray(matrix)
+    if not np.issubdtype(values.dtype, np.number) or not np.isfinite(values).all():
+        raise CorruptDataError(path, f"expected finite numbers, got dtype {values.dtype} or non-finite entries")
+    return int(shape[0]), int(shape[1])
+
+
+def check_planetoid_raw(raw_dir: str, prefix: str) -> None:
+    """Checks a Planetoid release (``<raw_dir>/ind.<prefix>.{x,tx,allx,y,ty,ally,graph,test.index}``, the
+    files of Yang et al. 2016 that ``torch_geometric.io.read_planetoid_data`` reads) before it is read.
+
+    Checks: every pickle is complete and holds a 2-D numeric matrix (``graph``: a dict of neighbour
+    lists); ``x``/``y``, ``tx``/``ty``, ``allx``/``ally`` have equal row counts, the three feature files
+    (and the three label files) equal widths; ``test.index`` has one integer per ``tx`` row, no repeat,
+    all after ``allx``'s rows; the public split's 500 validation nodes fit after ``x``'s rows inside
+    ``allx``; every node the graph names lies below the node count (``allx``'s rows plus the test
+    index range); the test indices are the nodes after ``allx``'s rows, without gaps except in CiteSeer
+    (whose isolated test nodes PyG fills with zero rows).
+
+    Raises:
+        CorruptDataError: the first problem found, naming its file.
+    """
+    def path(name: str) -> str:
+        return osp.join(raw_dir, f"ind.{prefix}.{name}")
+
+    shapes = {name: _planetoid_matrix(path(name)) for name in ("x", "tx", "allx", "y", "ty", "ally")}
+    for features, labels in (("x", "y"), ("tx", "ty"), ("allx", "ally")):
+        if shapes[labels][0] != shapes[features][0]:
+            raise CorruptDataError(path(labels), f"{shapes[labels][0]:,} rows, but ind.{prefix}.{features} has "
+                                                 f"{shapes[features][0]:,}")
+    for group in (("tx", "allx"), ("ty", "ally"), ("y",)):
+        reference = "x" if group[0].endswith("x") else "ty"
+        for name in group:
+            if name != reference and shapes[name][1] != shapes[reference][1]:
+                raise CorruptDataError(path(name), f"{shapes[name][1]:,} columns, but ind.{prefix}.{reference} has "
+                                                   f"{shapes[reference][1]:,}")
+    labelled = shapes["allx"][0]
+    if shapes["x"][0] + PLANETOID_VALID > labelled:
+        raise CorruptDataError(path("allx"), f"{labelled:,} rows: too few for the {shapes['x'][0]:,} training "
+                                             f"nodes of ind.{prefix}.x and {PLANETOID_VALID} validation nodes")
+    test = _numeric(_text_lines(path("test.index")), path("test.index"), 1, integer=True)[:, 0]
+    if len(test) != shapes["tx"][0]:
+        raise CorruptDataError(path("test.index"), f"{len(test):,} indices, but ind.{prefix}.tx has "
+                                                   f"{shapes['tx'][0]:,} rows")
+    if len(test) and (test < labelled).any():
+        line = int(np.argmax(test < labelled))
+        raise CorruptDataError(path("test.index"), f"line {line + 1}: node {test[line]} is among the "
+                                                   f"{labelled:,} nodes of ind.{prefix}.allx")
+    values, counts = np.unique(test, return_counts=True)
+    if (counts > 1).any():
+        raise CorruptDataError(path("test.index"), f"node {values[np.argmax(counts > 1)]} is listed twice")
+    num_nodes = int(test.max()) + 1 if len(test) else labelled
+    # the test nodes follow allx's rows; only CiteSeer's range has gaps (its isolated nodes, filled with zeros)
+    if len(test) and (test.min() != labelled or (prefix != "citeseer" and num_nodes != labelled + len(test))):
+        raise CorruptDataError(path("test.index"), f"indices {test.min()}..{test.max()} do not cover the "
+                                                   f"{len(test):,} nodes after the {labelled:,} of ind.{prefix}.allx")
+    graph = _planetoid_pickle(path("graph"))
+    if not isinstance(graph, dict):
+        raise CorruptDataError(path("graph"), f"holds a {type(graph).__name__}, expected a dict of neighbour lists")
+    for node, neighbours in graph.items():
+        try:
+            ids = np.asarray([node, *neighbours])
+        except TypeError:
+            raise CorruptDataError(path("graph"), f"node {node!r}: neighbours {neighbours!r} are not a list") from None
+        if not np.issubdtype(ids.dtype, np.integer) or ((ids < 0) | (ids >= num_nodes)).any():
+            raise CorruptDataError(path("graph"), f"node {node!r} or one of its neighbours is not a node id in "
+                                                  f"[0, {num_nodes:,}) (allx rows and test.index)")
+
+
+def _text_lines(path: str) -> pd.DataFrame:
+    """A plain text file of one value per line as a one-column frame."""
+    try:
+        return pd.read_csv(path, header=None, sep=r"\s+")
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise CorruptDataError(path, f"not one integer per line ({_reason(error)})") from None
