@@ -13,6 +13,7 @@ from graphattn.config import OptimConfig
 from graphattn.data import load_planetoid
 from graphattn.models import GAT
 from graphattn.models.gat import dropout_nonzero
+from graphattn.transductive import model_features
 from graphattn.train_cli import main
 from graphattn.transductive import GATEarlyStopping, fit_transductive
 
@@ -90,6 +91,28 @@ def test_dropout_nonzero_has_dropouts_distribution():
     learned = x.clone().requires_grad_()
     dropout_nonzero(learned, 0.6).sum().backward()
     assert ((learned.grad == 0) | (learned.grad == 2.5)).all() and (learned.grad[x == 0] != 0).any()
+
+
+def test_sparse_features_give_the_dense_path_results():
+    """Bag-of-words features stored as CSR: the same dropout draws (row-major nonzeros) and the same logits
+    and parameter gradients as the dense features, in float64."""
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(60, 90, generator=g, dtype=torch.float64)
+         * (torch.rand(60, 90, generator=g) < 0.03)).to(torch.float64)
+    sparse = model_features(x)
+    assert sparse.layout == torch.sparse_csr and model_features(torch.ones(4, 3)).layout == torch.strided
+    torch.manual_seed(7)
+    dense_drop = dropout_nonzero(x, 0.6)
+    torch.manual_seed(7)
+    torch.testing.assert_close(dropout_nonzero(sparse, 0.6).to_dense(), dense_drop, rtol=0, atol=0)
+    edge_index = torch.randint(0, 60, (2, 300), generator=g)
+    torch.manual_seed(3)
+    model = GAT(90, 4, conv="graphattn.nn.GATConv", conv_args=dict(attention_bias=True)).double().eval()
+    outs = [model(features, edge_index) for features in (x, sparse)]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-12, atol=1e-12)
+    grads = [torch.autograd.grad(out.square().sum(), list(model.parameters())) for out in outs]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.fixture

@@ -41,9 +41,15 @@ def dropout_nonzero(x: Tensor, p: float, training: bool = True) -> Tensor:
     whatever its mask, so each nonzero entry is kept with probability :math:`1 - p` and scaled by
     :math:`1 / (1 - p)` as in ``F.dropout``, the same distribution. Planetoid's bag-of-words features are
     1-2 % nonzero (Cora: 49k of 3.9M entries), where ``F.dropout`` spends half of a GAT epoch drawing masks.
-    An ``x`` that requires a gradient goes through ``F.dropout`` (its gradient at a zero entry is the mask's)."""
+    A sparse CSR ``x`` (see :func:`graphattn.transductive.fit_transductive`) drops its stored values, in the
+    same row-major order and with the same draws as the dense path. A dense ``x`` that requires a gradient
+    goes through ``F.dropout`` (its gradient at a zero entry is the mask's)."""
     if not training or p == 0.0:
         return x
+    if x.layout == torch.sparse_csr:
+        values = x.values()
+        keep = torch.rand(values.shape, dtype=values.dtype, device=values.device) >= p
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values * keep / (1.0 - p), x.shape)
     if x.requires_grad:
         return F.dropout(x, p, training)
     index = x.nonzero(as_tuple=True)
