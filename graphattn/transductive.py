@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -109,7 +110,9 @@ def model_features(x: Tensor) -> Tensor:
     (Planetoid's bag-of-words rows: the first projection is then a sparse product, 3-4x less time per epoch on
     Cora, same values), else ``x`` itself."""
     if x.dim() == 2 and x.numel() and float((x != 0).float().mean()) <= SPARSE_FEATURES:
-        return x.to_sparse_csr()
+        with warnings.catch_warnings():     # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return x.to_sparse_csr()
     return x
 
 

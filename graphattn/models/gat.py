@@ -49,7 +49,8 @@ def dropout_nonzero(x: Tensor, p: float, training: bool = True) -> Tensor:
     if x.layout == torch.sparse_csr:
         values = x.values()
         keep = torch.rand(values.shape, dtype=values.dtype, device=values.device) >= p
-        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values * keep / (1.0 - p), x.shape)
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values * keep / (1.0 - p), x.shape,
+                                       check_invariants=False)   # the indices of a valid x
     if x.requires_grad:
         return F.dropout(x, p, training)
     index = x.nonzero(as_tuple=True)
