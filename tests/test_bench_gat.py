@@ -1,17 +1,11 @@
-"""``graphattn bench gat``: the model pairs are the same models, Cora loads from a copy, and the command
-writes its JSON (tiny sizes: a smoke run, not a measurement)."""
+"""``graphattn bench gat``: the model pairs are the same models, and the command writes its JSON (tiny sizes:
+a smoke run, not a measurement). Cora's loader is tested in tests/test_planetoid.py."""
 import json
-import os
 
 import pytest
 import torch
 
-from graphattn.bench.gat import load_cora, main, model_pair, random_data
-
-from helpers import shared_data
-
-CORA_RAW = shared_data("planetoid", "Cora", "raw")
-
+from graphattn.bench.gat import main, model_pair, random_data
 
 @pytest.mark.parametrize("layer", ["gat", "gatv2"])
 def test_model_pairs_agree(layer):
@@ -29,10 +23,3 @@ def test_bench_gat_writes_rows(tmp_path, capsys):
     assert row["comparison"] == "gat" and row["edges"] == 500 and row["graphattn_ms"] > 0 and row["pyg_ms"] > 0
     assert row["graphattn_peak_growth_mb"] is not None and row["pyg_peak_growth_mb"] is not None
     assert "PyG/graphattn" in capsys.readouterr().out
-
-
-@pytest.mark.skipif(CORA_RAW is None, reason="Planetoid Cora not given (GRAPHATTN_SHARED_DATA)")
-def test_cora_loads_from_a_copy(tmp_path):
-    data = load_cora(str(CORA_RAW.parents[1]), str(tmp_path))
-    assert (data.num_nodes, data.num_edges, data.num_features) == (2708, 10556, 1433)
-    assert os.path.isdir(tmp_path / "Cora" / "processed")

@@ -8,7 +8,7 @@ training step is forward + backward of ``mean(out^2)`` (the same loss on both si
 left out, it is the same code on both sides). Two graphs:
 
 * ``cora``: Planetoid Cora (2,708 nodes, 10,556 edges, 1,433 features), read from ``--planetoid``
-  (a folder with ``Cora/raw/``; copied to ``--cache-dir`` first, the loader writes next to it);
+  (a folder with ``Cora/raw/``) by :func:`graphattn.data.planetoid.load_planetoid`;
 * ``random``: ``--random-nodes`` nodes with ``--random-edges`` uniformly random edges and
   ``--random-features`` Gaussian features (100k / 1.6M / 64 by default).
 
@@ -26,10 +26,8 @@ import gc
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from typing import Callable, Optional
 
 import torch
@@ -39,12 +37,13 @@ from torch_geometric.data import Data
 from torch_geometric.nn import GATConv as PyGGATConv
 from torch_geometric.nn import GATv2Conv as PyGGATv2Conv
 
+from ..data.planetoid import load_planetoid
 from ..nn import GATConv, GATv2Conv
 from . import DEFAULT_OUT_DIR, device_name, device_tag, versions
 from .kernels import uniform_graph
 from .layers import _row, interleaved_ms
 
-__all__ = ["GATNet", "model_pair", "load_cora", "random_data", "main"]
+__all__ = ["GATNet", "model_pair", "random_data", "main"]
 
 LAYERS = {"gat": (GATConv, PyGGATConv), "gatv2": (GATv2Conv, PyGGATv2Conv)}
 
@@ -71,19 +70,6 @@ def model_pair(layer: str, in_channels: int, channels: int, heads: int,
     return ours, pyg
 
 
-def load_cora(planetoid: str, cache_dir: str) -> Data:
-    """Planetoid Cora from ``planetoid/Cora/raw`` (copied to ``cache_dir`` first: the loader writes there)."""
-    from torch_geometric.datasets import Planetoid
-
-    raw = os.path.join(planetoid, "Cora", "raw")
-    if not os.path.isdir(raw):
-        raise FileNotFoundError(f"{raw} not found (give --planetoid the folder holding Cora/raw)")
-    target = os.path.join(cache_dir, "Cora", "raw")
-    if not os.path.isdir(target):
-        shutil.copytree(raw, target)
-    return Planetoid(cache_dir, "Cora")[0]
-
-
 def random_data(num_nodes: int, num_edges: int, features: int, seed: int = 0) -> Data:
     """``num_edges`` uniformly random edges on ``num_nodes`` nodes with Gaussian features."""
     gen = torch.Generator().manual_seed(seed)
@@ -93,7 +79,7 @@ def random_data(num_nodes: int, num_edges: int, features: int, seed: int = 0) ->
 
 def _data(name: str, args: argparse.Namespace) -> Data:
     if name == "cora":
-        return load_cora(args.planetoid, args.cache_dir)
+        return load_planetoid("cora", args.planetoid).data
     return random_data(args.random_nodes, args.random_edges, args.random_features)
 
 
@@ -188,7 +174,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--datasets", nargs="+", default=["cora", "random"], choices=("cora", "random"))
     p.add_argument("--layers", nargs="+", default=["gat", "gatv2"], choices=tuple(LAYERS))
     p.add_argument("--planetoid", default=None, help="folder holding Cora/raw (Planetoid's raw files)")
-    p.add_argument("--cache-dir", default=None, help="writable copy of the Planetoid data (default: a temporary one)")
     p.add_argument("--random-nodes", type=int, default=100_000)
     p.add_argument("--random-edges", type=int, default=1_600_000)
     p.add_argument("--random-features", type=int, default=64)
@@ -205,14 +190,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         p.error("--planetoid is required for the cora dataset")
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as scratch:
-        if args.cache_dir is None:
-            args.cache_dir = scratch
-            argv = argv + ["--cache-dir", scratch]          # the memory subprocesses reuse the processed copy
-        if args.rss_child is not None:
-            _child(args)
-            return
-        result = run(args, argv)
+    if args.rss_child is not None:
+        _child(args)
+        return
+    result = run(args, argv)
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f"gat-{device_tag(torch.device(args.device))}.json")
     with open(path, "w") as f:
