@@ -5,7 +5,7 @@ Every attention runs through :func:`~graphattn.graph_attention` or the engine's 
 """
 from .gated_gcn import GatedGCNLayer
 from .gin_attention import GINAttention
-from .gps_layer import GPSLayer
+from .gps_layer import AttentionMasks, GPSLayer
 from .graph_attn_conv import GraphAttnConv
 from .graph_transformer_layer import GraphTransformerLayer
 from .linear_attention import LinearGraphAttention
@@ -14,4 +14,4 @@ from .pna_attention import PNAAttention
 from .virtual_node import VirtualNode
 
 __all__ = ["GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "MultiheadGraphAttention",
-           "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention", "GatedGCNLayer"]
+           "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention", "GatedGCNLayer", "AttentionMasks"]
