@@ -34,7 +34,8 @@ class LocalConv(torch.nn.Module):
       (:class:`~graphattn.nn.GatedGCNLayer`, built without its dropout and residual): returns
       :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{x}}))` and *updates the edge features*
       to :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{e}}))`. The model adds dropout and the
-      residual to both (GraphGPS does both inside the layer; the result is the same).
+      residual to both (for the edges in GPS: :meth:`~graphattn.nn.GPSLayer.forward_with_edges`; GraphGPS
+      does both inside the layer; the result is the same).
     * ``"resgatedgcn"``: PyG's :class:`~torch_geometric.nn.ResGatedGraphConv` with ``edge_dim=C``
       (unnormalised gates, edge features read but not updated).
     * ``"gcn"``: :class:`~torch_geometric.nn.GCNConv` (edge features are ignored).

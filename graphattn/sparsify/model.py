@@ -68,7 +68,9 @@ class SparseGPS(torch.nn.Module):
 
     def attention_inputs(self, h: Tensor, batch: Tensor, num_graphs: int
                          ) -> Tuple[Optional[Tensor], AttentionGraph, Optional[Tensor], Optional[Tensor]]:
-        """``(attn_nodes, attn_graph, edge_mask, token_mask)`` of the batch's global attention."""
+        """``(nodes, attention graph, edge mask, token mask)`` of the batch's global attention: the
+        kept tokens in structural mode (with a token mask), the masks in masked mode; ``None`` where
+        unused."""
         graph = AttentionGraph.full_per_graph(batch, num_graphs)
         if self.structural:
             nodes = None
