@@ -50,6 +50,9 @@ class AttentionMasks:
     scale: Union[Tensor, float, None] = None
 
 
+_NO_MASKS = AttentionMasks()
+
+
 class GPSLayer(torch.nn.Module):
     r"""The general, powerful, scalable graph transformer layer of
     `"Recipe for a General, Powerful, Scalable Graph Transformer" <https://arxiv.org/abs/2205.12454>`_:
@@ -179,7 +182,7 @@ class GPSLayer(torch.nn.Module):
             hs.append(self._norm(self.norm2, x, norm_batch))
         else:
             if self.attn_type == "multihead":
-                h = self._global_attention(x, batch, num_graphs, attn_graph, attn_masks or AttentionMasks())
+                h = self._global_attention(x, batch, num_graphs, attn_graph, attn_masks or _NO_MASKS)
             else:
                 h = self.attn(x, batch, num_graphs)
             h = F.dropout(h, p=self.dropout, training=self.training)
