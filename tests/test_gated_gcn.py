@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import MessagePassing
 
 from graphattn.nn import GatedGCNLayer
@@ -54,13 +55,21 @@ def _reference(layer, x, edge_index, e):
     return (x + x_out, e + e_out) if layer.residual else (x_out, e_out)
 
 
+@pytest.mark.parametrize("through_propagate", [False, True])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("residual", [True, False])
-def test_outputs_and_gradients_match_the_formula(training, residual):
+def test_outputs_and_gradients_match_the_formula(training, residual, through_propagate):
+    """Both paths: the fast one and PyG's propagate (taken when a message hook is registered)."""
     layer = GatedGCNLayer(C, C, residual=residual).double().train(training)
     _randomise_norms(layer)
     x, edge_index, e = _graph()
+    messages = []
+    if through_propagate:
+        layer.register_message_forward_hook(lambda module, inputs, out: messages.append(out))
     out = layer(x, edge_index, e)
+    assert len(messages) == int(through_propagate)
+    if through_propagate:                        # [sigma * B x_j || sigma] per edge
+        assert messages[0].shape == (edge_index.size(1), 2 * C)
     ref = _reference(layer, x, edge_index, e)
     for got, want in zip(out, ref):
         torch.testing.assert_close(got, want)
@@ -139,3 +148,23 @@ def test_loads_a_graphgps_state_dict(training):
     x, edge_index, e = _graph()
     for got, want in zip(ours(x, edge_index, e), theirs(x, edge_index, e)):
         torch.testing.assert_close(got, want)
+
+
+def test_is_a_message_passing_whose_edge_mask_removes_edges_from_the_node_update():
+    """Explain mode: a 0/1 edge mask takes the masked edges out of both sums (numerator and
+    denominator); the edge outputs are not masked."""
+    layer = GatedGCNLayer(C, C).double().eval()
+    assert isinstance(layer, MessagePassing)
+    _randomise_norms(layer)
+    x, edge_index, e = _graph(num_edges=30)
+    keep = torch.rand(edge_index.size(1)) < 0.6
+    set_masks(layer, keep.double(), edge_index, apply_sigmoid=False)
+    try:
+        x_masked, e_masked = layer(x, edge_index, e)
+    finally:
+        clear_masks(layer)
+    x_kept, _ = layer(x, edge_index[:, keep], e[keep])
+    x_all, e_all = layer(x, edge_index, e)
+    torch.testing.assert_close(x_masked, x_kept)
+    torch.testing.assert_close(e_masked, e_all)
+    assert not torch.allclose(x_masked, x_all)

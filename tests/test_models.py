@@ -8,7 +8,7 @@ from torch_geometric.data import Batch, Data
 from graphattn.data.positional import AddLapPE, AddRWSE
 from graphattn.data.virtual_node import AddVirtualNode
 from graphattn.models import GPS, GraphTransformer, LocalConv, MPNNVirtualNode, PredictionHead, model_inputs
-from graphattn.nn import GatedGCNLayer
+from graphattn.nn import AttentionMasks, GatedGCNLayer
 from helpers import assert_grads_everywhere, permute
 
 C = 16
@@ -160,6 +160,30 @@ def test_gatedgcn_threads_updated_edges_as_graphgps(kind):
         h = layer.norm1(x_ref) + layer.norm2(x0)
         x_ref = layer.norm3(h + layer.mlp(h))
     torch.testing.assert_close(x1, x_ref)
+
+
+def test_gps_runs_the_masks_of_a_per_layer_provider():
+    """GPS(..., masks=provider): the provider sees the encoded node states once per forward, then gives
+    each layer its attention graph and masks just before it runs; a zero scale equals a removed block."""
+    model = GPS(C, 2, num_layers=3, heads=2, local_conv="gatedgcn").double().eval()
+    inputs = model_inputs(_batch())
+    calls = []
+
+    def provider(h, batch, num_graphs):
+        calls.append(("batch", tuple(h.shape), num_graphs))
+
+        def layer_masks(i):
+            calls.append(("layer", i))
+            return None, AttentionMasks(scale=0.0) if i != 1 else None
+        return layer_masks
+
+    out = model(**inputs, masks=provider)
+    assert calls == [("batch", (inputs["x"].size(0), C), 4), ("layer", 0), ("layer", 1), ("layer", 2)]
+    for i in (0, 2):
+        model.layers[i].attn = None
+    torch.testing.assert_close(out, model(**inputs))
+    with pytest.raises(ValueError, match="masks"):
+        MPNNVirtualNode(C, 2, num_layers=2)(**inputs, masks=provider)
 
 
 def test_options_are_checked():

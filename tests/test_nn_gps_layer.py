@@ -4,7 +4,7 @@ import torch
 from torch_geometric.nn import GINEConv, GPSConv
 from torch_geometric.nn.attention import PerformerAttention
 
-from graphattn.nn import GPSLayer, LinearGraphAttention
+from graphattn.nn import GatedGCNLayer, GPSLayer, LinearGraphAttention
 from helpers import assert_grads_everywhere, assert_per_graph, permute, random_batch
 
 C = 16
@@ -73,6 +73,30 @@ def test_per_graph_permutation_gradients(attn_type):
     layer.train()
     layer(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr).square().sum().backward()
     assert_grads_everywhere(layer)
+
+
+def test_forward_with_edges_returns_the_updated_edge_features():
+    """A conv returning (x', e_hat) updates the edges as GraphGPS: e' = e + Dropout(e_hat); forward()
+    returns the node features only (GPSConv's contract); a conv returning a tensor leaves e as it is."""
+    batch = random_batch([6, 1, 9, 4], C, edge_dim=C)
+    args = (batch.x, batch.edge_index, batch.batch)
+    gated = GatedGCNLayer(C, C, residual=False).eval()
+    layer = GPSLayer(C, gated, heads=2, dropout=0.3).eval()
+    x_new, e_new = layer.forward_with_edges(*args, edge_attr=batch.edge_attr)
+    torch.testing.assert_close(e_new, batch.edge_attr + gated(batch.x, batch.edge_index, batch.edge_attr)[1])
+    torch.testing.assert_close(layer(*args, edge_attr=batch.edge_attr), x_new)
+    layer.train()
+    torch.manual_seed(0)
+    x_new, e_new = layer.forward_with_edges(*args, edge_attr=batch.edge_attr)
+    torch.manual_seed(0)
+    assert torch.equal(layer(*args, edge_attr=batch.edge_attr), x_new)      # the same random draws
+    e_hat = gated(batch.x, batch.edge_index, batch.edge_attr)[1]                # no dropout inside
+    kept = (e_new != batch.edge_attr)
+    torch.testing.assert_close((e_new - batch.edge_attr)[kept], e_hat[kept] / 0.7)
+    assert 0.55 < kept.sum() / (e_hat != 0).sum() < 0.85                         # p = 0.3 on e_hat
+    plain = GPSLayer(C, _gine(), heads=2)
+    assert plain.forward_with_edges(*args, edge_attr=batch.edge_attr)[1] is batch.edge_attr
+    assert GPSLayer(C, None, heads=2).forward_with_edges(*args)[1] is None
 
 
 def test_bad_arguments():

@@ -6,6 +6,7 @@ reach the messages: ``GraphAttnConv`` is a ``MessagePassing`` whose explain mode
 PyG's ``explain_message``; ``test_edge_mask_multiplies_the_attention_weights`` checks the values."""
 import pytest
 import torch
+import torch_geometric
 
 from torch_geometric.explain import Explainer, Explanation, GNNExplainer
 from torch_geometric.explain.config import (
@@ -172,6 +173,28 @@ def test_gnn_explainer_edge_features():
     assert explainer.algorithm.node_mask is None
     assert explainer.algorithm.edge_mask is None
     check_explanation(explanation, MaskType.object, MaskType.object)
+
+
+def test_gnn_explainer_sees_the_gated_gcn_of_a_gps_model():
+    """GPS with GatedGCN: the GatedGCN layers are the model's MessagePassing modules, so the explainer's
+    edge mask reaches their messages and trains (GNNExplainer raises when no edge gradient arrives)."""
+    from graphattn.models import GPS
+    from graphattn.nn import GatedGCNLayer
+
+    torch.manual_seed(0)
+    model = GPS(8, 1, num_layers=2, heads=2, local_conv='gatedgcn', node_encoder=3, edge_encoder=5).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch_geometric.nn.MessagePassing)]
+    assert len(convs) == 2 and all(isinstance(m, GatedGCNLayer) for m in convs)
+    explainer = Explainer(
+        model=model,
+        algorithm=GNNExplainer(epochs=3),
+        explanation_type='model',
+        edge_mask_type='object',
+        model_config=dict(mode='regression', task_level='graph', return_type='raw'),
+    )
+    explanation = explainer(x, edge_index, edge_attr=edge_attr)
+    check_explanation(explanation, None, MaskType.object)
+    assert explanation.edge_mask.std() > 0                # trained per edge, not left at one value
 
 
 def test_edge_mask_multiplies_the_attention_weights():

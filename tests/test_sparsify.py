@@ -10,7 +10,7 @@ import sparse_kernels as sk
 from graphattn.data import load_dataset
 from graphattn.graph import AttentionGraph
 from graphattn.models import GPS, model_inputs
-from graphattn.nn.gps_layer import GPSLayer
+from graphattn.nn.gps_layer import AttentionMasks, GPSLayer
 from graphattn.nn.multihead_attention import MultiheadGraphAttention
 from graphattn.sparsify import (GTSP, EdgeMask, GTSPConfig, HeadPruner, LayerPruner, SparseGPS, SparseLinear,
                                 TokenMask, WeightPruner, cubic_sparsity, group_topk, group_topk_mask,
@@ -137,7 +137,7 @@ def test_prune_heads_equals_head_mask():
         attn(x, graph, head_mask=torch.ones(4))
 
 
-def test_gps_layer_hooks_token_subset_and_removed_block():
+def test_gps_layer_masks_token_subset_and_removed_block():
     batch = _batch()
     layer = GPSLayer(8, None, heads=2, norm="layer_norm").double().eval()
     x = torch.randn(batch.num_nodes, 8, dtype=torch.float64)
@@ -145,19 +145,21 @@ def test_gps_layer_hooks_token_subset_and_removed_block():
     nodes = keep.nonzero().view(-1)
     full = AttentionGraph.full_per_graph(batch.batch)
     src, dst = full.edge_index
-    masked = layer(x, None, batch.batch, attn_graph=full, attn_edge_mask=(keep[src] & keep[dst]).double(),
-                   attn_scale=keep.double())
-    subset = layer(x, None, batch.batch, attn_nodes=nodes, num_graphs=batch.num_graphs)
+    masks = AttentionMasks(edge_mask=(keep[src] & keep[dst]).double(), scale=keep.double())
+    masked = layer(x, None, batch.batch, attn_graph=full, attn_masks=masks)
+    subset = layer(x, None, batch.batch, num_graphs=batch.num_graphs, attn_masks=AttentionMasks(nodes=nodes))
     torch.testing.assert_close(subset, masked, rtol=1e-10, atol=1e-10)
-    zero_gate = layer(x, None, batch.batch, attn_scale=0.0)
+    zero_gate = layer(x, None, batch.batch, attn_masks=AttentionMasks(scale=0.0))
     layer.attn = None
     torch.testing.assert_close(layer(x, None, batch.batch), zero_gate, rtol=1e-10, atol=1e-10)
 
 
-def test_gps_layer_hooks_need_multihead():
+def test_gps_layer_masks_need_multihead():
     layer = GPSLayer(8, None, heads=2, attn_type="linear")
     with pytest.raises(ValueError, match="multihead"):
-        layer(torch.randn(3, 8), None, attn_scale=0.5)
+        layer(torch.randn(3, 8), None, attn_masks=AttentionMasks(scale=0.5))
+    with pytest.raises(TypeError, match="attn_masks"):
+        GPSLayer(8, None, heads=2)(torch.randn(3, 8), None, attn_masks={"scale": 0.5})
 
 
 # ------------------------------------------------------------------ schedules

@@ -35,6 +35,14 @@ from . import DEFAULT_OUT_DIR, device_name, device_tag, versions
 __all__ = ["PyGGPS", "TransformerConvStack", "main"]
 
 
+class _NodeOutputConv(LocalConv):
+    """A :class:`LocalConv` that returns the node features only, as PyG's ``GPSConv`` calls its conv
+    (GatedGCN's updated edge features are dropped: ``GPSConv`` has no edge stream)."""
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None) -> Tensor:
+        return super().forward(x, edge_index, edge_attr)[0]
+
+
 class PyGGPS(nn.Module):
     """The baseline: OGB encoders -> ``num_layers`` PyG ``GPSConv`` (multihead attention) -> mean pool -> linear."""
 
@@ -43,7 +51,7 @@ class PyGGPS(nn.Module):
         super().__init__()
         self.atom, self.bond = AtomEncoder(channels), BondEncoder(channels)
         self.layers = nn.ModuleList(
-            GPSConv(channels, LocalConv(local_conv, channels), heads=heads, dropout=dropout,
+            GPSConv(channels, _NodeOutputConv(local_conv, channels), heads=heads, dropout=dropout,
                     attn_type="multihead", attn_kwargs={"dropout": attn_dropout})
             for _ in range(num_layers))
         self.head = nn.Linear(channels, out_channels)

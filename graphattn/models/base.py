@@ -1,7 +1,7 @@
 r"""The frame every ready-made model shares: embed the inputs, run a body, read out."""
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -23,7 +23,9 @@ class GraphModel(torch.nn.Module):
 
     A subclass calls ``super().__init__`` (which builds ``encoder`` and, when ``edge_encoder``
     is not ``None``, ``edge_encoder``), then builds its layers and a
-    :class:`~graphattn.models.PredictionHead` as ``self.head``, and implements :meth:`body`.
+    :class:`~graphattn.models.PredictionHead` as ``self.head``, and implements :meth:`body`. A body
+    that takes per-layer masks (``takes_masks = True``, e.g. :class:`~graphattn.models.GPS`) has a
+    keyword argument ``masks``, the provider that :meth:`forward` passes on (how GTSP plugs in).
 
     Args:
         channels: hidden width.
@@ -36,6 +38,8 @@ class GraphModel(torch.nn.Module):
     """
 
     head: torch.nn.Module
+    #: Whether :meth:`body` takes a per-layer mask provider (``masks``).
+    takes_masks: bool = False
 
     def __init__(self, channels: int, node_encoder: Union[str, int] = "ogb",
                  edge_encoder: Union[str, int, None] = "ogb", lap_pe_dim: int = 0, rwse_dim: int = 0,
@@ -59,10 +63,17 @@ class GraphModel(torch.nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
                 batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
                 lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
-                virtual_mask: Optional[Tensor] = None) -> Tensor:
+                virtual_mask: Optional[Tensor] = None, *, masks: Optional[Callable[..., Any]] = None) -> Tensor:
         """Arguments as given by :func:`graphattn.models.model_inputs`; returns ``[G, out]``
-        (graph level) or ``[N, out]`` (node level)."""
+        (graph level) or ``[N, out]`` (node level). ``masks``: a per-layer mask provider for a body
+        that takes one (:data:`graphattn.models.gps.MaskProvider` for GPS; ``None``: no masks)."""
+        if masks is not None and not self.takes_masks:
+            raise ValueError(f"masks: {type(self).__name__} takes no per-layer masks")
         h = self.encoder(x, lap_pe, rwse)
         batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
-        h = self.body(h, edge_index, self.encode_edges(edge_attr), batch, num_graphs)
+        edge_attr = self.encode_edges(edge_attr)
+        if masks is None:
+            h = self.body(h, edge_index, edge_attr, batch, num_graphs)
+        else:
+            h = self.body(h, edge_index, edge_attr, batch, num_graphs, masks=masks)
         return self.head(h, batch, num_graphs, virtual_mask)

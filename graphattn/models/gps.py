@@ -1,19 +1,27 @@
 r"""GPS: the GraphGPS model (local MPNN + global attention per layer) as a ready-made model."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..graph import AttentionGraph
-from ..nn.gps_layer import GPSLayer
+from ..nn.gps_layer import AttentionMasks, GPSLayer
 from .base import GraphModel
 from .heads import PredictionHead
 from .local import EDGE_AWARE_LOCAL_CONVS, LocalConv
 
-__all__ = ["GPS"]
+__all__ = ["GPS", "LayerMasks", "MaskProvider"]
+
+#: The masks of one batch, layer by layer: ``layer index -> (attention graph, AttentionMasks)``, each
+#: ``None`` for the default (the full per-graph attention graph; no masks). Called once per layer,
+#: just before the layer runs.
+LayerMasks = Callable[[int], Tuple[Optional[AttentionGraph], Optional[AttentionMasks]]]
+#: A per-layer provider of masks: called once per forward, after the encoders, with the node states
+#: ``h`` ``[N, C]``, ``batch`` ``[N]`` and the number of graphs; returns the batch's :data:`LayerMasks`.
+#: GTSP's :class:`~graphattn.sparsify.SparseGPS` is one.
+MaskProvider = Callable[[Tensor, Tensor, int], LayerMasks]
 
 
 class GPS(GraphModel):
@@ -21,7 +29,9 @@ class GPS(GraphModel):
 
     The block-diagonal attention graph of the batch is built once per forward and shared by all
     layers. Pass ``num_graphs`` (as :func:`model_inputs` does) to keep the model free of
-    device syncs; then it compiles with ``torch.compile(fullgraph=True)``.
+    device syncs; then it compiles with ``torch.compile(fullgraph=True)``. ``model(..., masks=provider)``
+    runs every layer with the attention graph and :class:`~graphattn.nn.AttentionMasks` that the
+    per-layer provider gives (:data:`MaskProvider`; GTSP, :mod:`graphattn.sparsify`, is one).
 
     With ``local_conv="gatedgcn"`` (GraphGPS's ``CustomGatedGCN``) the edge features are updated
     by every layer and passed to the next, as in GraphGPS's ``GPSLayer``:
@@ -43,6 +53,8 @@ class GPS(GraphModel):
         (see :class:`PredictionHead`); level; pool.
     """
 
+    takes_masks = True
+
     def __init__(self, channels: int, out_channels: int, num_layers: int = 4, heads: int = 4,
                  local_conv: Optional[str] = "gine", attn_type: str = "multihead", attn_dropout: float = 0.0,
                  attn_kwargs: Optional[Dict[str, Any]] = None, node_encoder: Union[str, int] = "ogb",
@@ -61,20 +73,14 @@ class GPS(GraphModel):
             for _ in range(num_layers)])
         self.head = PredictionHead(channels, out_channels, head_layers, level, pool, dropout, act, head_style)
 
-    def layer_forward(self, layer: GPSLayer, h: Tensor, edge_index: Tensor, batch: Tensor,
-                      edge_attr: Optional[Tensor], **kwargs: Any) -> Tuple[Tensor, Optional[Tensor]]:
-        """One layer (``kwargs`` for :class:`GPSLayer`): ``(h', edge_attr')``, the edge features updated
-        when the local conv updates them (GatedGCN), else passed through."""
-        edge_out: List[Tensor] = []
-        h = layer(h, edge_index, batch, edge_attr=edge_attr, edge_out=edge_out, **kwargs)
-        if edge_out:
-            edge_attr = edge_attr + F.dropout(edge_out[0], self.dropout, self.training)
-        return h, edge_attr
-
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
-             num_graphs: int) -> Tensor:
-        attn_graph = AttentionGraph.full_per_graph(batch, num_graphs) if self.attn_type == "multihead" else None
-        for layer in self.layers:
-            h, edge_attr = self.layer_forward(layer, h, edge_index, batch, edge_attr, attn_graph=attn_graph,
-                                              num_graphs=num_graphs)
+             num_graphs: int, masks: Optional[MaskProvider] = None) -> Tensor:
+        layer_masks = masks(h, batch, num_graphs) if masks is not None else None
+        shared = None
+        if layer_masks is None and self.attn_type == "multihead":
+            shared = AttentionGraph.full_per_graph(batch, num_graphs)
+        for i, layer in enumerate(self.layers):
+            attn_graph, attn_masks = layer_masks(i) if layer_masks is not None else (shared, None)
+            h, edge_attr = layer.forward_with_edges(h, edge_index, batch, attn_graph, num_graphs,
+                                                    attn_masks=attn_masks, edge_attr=edge_attr)
         return h

@@ -2,7 +2,7 @@ r"""Local message-passing layers of the ready-made models (GINE, OGB's GIN, Gate
 with one signature."""
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -21,7 +21,7 @@ EDGE_UPDATING_LOCAL_CONVS = ("gatedgcn",)
 
 
 class LocalConv(torch.nn.Module):
-    r"""A message-passing layer ``[N, C] -> [N, C]`` called as ``conv(x, edge_index, edge_attr)``.
+    r"""A message-passing layer ``[N, C] -> ([N, C], [E, C] or None)`` called as ``conv(x, edge_index, edge_attr)``.
 
     * ``"gine"``: :class:`~torch_geometric.nn.GINEConv` with :math:`\epsilon = 0` fixed and MLP
       Linear-:math:`\sigma`-(Dropout)-Linear of width :math:`C` (GraphGPS's GINE, in GPS and in its
@@ -34,7 +34,8 @@ class LocalConv(torch.nn.Module):
       (:class:`~graphattn.nn.GatedGCNLayer`, built without its dropout and residual): returns
       :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{x}}))` and *updates the edge features*
       to :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{e}}))`. The model adds dropout and the
-      residual to both (GraphGPS does both inside the layer; the result is the same).
+      residual to both (for the edges in GPS: :meth:`~graphattn.nn.GPSLayer.forward_with_edges`; GraphGPS
+      does both inside the layer; the result is the same).
     * ``"resgatedgcn"``: PyG's :class:`~torch_geometric.nn.ResGatedGraphConv` with ``edge_dim=C``
       (unnormalised gates, edge features read but not updated).
     * ``"gcn"``: :class:`~torch_geometric.nn.GCNConv` (edge features are ignored).
@@ -45,10 +46,11 @@ class LocalConv(torch.nn.Module):
         act: activation :math:`\sigma` of the GINE MLP (a PyG activation resolver name).
         dropout: dropout between the two linear layers of the GINE MLP.
 
-    Forward: ``x`` ``[N, C]``, ``edge_index`` ``[2, E]``, ``edge_attr`` ``[E, C]`` (edge-aware kinds),
-    ``edge_out``: a list to which an edge-updating kind (:data:`EDGE_UPDATING_LOCAL_CONVS`) appends its
-    new edge features ``[E, C]``. Returns ``[N, C]`` (so that it plugs into
-    :class:`~graphattn.nn.GPSLayer`).
+    Forward: ``x`` ``[N, C]``, ``edge_index`` ``[2, E]``, ``edge_attr`` ``[E, C]`` (edge-aware kinds).
+    Returns ``(x', e')``: the new node features ``[N, C]`` and, for an edge-updating kind
+    (:data:`EDGE_UPDATING_LOCAL_CONVS`), the new edge features ``[E, C]`` before dropout and residual,
+    else ``None`` (the edge features stay as they are). :class:`~graphattn.nn.GPSLayer` takes a conv
+    with this output (:meth:`~graphattn.nn.GPSLayer.forward_with_edges`).
     """
 
     def __init__(self, kind: str, channels: int, act: str = "relu", dropout: float = 0.0):
@@ -74,7 +76,7 @@ class LocalConv(torch.nn.Module):
 
     @property
     def updates_edges(self) -> bool:
-        """Whether the layer computes new edge features (``edge_out``)."""
+        """Whether the layer computes new edge features (the second output is not ``None``)."""
         return self.kind in EDGE_UPDATING_LOCAL_CONVS
 
     @property
@@ -85,16 +87,13 @@ class LocalConv(torch.nn.Module):
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                edge_out: Optional[List[Tensor]] = None) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor,
+                edge_attr: Optional[Tensor] = None) -> Tuple[Tensor, Optional[Tensor]]:
         if self.updates_edges:
-            x, edge_attr = self.conv(x, edge_index, edge_attr)
-            if edge_out is not None:
-                edge_out.append(edge_attr)
-            return x
-        if self.kind in EDGE_AWARE_LOCAL_CONVS:
             return self.conv(x, edge_index, edge_attr)
-        return self.conv(x, edge_index)
+        if self.kind in EDGE_AWARE_LOCAL_CONVS:
+            return self.conv(x, edge_index, edge_attr), None
+        return self.conv(x, edge_index), None
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.kind}, {self.conv})"

@@ -1,7 +1,7 @@
 r"""MPNNVirtualNode: an MPNN (GINE / GIN / GatedGCN / GCN ...) with OGB-style virtual nodes."""
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -124,10 +124,10 @@ class MPNNVirtualNode(GraphModel):
         for i, conv in enumerate(self.convs):
             h_in = h + state.mean(dim=1)[batch] if state is not None else h          # VirtualNode.broadcast
             e_in = self.edge_encoders[i](edge_attr) if self.edge_encoders is not None else edge_attr
-            edge_out: List[Tensor] = []
-            h = self._residual(h_in, self._output(i, conv(h_in, edge_index, e_in, edge_out)))
-            if edge_out:
-                edge_attr = self._residual(edge_attr, edge_out[0])
+            out, edge_update = conv(h_in, edge_index, e_in)
+            h = self._residual(h_in, self._output(i, out))
+            if edge_update is not None:
+                edge_attr = self._residual(edge_attr, edge_update)
             if i < len(self.virtual_nodes):
                 state = self.virtual_nodes[i].update(h_in, state, batch)
         return h

@@ -7,7 +7,7 @@ from .gat_conv import GATConv
 from .gated_gcn import GatedGCNLayer
 from .gatv2_conv import GATv2Conv
 from .gin_attention import GINAttention
-from .gps_layer import GPSLayer
+from .gps_layer import AttentionMasks, GPSLayer
 from .graph_attn_conv import GraphAttnConv
 from .graph_transformer_layer import GraphTransformerLayer
 from .linear_attention import LinearGraphAttention
@@ -17,4 +17,4 @@ from .virtual_node import VirtualNode
 
 __all__ = ["GraphAttnConv", "GATConv", "GATv2Conv", "GraphTransformerLayer", "GPSLayer",
            "MultiheadGraphAttention", "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention",
-           "GatedGCNLayer"]
+           "GatedGCNLayer", "AttentionMasks"]

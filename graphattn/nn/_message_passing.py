@@ -12,7 +12,8 @@ arguments, and any registered propagate / message / aggregate hook expects to se
 :meth:`EngineMessagePassing.instrumented` tells when that is the case; the layer then computes
 :math:`\alpha` on the engine (the same values) and sends the messages through :meth:`propagate`
 (:meth:`propagate_messages`), so that masks and hooks apply exactly where PyG applies them. Outside
-those cases the message tensor is never formed.
+those cases the message tensor is never formed. :func:`needs_propagate` is that test for any
+``MessagePassing`` with a fast path of its own (:class:`~graphattn.nn.GatedGCNLayer`).
 """
 from __future__ import annotations
 
@@ -24,11 +25,17 @@ from torch_geometric.nn.conv import MessagePassing
 
 from ..graph import AttentionGraph
 
-__all__ = ["EngineMessagePassing"]
+__all__ = ["EngineMessagePassing", "needs_propagate"]
 
 _HOOKS = ("_propagate_forward_pre_hooks", "_propagate_forward_hooks", "_message_forward_pre_hooks",
           "_message_forward_hooks", "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
           "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks")
+
+
+def needs_propagate(module: MessagePassing) -> bool:
+    """Explain mode, a registered propagate / message / aggregate hook, or decomposed layers: the
+    messages of ``module`` must go through PyG's :meth:`~torch_geometric.nn.conv.MessagePassing.propagate`."""
+    return bool(module.explain) or module.decomposed_layers > 1 or any(getattr(module, name) for name in _HOOKS)
 
 
 class EngineMessagePassing(MessagePassing):
@@ -48,8 +55,8 @@ class EngineMessagePassing(MessagePassing):
     @property
     def instrumented(self) -> bool:
         """Explain mode, a registered propagate / message / aggregate hook, or decomposed layers:
-        the messages must go through :meth:`propagate`."""
-        return bool(self.explain) or self.decomposed_layers > 1 or any(getattr(self, name) for name in _HOOKS)
+        the messages must go through :meth:`propagate` (:func:`needs_propagate`)."""
+        return needs_propagate(self)
 
     def propagate_messages(self, alpha: Tensor, value: Tensor, graph: AttentionGraph,
                            edge_value: Optional[Tensor] = None, dropout: float = 0.0) -> Tensor:

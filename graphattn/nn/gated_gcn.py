@@ -6,13 +6,15 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.nn.conv import MessagePassing
 
 from ._edge_ops import segment_sum
+from ._message_passing import needs_propagate
 
 __all__ = ["GatedGCNLayer"]
 
 
-class GatedGCNLayer(torch.nn.Module):
+class GatedGCNLayer(MessagePassing):
     r"""The GatedGCN layer of `"Residual Gated Graph ConvNets" <https://arxiv.org/abs/1711.07553>`_
     (Bresson & Laurent) with edge features, as in GraphGPS's ``GatedGCNLayer``
     (``graphgps/layer/gatedgcn_layer.py``), the local model of GPS and of the LRGB MPNN + VN. For
@@ -44,6 +46,15 @@ class GatedGCNLayer(torch.nn.Module):
     backward, than the engine's :func:`graphattn.functional.aggregate` with the per-channel gate as
     :math:`C` heads of width one (a shape that leaves the SpMM nothing to reuse per edge).
 
+    It is a :class:`~torch_geometric.nn.conv.MessagePassing` (``aggr="add"``, ``node_dim=0``) whose
+    message is :math:`[\sigma_{ij} \odot \mathbf{B}\mathbf{x}_j \,\|\, \sigma_{ij}]` ``[E, 2 out]``
+    (numerator and denominator in one sum). In explain mode or with a registered propagate /
+    message / aggregate hook (:func:`~graphattn.nn._message_passing.needs_propagate`) the sums run
+    through PyG's :meth:`propagate`, so an explainer's edge mask :math:`m_{ij}` multiplies both,
+    :math:`\sum_j m_{ij}\sigma_{ij} \odot \mathbf{B}\mathbf{x}_j / (\sum_j m_{ij}\sigma_{ij} + 10^{-6})`
+    (mask 0 takes the edge out of the node update; :math:`\mathbf{e}'` is not masked), and hooks see
+    the messages; otherwise the same sums run without the message tensor (the same values).
+
     Args:
         in_channels: input width of nodes and edges.
         out_channels: output width (equal to ``in_channels`` with ``residual``).
@@ -55,7 +66,7 @@ class GatedGCNLayer(torch.nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0, residual: bool = True):
-        super().__init__()
+        super().__init__(aggr="add", node_dim=0)
         if residual and in_channels != out_channels:
             raise ValueError(f"residual needs in_channels == out_channels, got {in_channels} and {out_channels}")
         self.in_channels, self.out_channels, self.dropout, self.residual = in_channels, out_channels, dropout, residual
@@ -80,14 +91,21 @@ class GatedGCNLayer(torch.nn.Module):
         src, dst = edge_index[0], edge_index[1]
         e_hat = self.D(x).index_select(0, dst) + self.E(x).index_select(0, src) + self.C(edge_attr)
         sigma = torch.sigmoid(e_hat)
-        num = segment_sum(sigma * self.B(x).index_select(0, src), dst, x.size(0))
-        den = segment_sum(sigma, dst, x.size(0))
+        if needs_propagate(self):
+            num, den = self.propagate(edge_index, value=self.B(x), sigma=sigma,
+                                      size=(x.size(0), x.size(0))).split(self.out_channels, dim=-1)
+        else:
+            num = segment_sum(sigma * self.B(x).index_select(0, src), dst, x.size(0))
+            den = segment_sum(sigma, dst, x.size(0))
         x_hat = self.A(x) + num / (den + 1e-6)
         x_out = F.dropout(F.relu(self.bn_node_x(x_hat)), self.dropout, self.training)
         e_out = F.dropout(F.relu(self.bn_edge_e(e_hat)), self.dropout, self.training)
         if self.residual:
             x_out, e_out = x + x_out, edge_attr + e_out
         return x_out, e_out
+
+    def message(self, value_j: Tensor, sigma: Tensor) -> Tensor:
+        return torch.cat([sigma * value_j, sigma], dim=-1)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, dropout={self.dropout}, "

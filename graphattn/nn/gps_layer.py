@@ -2,7 +2,8 @@ r"""GPSLayer: PyG's :class:`~torch_geometric.nn.conv.GPSConv` with the global at
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +15,42 @@ from ..graph import AttentionGraph
 from .linear_attention import LinearGraphAttention
 from .multihead_attention import MultiheadGraphAttention
 
-__all__ = ["GPSLayer"]
+__all__ = ["GPSLayer", "AttentionMasks"]
 
 ATTN_TYPES = ("multihead", "performer", "linear")
+
+
+@dataclass(frozen=True)
+class AttentionMasks:
+    r"""What restricts and weights the global attention of one :class:`GPSLayer`
+    (``attn_type="multihead"``), all optional: with the attention graph :math:`\mathcal A`,
+
+    .. math::
+        \mathbf{h}^{T}_i = s_i \operatorname{Attn}_{\mathcal A}(\mathbf{x}_{\mathcal T};\,
+        m^{edge}, \mathbf{m}^{head})_i \ \text{for}\ i \in \mathcal T,\qquad
+        \mathbf{h}^{T}_i = \mathbf{0}\ \text{otherwise},
+
+    before the dropout, residual and norm of the block.
+
+    Attributes:
+        nodes: ``[N']`` the tokens :math:`\mathcal T` that attend (``None``: all); the attention
+            graph is then over these :math:`N'` tokens.
+        edge_mask: ``[E]`` weights :math:`m^{edge}` of the attention-graph edges (they re-weight
+            the softmax, see :class:`MultiheadGraphAttention`).
+        head_mask: ``[H]`` weights :math:`\mathbf{m}^{head}` of the heads' outputs.
+        scale: :math:`s`, a scalar or ``[N]`` multiplying the attention output (gates, drop-path).
+
+    GTSP (:mod:`graphattn.sparsify`) builds one per layer: token and edge masks, head masks and
+    layer gates in training, the kept tokens of the exported model.
+    """
+
+    nodes: Optional[Tensor] = None
+    edge_mask: Optional[Tensor] = None
+    head_mask: Optional[Tensor] = None
+    scale: Union[Tensor, float, None] = None
+
+
+_NO_MASKS = AttentionMasks()
 
 
 class GPSLayer(torch.nn.Module):
@@ -42,7 +76,9 @@ class GPSLayer(torch.nn.Module):
     Args:
         channels: node channels :math:`C`.
         conv: the local message-passing layer (``None``: global attention only). It is called
-            as ``conv(x, edge_index, **kwargs)``.
+            as ``conv(x, edge_index, **kwargs)`` and returns the new node features, or
+            ``(x', e')`` with ``e'`` new edge features (``None``: not updated, as
+            :class:`~graphattn.models.LocalConv`), see :meth:`forward_with_edges`.
         heads: attention heads.
         dropout: dropout after the local and global blocks and in the MLP.
         act, act_kwargs: MLP activation (a PyG activation resolver name).
@@ -57,16 +93,12 @@ class GPSLayer(torch.nn.Module):
     Forward:
         ``x`` ``[N, C]``, ``edge_index`` (for ``conv``), ``batch`` ``[N]`` (``None``: one graph),
         ``attn_graph`` (optional, the precomputed ``AttentionGraph.full_per_graph(batch)`` to
-        share across layers), ``num_graphs`` (optional, avoids a device sync), ``**kwargs``
-        for ``conv`` (e.g. ``edge_attr``). Returns ``[N, C]``.
-
-        Sparsification hooks (``multihead`` only, all ``None`` by default; see
-        :mod:`graphattn.sparsify`): ``attn_nodes`` ``[N']`` runs the global attention on these
-        tokens only (``attn_graph`` is then over the ``N'`` tokens; the others get a zero attention
-        output); ``attn_edge_mask`` ``[E]`` and ``attn_head_mask`` ``[H]`` are passed to
-        :class:`MultiheadGraphAttention`; ``attn_scale`` (scalar or ``[N]``) multiplies the
-        attention output (drop-path, token masks). ``self.attn = None`` removes the global
-        attention block: :math:`\mathbf{h}^{T} = \operatorname{Norm}_2(\mathbf{x})`.
+        share across layers; over the ``attn_masks.nodes`` with those), ``num_graphs``
+        (optional, avoids a device sync), ``attn_masks`` (optional :class:`AttentionMasks`,
+        ``multihead`` only), ``**kwargs`` for ``conv`` (e.g. ``edge_attr``). Returns ``[N, C]``, as
+        ``GPSConv``; :meth:`forward_with_edges` also returns the edge features.
+        ``self.attn = None`` removes the global attention block:
+        :math:`\mathbf{h}^{T} = \operatorname{Norm}_2(\mathbf{x})`.
     """
 
     def __init__(self, channels: int, conv: Optional[torch.nn.Module], heads: int = 1, dropout: float = 0.0,
@@ -116,51 +148,67 @@ class GPSLayer(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Any, batch: Optional[Tensor] = None,
                 attn_graph: Optional[AttentionGraph] = None, num_graphs: Optional[int] = None, *,
-                attn_nodes: Optional[Tensor] = None, attn_edge_mask: Optional[Tensor] = None,
-                attn_head_mask: Optional[Tensor] = None, attn_scale: Union[Tensor, float, None] = None,
-                **kwargs: Any) -> Tensor:
+                attn_masks: Optional[AttentionMasks] = None, **kwargs: Any) -> Tensor:
+        return self.forward_with_edges(x, edge_index, batch, attn_graph, num_graphs, attn_masks=attn_masks,
+                                       **kwargs)[0]
+
+    def forward_with_edges(self, x: Tensor, edge_index: Any, batch: Optional[Tensor] = None,
+                           attn_graph: Optional[AttentionGraph] = None, num_graphs: Optional[int] = None, *,
+                           attn_masks: Optional[AttentionMasks] = None,
+                           **kwargs: Any) -> Tuple[Tensor, Optional[Tensor]]:
+        r""":meth:`forward` that also returns the edge features for the next layer, ``(x', e')``.
+        When ``conv`` returns new edge features :math:`\hat{\mathbf{e}}` (GatedGCN),
+        :math:`\mathbf{e}' = \mathbf{e} + \operatorname{Dropout}(\hat{\mathbf{e}})` (GraphGPS's
+        residual, ``e`` = ``kwargs["edge_attr"]``); otherwise ``e'`` is ``kwargs.get("edge_attr")``."""
         if x.dim() != 2 or x.size(-1) != self.channels:
             raise ValueError(f"x must have shape [N, {self.channels}], got {list(x.shape)}")
+        if attn_masks is not None and not isinstance(attn_masks, AttentionMasks):
+            raise TypeError(f"attn_masks must be an AttentionMasks, got {type(attn_masks).__name__}")
+        if attn_masks is not None and self.attn_type != "multihead":
+            raise ValueError("attn_masks need attn_type='multihead'")
         norm_batch = batch              # the norms see what the caller gave, as in GPSConv (None: one graph)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
             num_graphs = 1
+        edge_attr, edge_update = kwargs.get("edge_attr"), None
         hs = []
         if self.conv is not None:
             h = self.conv(x, edge_index, **kwargs)
+            if isinstance(h, tuple):
+                h, edge_update = h
             h = F.dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm1, h + x, norm_batch))
-        sparsified = any(a is not None for a in (attn_nodes, attn_edge_mask, attn_head_mask, attn_scale))
-        if sparsified and self.attn_type != "multihead":
-            raise ValueError("attn_nodes/attn_edge_mask/attn_head_mask/attn_scale need attn_type='multihead'")
         if self.attn is None:
             hs.append(self._norm(self.norm2, x, norm_batch))
         else:
             if self.attn_type == "multihead":
-                h = self._global_attention(x, batch, num_graphs, attn_graph, attn_nodes, attn_edge_mask,
-                                           attn_head_mask)
-                if isinstance(attn_scale, Tensor) and attn_scale.dim() == 1:
-                    attn_scale = attn_scale.unsqueeze(-1)                   # per token
-                h = h if attn_scale is None else h * attn_scale
+                h = self._global_attention(x, batch, num_graphs, attn_graph, attn_masks or _NO_MASKS)
             else:
                 h = self.attn(x, batch, num_graphs)
             h = F.dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm2, h + x, norm_batch))
         out = sum(hs)
         out = out + self.mlp(out)
-        return self._norm(self.norm3, out, norm_batch)
+        out = self._norm(self.norm3, out, norm_batch)
+        if edge_update is not None:
+            edge_attr = edge_attr + F.dropout(edge_update, self.dropout, self.training)
+        return out, edge_attr
 
     def _global_attention(self, x: Tensor, batch: Tensor, num_graphs: Optional[int],
-                          attn_graph: Optional[AttentionGraph], attn_nodes: Optional[Tensor],
-                          edge_mask: Optional[Tensor], head_mask: Optional[Tensor]) -> Tensor:
-        if attn_nodes is None:
+                          attn_graph: Optional[AttentionGraph], masks: AttentionMasks) -> Tensor:
+        nodes, scale = masks.nodes, masks.scale
+        if nodes is None:
             if attn_graph is None:
                 attn_graph = AttentionGraph.full_per_graph(batch, num_graphs)
-            return self.attn(x, attn_graph, edge_mask, head_mask)
-        if attn_graph is None:
-            attn_graph = AttentionGraph.full_per_graph(batch[attn_nodes], num_graphs)
-        out = self.attn(x[attn_nodes], attn_graph, edge_mask, head_mask)
-        return x.new_zeros(x.shape).index_copy(0, attn_nodes, out)
+            h = self.attn(x, attn_graph, masks.edge_mask, masks.head_mask)
+        else:
+            if attn_graph is None:
+                attn_graph = AttentionGraph.full_per_graph(batch[nodes], num_graphs)
+            out = self.attn(x[nodes], attn_graph, masks.edge_mask, masks.head_mask)
+            h = x.new_zeros(x.shape).index_copy(0, nodes, out)
+        if isinstance(scale, Tensor) and scale.dim() == 1:
+            scale = scale.unsqueeze(-1)                                      # per token
+        return h if scale is None else h * scale
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.channels}, conv={self.conv}, heads={self.heads}, "

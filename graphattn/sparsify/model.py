@@ -2,14 +2,14 @@ r"""SparseGPS: a :class:`~graphattn.models.GPS` run with GTSP's masks (training)
 pruned parts removed (the exported model)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ..graph import AttentionGraph
-from ..models.gps import GPS
-from ..models.inputs import resolve_batch
+from ..models.gps import GPS, LayerMasks
+from ..nn.gps_layer import AttentionMasks
 from ..nn.multihead_attention import MultiheadGraphAttention
 from .config import GTSPConfig
 from .edge_mask import EdgeMask
@@ -40,6 +40,10 @@ class SparseGPS(torch.nn.Module):
     CSR), pruned heads are gone from the projections, removed attention blocks are ``None``.
     Evaluation outputs equal the masked mode's.
 
+    It runs the GPS model's own forward with itself as the per-layer mask provider
+    (:meth:`masks_for_batch`, a :data:`~graphattn.models.gps.MaskProvider`): ``self(...)`` is
+    ``model(..., masks=self.masks_for_batch)``.
+
     Args:
         model: the :class:`~graphattn.models.GPS` (``attn_type="multihead"``), used in place.
         config: the GTSP configuration.
@@ -64,7 +68,9 @@ class SparseGPS(torch.nn.Module):
 
     def attention_inputs(self, h: Tensor, batch: Tensor, num_graphs: int
                          ) -> Tuple[Optional[Tensor], AttentionGraph, Optional[Tensor], Optional[Tensor]]:
-        """``(attn_nodes, attn_graph, edge_mask, token_mask)`` of the batch's global attention."""
+        """``(nodes, attention graph, edge mask, token mask)`` of the batch's global attention: the
+        kept tokens in structural mode (with a token mask), the masks in masked mode; ``None`` where
+        unused."""
         graph = AttentionGraph.full_per_graph(batch, num_graphs)
         if self.structural:
             nodes = None
@@ -95,29 +101,26 @@ class SparseGPS(torch.nn.Module):
             scale = scale * tokens
         return scale
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None,
-                lap_pe: Optional[Tensor] = None, rwse: Optional[Tensor] = None,
-                virtual_mask: Optional[Tensor] = None) -> Tensor:
-        gps = self.model
-        h = gps.encoder(x, lap_pe, rwse)
-        batch, num_graphs = resolve_batch(batch, h.size(0), num_graphs, h.device)
-        e = gps.edge_encoder(edge_attr) if gps.edge_encoder is not None else None
+    def masks_for_batch(self, h: Tensor, batch: Tensor, num_graphs: int) -> LayerMasks:
+        """The masks of the batch whose encoded node states are ``h`` ``[N, C]``, layer by layer
+        (the GPS body calls the result with each layer's index just before the layer runs)."""
         nodes, graph, edges, tokens = self.attention_inputs(h, batch, num_graphs)
         if not self.structural and self.training:
             self.live_head_mask = self.head_mask.clone().requires_grad_(True)
             self.live_layer_gate = self.layer_gate.clone().requires_grad_(True)
         else:
             self.live_head_mask = self.live_layer_gate = None
+        if self.structural:
+            masks = None if nodes is None else AttentionMasks(nodes=nodes)
+            return lambda layer: (graph, masks)
         heads = self.live_head_mask if self.live_head_mask is not None else self.head_mask
-        for i, layer in enumerate(gps.layers):
-            masks = {}
-            if not self.structural:
-                masks = {"attn_edge_mask": edges, "attn_head_mask": heads[i],
-                         "attn_scale": self._attn_scale(i, tokens, batch, num_graphs)}
-            h, e = gps.layer_forward(layer, h, edge_index, batch, e, attn_graph=graph, num_graphs=num_graphs,
-                                     attn_nodes=nodes, **masks)
-        return gps.head(h, batch, num_graphs, virtual_mask)
+        return lambda layer: (graph, AttentionMasks(edge_mask=edges, head_mask=heads[layer],
+                                                    scale=self._attn_scale(layer, tokens, batch, num_graphs)))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
+        """The GPS model's forward (arguments of :meth:`graphattn.models.GraphModel.forward`) with
+        GTSP's masks."""
+        return self.model(*args, masks=self.masks_for_batch, **kwargs)
 
     @torch.no_grad()
     def make_structural(self) -> None:
