@@ -188,6 +188,13 @@ def _launch_meta(plan, heads: int, dim: int, dim_v: int) -> tuple[tuple[int, int
     return grid, meta
 
 
+def _column_flags(flags: dict) -> dict:
+    """The column pass's flags from the row pass's (:func:`~sparse_kernels.triton._common.edge_inputs`): the
+    edge ids and ``edge_k`` matter to the gatv2 key gradient only (one dot or gat kernel serves every input)."""
+    gatv2 = flags["SCORE"] == GATV2
+    return dict(SCORE=flags["SCORE"], HAS_EID=gatv2 and flags["HAS_EID"], HAS_EK=gatv2 and flags["HAS_EK"])
+
+
 def _like_or_empty(x: Optional[Tensor], q: Tensor) -> Tensor:
     return q.new_empty(0) if x is None else torch.empty_like(x)
 
@@ -211,7 +218,7 @@ def attention_bwd(call: KernelCall, out: Tensor, stat: Tensor, grad_out: Tensor)
     datt = None if i.att is None else torch.zeros_like(i.att)
     ds, w = q.new_empty(2, num_edges, heads, dtype=torch.float32)  # row pass -> column pass, CSR order
     optional, flags = edge_inputs(call)
-    eid, edge_k_or_q, att_or_q, score = optional[0], optional[2], optional[5], flags["SCORE"]
+    eid, edge_k_or_q, att_or_q = optional[0], optional[2], optional[5]
 
     if n_dst > 0:
         plan = plan_for(rowptr)
@@ -232,11 +239,9 @@ def attention_bwd(call: KernelCall, out: Tensor, stat: Tensor, grad_out: Tensor)
         slots = max(plan_t.num_slots, 1)
         pdk = q.new_empty(slots, heads, dim, dtype=torch.float32)
         pdv = q.new_empty(slots, heads, dim_v, dtype=torch.float32)
-        gatv2 = score == GATV2  # the only score whose key gradient reads the edge ids and edge_k
         _column_pass_kernel[grid](plan_t.items, row_t, perm_t, eid, edge_k_or_q, att_or_q, ds, w, q, k, grad_out, dk,
                                   dv, pdk, pdv, float(scale), float(o.negative_slope), heads, dim, dim_v,
-                                  SCORE=score, HAS_EID=gatv2 and flags["HAS_EID"], HAS_EK=gatv2 and flags["HAS_EK"],
-                                  **meta)
+                                  **_column_flags(flags), **meta)
         combine(plan_t.splits, SUM, heads, out=dk, partial_acc=pdk)
         combine(plan_t.splits, SUM, heads, out=dv, partial_acc=pdv)
     return Grads.from_flat((dq, dk, dv, dbias, dek, dev, datt), call)

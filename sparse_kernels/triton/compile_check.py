@@ -68,12 +68,6 @@ _SCORE_CASES = (
 )
 
 
-def _column_flags(score: int, inputs: dict) -> dict:
-    """The column pass's flags: the edge ids and ``edge_k`` matter to the gatv2 score only."""
-    gatv2 = score == _common.GATV2
-    return dict(SCORE=score, HAS_EID=gatv2 and inputs["HAS_EID"], HAS_EK=gatv2 and inputs["HAS_EK"])
-
-
 def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
     """``(kernel, constexprs, num_warps)`` for every kernel, at the table's configurations."""
     from .schedule import launch_config
@@ -86,7 +80,7 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
         for norm in ((_common.SOFTMAX, _common.SOFTPLUS, _common.SIGMOID) if dim == 64 else (_common.SOFTMAX,)):
             yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
             yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm, FOLD_EDGE=dim == 128), cfg["num_warps"]
-        yield attention_bwd._column_pass_kernel, dict(tiles, **_column_flags(_common.DOT, attn)), cfg["num_warps"]
+        yield attention_bwd._column_pass_kernel, dict(tiles, **attention_bwd._column_flags(attn)), cfg["num_warps"]
         if dim == 64:
             yield sddmm._sddmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
             yield spmm._spmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
@@ -106,7 +100,7 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
         for norm in norms:
             yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
             yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm, FOLD_EDGE=fold), cfg["num_warps"]
-        yield attention_bwd._column_pass_kernel, dict(tiles, **_column_flags(score, inputs)), cfg["num_warps"]
+        yield attention_bwd._column_pass_kernel, dict(tiles, **attention_bwd._column_flags(attn)), cfg["num_warps"]
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, dtype: str = "bf16", arch: int = 90):
