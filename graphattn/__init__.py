@@ -12,13 +12,14 @@ from . import adapters, models, nn, seq, sparsify, utils  # noqa: E402  (they im
 from .adapters import PAdapterConfig, SparseGINAdapterConfig, inject_adapters  # noqa: E402
 from .sparsify import GTSP, GTSPConfig  # noqa: E402
 from .utils import count_flops  # noqa: E402
-from .nn import (GatedGCNLayer, GINAttention, GPSLayer, GraphAttnConv, GraphTransformerLayer,  # noqa: E402
-                 PNAAttention, VirtualNode)
+from .nn import (GATConv, GatedGCNLayer, GATv2Conv, GINAttention, GPSLayer, GraphAttnConv,  # noqa: E402
+                 GraphTransformerLayer, PNAAttention, VirtualNode)
 
 __version__ = "0.1.0"
 
 __all__ = ["AttentionGraph", "graph_attention", "attention_weights", "edge_scores", "normalize", "aggregate",
            "as_attention_graph", "NORMALIZERS",
-           "nn", "models", "seq", "GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "GatedGCNLayer", "VirtualNode",
+           "nn", "models", "seq", "GraphAttnConv", "GATConv", "GATv2Conv", "GraphTransformerLayer", "GPSLayer",
+           "GatedGCNLayer", "VirtualNode",
            "GINAttention", "PNAAttention", "adapters", "inject_adapters", "PAdapterConfig",
            "SparseGINAdapterConfig", "sparsify", "utils", "GTSP", "GTSPConfig", "count_flops", "__version__"]

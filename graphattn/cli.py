@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 from typing import Iterator, Optional
 
@@ -17,7 +18,13 @@ commands:
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
   bench layers       training steps of layer stacks and the core op against the PyG layers they replace
+  bench gtsp-export  FLOPs and inference time of a GPS before and after GTSP pruning and export
+  bench gat          training steps of GATConv / GATv2Conv against PyG's on Cora and a large random graph
 """
+
+#: ``graphattn bench <name>`` runs ``main`` of ``graphattn.bench.<module>``.
+BENCHMARKS = {"kernels": "kernels", "seq-patterns": "seq_patterns", "models": "models", "layers": "layers",
+              "gtsp-export": "gtsp_export", "gat": "gat"}
 
 
 @contextlib.contextmanager
@@ -53,17 +60,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         from .demo import main as run
     elif command == "train":
         from .train_cli import main as run
-    elif command == "bench" and rest and rest[0] == "kernels":
-        from .bench.kernels import main as run
-        rest = rest[1:]
-    elif command == "bench" and rest and rest[0] == "seq-patterns":
-        from .bench.seq_patterns import main as run
-        rest = rest[1:]
-    elif command == "bench" and rest and rest[0] == "models":
-        from .bench.models import main as run
-        rest = rest[1:]
-    elif command == "bench" and rest and rest[0] == "layers":
-        from .bench.layers import main as run
+    elif command == "bench" and rest and rest[0] in BENCHMARKS:
+        run = importlib.import_module(f".bench.{BENCHMARKS[rest[0]]}", __package__).main
         rest = rest[1:]
     else:
         print(USAGE, file=sys.stderr)

@@ -12,7 +12,7 @@ graph is the ``[num_dst_nodes, num_src_nodes]`` attention mask: entry ``(i, j)``
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -20,7 +20,7 @@ from torch import Tensor
 from sparse_kernels import prepare
 from sparse_kernels.csr import CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, node_count, validate_edge_index
 
-__all__ = ["AttentionGraph", "cached_graph"]
+__all__ = ["AttentionGraph", "cached_graph", "SelfLoopGraph", "self_loop_graph"]
 
 
 def _cache_key(t: Tensor, *sizes: Optional[int]) -> tuple:
@@ -31,18 +31,18 @@ def _cache_key(t: Tensor, *sizes: Optional[int]) -> tuple:
     return (version, *sizes)
 
 
-def _lookup(t: Tensor, attr: str, key: tuple) -> Optional[CSR]:
+def _lookup(t: Tensor, attr: str, key: tuple) -> Any:
     if torch.compiler.is_compiling():
         return None
     cached = getattr(t, attr, None)
     return cached[1] if cached is not None and cached[0] == key else None
 
 
-def _store(t: Tensor, attr: str, key: tuple, csr: CSR) -> None:
+def _store(t: Tensor, attr: str, key: tuple, value: Any) -> None:
     if torch.compiler.is_compiling():
         return
     try:
-        setattr(t, attr, (key, csr))
+        setattr(t, attr, (key, value))
     except (AttributeError, RuntimeError):   # a tensor that takes no attributes: no cache
         pass
 
@@ -68,6 +68,56 @@ def cached_graph(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional
     graph = AttentionGraph(edge_index, num_src_nodes, num_dst_nodes)
     _store(edge_index, "_graphattn_csr", key, graph.csr)
     return graph
+
+
+class SelfLoopGraph(NamedTuple):
+    """An ``edge_index`` with its self-loops replaced, in PyG's order (:func:`self_loop_graph`)."""
+
+    graph: "AttentionGraph"
+    """The edges of the input that are not self-loops, in their order, then the loops ``(i, i)`` for
+    ``i < min(num_src_nodes, num_dst_nodes)``."""
+    kept: Optional[Tensor]
+    """``[E']`` input positions of the edges kept (``None``: the input had no self-loop, all are kept),
+    to carry per-edge tensors over: ``x[kept]``."""
+
+    @property
+    def num_kept(self) -> int:
+        """Number of input edges in :attr:`graph` (the loops follow them)."""
+        return self.graph.num_edges - min(self.graph.num_src_nodes, self.graph.num_dst_nodes)
+
+
+def self_loop_graph(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional[int] = None) -> SelfLoopGraph:
+    r"""The graph of PyG's ``remove_self_loops`` then ``add_self_loops`` (GATConv's attention graph):
+    the input edges :math:`j \to i` with :math:`j \ne i` in their order, then one loop :math:`i \to i` for
+    every :math:`i < \min(N_{src}, N_{dst})`.
+
+    Like :func:`cached_graph`, the result (edge list, kept positions and CSR) is built and validated once
+    per ``edge_index`` tensor and cached on it, keyed by the node counts and the tensor's version counter:
+    later calls are a lookup, with no E-sized work and no host synchronisation. Inside ``torch.compile``
+    nothing is cached (and :attr:`SelfLoopGraph.kept` is always given)."""
+    num_dst_nodes = num_src_nodes if num_dst_nodes is None else num_dst_nodes
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"edge_index must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
+    compiling = torch.compiler.is_compiling()
+    if not compiling:
+        num_src_nodes = node_count("num_src_nodes", num_src_nodes)
+        num_dst_nodes = node_count("num_dst_nodes", num_dst_nodes)
+        key = _cache_key(edge_index, num_src_nodes, num_dst_nodes)
+        cached = _lookup(edge_index, "_graphattn_self_loops", key)
+        if cached is not None:
+            loop_edges, kept, csr = cached
+            return SelfLoopGraph(AttentionGraph(loop_edges, num_src_nodes, num_dst_nodes, validate=False, _csr=csr),
+                                 kept)
+        validate_edge_index(edge_index, num_src_nodes, num_dst_nodes)
+    edges = edge_index.long()
+    is_loop = edges[0] == edges[1]
+    kept = None if not compiling and not bool(is_loop.any()) else (~is_loop).nonzero().view(-1)
+    loops = torch.arange(min(num_src_nodes, num_dst_nodes), device=edges.device).expand(2, -1)
+    loop_edges = torch.cat([edges if kept is None else edges.index_select(1, kept), loops], dim=1)
+    graph = AttentionGraph(loop_edges, num_src_nodes, num_dst_nodes, validate=False)
+    if not compiling:
+        _store(edge_index, "_graphattn_self_loops", key, (loop_edges, kept, graph.csr))
+    return SelfLoopGraph(graph, kept)
 
 
 class AttentionGraph:
@@ -280,13 +330,11 @@ class AttentionGraph:
     # ------------------------------------------------------------------ edge-order helpers
     def to_csr_order(self, x: Tensor) -> Tensor:
         """Per-edge tensor ``[E, ...]`` in the user's order -> CSR order."""
-        eid = self.csr.eid
-        return x if eid is None else x.index_select(0, eid)
+        return self.csr.to_csr_order(x)
 
     def to_user_order(self, x: Tensor) -> Tensor:
         """Per-edge tensor ``[E, ...]`` in CSR order -> the user's order."""
-        eid = self.csr.eid
-        return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
+        return self.csr.to_user_order(x)
 
     # ------------------------------------------------------------------ conversions
     def to_dense(self) -> Tensor:

@@ -9,7 +9,7 @@ Triton kernel and dense blocks.
 """
 import importlib.util
 
-from . import cpu, dense_blocks, dispatch, dropout
+from . import cpu, dense_blocks, dispatch, dropout, flops
 from .csr import CSC, CSR, build_csr, csr_from_sorted_rows, validate_edge_index
 from .call import SCORES
 from .dispatch import force_path, prepare
@@ -25,4 +25,4 @@ if importlib.util.find_spec("triton") is not None:
 
 __all__ = ["CSR", "CSC", "build_csr", "csr_from_sorted_rows", "validate_edge_index", "attention",
            "attention_with_stats", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs", "NORMALIZERS", "SCORES",
-           "dispatch", "dropout", "dense_blocks", "explain", "force_path", "prepare"]
+           "dispatch", "dropout", "dense_blocks", "flops", "explain", "force_path", "prepare"]

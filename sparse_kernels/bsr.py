@@ -22,7 +22,6 @@ them.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -158,24 +157,20 @@ def _group_full_first(group: Tensor, other: Tensor, full: Tensor, num_groups: in
     return ptr, ptr[:-1] + num_full, order
 
 
-_SELECTED: dict[tuple, Optional[BSR]] = {}
-
-
 def select_bsr(csr: CSR, block: Optional[tuple[int, int]] = None,
                min_fill: float = MIN_FILL) -> Optional[BSR]:
     """The BSR layout of ``csr`` when its tile occupancy makes the block-sparse path pay, else ``None``.
 
     The BSR path is chosen when the graph has no duplicate edges and at least ``min_fill`` of
     the entries of its non-empty tiles are edges (then at most ``1 / min_fill`` times the
-    edge work is done, on tensor cores instead of gathers). The answer is cached per CSR
-    object (dropped when the CSR is garbage-collected), so a graph reused across layers and
-    steps is analysed once.
+    edge work is done, on tensor cores instead of gathers). The answer is kept on the CSR
+    (:meth:`~sparse_kernels.csr.CSR.derived`), so a graph reused across layers and steps is analysed once.
     """
     block = DEFAULT_BLOCK if block is None else tuple(block)
-    key = (id(csr), block, min_fill)
-    if key not in _SELECTED:
-        layout = bsr_from_csr(csr, *block)
-        ok = csr.num_edges > 0 and not layout.has_duplicates and layout.fill >= min_fill
-        _SELECTED[key] = layout if ok else None
-        weakref.finalize(csr, _SELECTED.pop, key, None)
-    return _SELECTED[key]
+
+    def build(graph: CSR) -> Optional[BSR]:
+        layout = bsr_from_csr(graph, *block)
+        ok = graph.num_edges > 0 and not layout.has_duplicates and layout.fill >= min_fill
+        return layout if ok else None
+
+    return csr.derived(("bsr", block, min_fill), build)

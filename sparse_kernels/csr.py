@@ -13,28 +13,36 @@ orientation. :class:`CSR` groups the edges by destination:
   :attr:`CSR.eid` is ``perm``, or ``None`` when the user's order already is the CSR order
   (edges given sorted by destination), so that kernels skip the indirection.
 
-The transpose (grouped by source, used by the backward pass for ``dk`` and ``dv``) is
-built lazily once and cached: :meth:`CSR.transpose` gives ``colptr [N_src + 1]``,
+Everything derived from a graph is kept on its CSR (:meth:`CSR.derived`), never in a table keyed by
+``id`` or ``data_ptr``. The transpose (grouped by source, used by the backward pass for ``dk`` and ``dv``)
+is built lazily once and kept: :meth:`CSR.transpose` gives ``colptr [N_src + 1]``,
 ``row_t [E]`` (destinations in CSC order) and ``perm_t [E]`` (CSC position -> CSR position).
 
 All index tensors are ``int64`` on the device of the inputs. Construction validates the
 ``edge_index`` before anything else runs and raises ``TypeError``/``ValueError`` naming
-the offending argument.
+the offending argument. It is also where the engine's size limits are enforced, once for every
+kernel: at most :data:`MAX_NODES` nodes per side and :data:`MAX_EDGES` edges (the kernels' work
+schedules and edge tiles hold node and edge positions in 32 bits; every product of a position with a
+size, such as ``edge * H * D``, is formed in 64 bits).
 """
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Hashable, Optional
 
 import torch
 from torch import Tensor
 
-__all__ = ["CSR", "CSC", "node_count", "MAX_NODES", "validate_edge_index", "build_csr", "csr_from_sorted_rows", "block_diagonal_full", "offsets"]
+__all__ = ["CSR", "CSC", "node_count", "edge_count", "MAX_NODES", "MAX_EDGES", "validate_edge_index", "build_csr",
+           "csr_from_sorted_rows", "block_diagonal_full", "offsets", "to_csr_order", "to_user_order"]
 
 
 #: Largest node count of one side of a graph: the kernels' schedules index nodes with 32 bits.
 MAX_NODES = 2 ** 31 - 1
+#: Largest edge count of a graph: the kernels' schedules and edge loops hold edge positions in 32 bits, and
+#: a tile of up to :math:`2^{16}` edges that starts at the last edge must not wrap past :math:`2^{31}`.
+MAX_EDGES = 2 ** 31 - 2 ** 16
 
 
 def node_count(name: str, value: object) -> int:
@@ -52,13 +60,22 @@ def node_count(name: str, value: object) -> int:
     return count
 
 
+def edge_count(name: str, count: int) -> int:
+    """``count`` edges of the graph given as ``name``, if the kernels can index them (at most
+    :data:`MAX_EDGES`); a ``ValueError`` naming ``name`` and the limit otherwise."""
+    if count > MAX_EDGES:
+        raise ValueError(f"{name} has {count} edges, more than the {MAX_EDGES} (MAX_EDGES = 2^31 - 2^16) that the "
+                         f"kernels index with 32-bit edge positions")
+    return count
+
+
 def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
                         name: str = "edge_index") -> None:
-    """Checks type, shape and range of an ``edge_index`` ``[2, E]``.
+    """Checks type, shape, size and range of an ``edge_index`` ``[2, E]``.
 
     Raises:
         TypeError: ``edge_index`` is not an integer tensor.
-        ValueError: wrong shape, negative indices, or indices out of range.
+        ValueError: wrong shape, more than :data:`MAX_EDGES` edges, negative indices, or indices out of range.
     """
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
@@ -67,7 +84,7 @@ def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: i
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}")
     num_src_nodes, num_dst_nodes = node_count("num_src_nodes", num_src_nodes), node_count("num_dst_nodes", num_dst_nodes)
-    if edge_index.size(1) == 0:
+    if edge_count(name, edge_index.size(1)) == 0:
         return
     mins = edge_index.amin(dim=1).tolist()
     maxs = edge_index.amax(dim=1).tolist()
@@ -110,17 +127,34 @@ class CSR:
     perm: Tensor
     num_src_nodes: int
     num_dst_nodes: int
-    _csc: Optional[CSC] = field(default=None, repr=False)
     #: the user's edge order is the CSR order (``perm`` is the identity)
     identity_perm: bool = False
     #: ``[G]`` sizes of the diagonal blocks when the graph is block-diagonal *full* attention (every
     #: node of a block attends to every node of its block, row-major order); ``None`` otherwise
     block_sizes: Optional[Tensor] = None
+    #: structures derived from this graph (the transpose, tile layouts, dense-block plans), by name: built
+    #: once by :meth:`derived`, mostly through :func:`sparse_kernels.dispatch.prepare`
+    _derived: dict = field(default_factory=dict, repr=False)
+
+    def derived(self, key: Hashable, build: Callable[["CSR"], Any]) -> Any:
+        """The structure ``key`` derived from this graph, built by ``build(self)`` on first use and kept
+        with the graph (it lives and dies with this object: no key can match another graph)."""
+        if key not in self._derived:
+            self._derived[key] = build(self)
+        return self._derived[key]
 
     @property
     def eid(self) -> Optional[Tensor]:
         """CSR position -> the user's edge id, ``None`` when that is the identity."""
         return None if self.identity_perm else self.perm
+
+    def to_csr_order(self, x: Tensor) -> Tensor:
+        """A per-edge tensor ``[E, ...]`` in the user's edge order -> CSR order."""
+        return to_csr_order(x, self.eid)
+
+    def to_user_order(self, x: Tensor) -> Tensor:
+        """A per-edge tensor ``[E, ...]`` in CSR order -> the user's edge order."""
+        return to_user_order(x, self.eid)
 
     @property
     def num_edges(self) -> int:
@@ -136,17 +170,33 @@ class CSR:
 
     def transpose(self) -> CSC:
         """The cached transpose (built on first use)."""
-        if self._csc is None:
-            order = torch.argsort(self.col, stable=True)
-            self._csc = CSC(colptr=offsets(self.col, self.num_src_nodes), row=self.row[order].contiguous(),
-                            col=self.col[order].contiguous(), perm=order)
-        return self._csc
+        return self.derived("transpose", _build_transpose)
 
     def to(self, device: torch.device | str) -> "CSR":
-        return CSR(self.rowptr.to(device), self.col.to(device), self.row.to(device),
-                   self.perm.to(device), self.num_src_nodes, self.num_dst_nodes,
-                   None if self._csc is None else self._csc.to(device), self.identity_perm,
-                   None if self.block_sizes is None else self.block_sizes.to(device))
+        """This graph on ``device`` (with its transpose, if built; other derived structures are rebuilt)."""
+        moved = CSR(self.rowptr.to(device), self.col.to(device), self.row.to(device), self.perm.to(device),
+                    self.num_src_nodes, self.num_dst_nodes, self.identity_perm,
+                    None if self.block_sizes is None else self.block_sizes.to(device))
+        if "transpose" in self._derived:
+            moved._derived["transpose"] = self._derived["transpose"].to(device)
+        return moved
+
+
+def _build_transpose(csr: CSR) -> CSC:
+    order = torch.argsort(csr.col, stable=True)
+    return CSC(colptr=offsets(csr.col, csr.num_src_nodes), row=csr.row[order].contiguous(),
+               col=csr.col[order].contiguous(), perm=order)
+
+
+def to_csr_order(x: Tensor, eid: Optional[Tensor]) -> Tensor:
+    """A per-edge tensor ``[E, ...]`` in the user's edge order -> CSR order (``eid`` :attr:`CSR.eid`;
+    ``None``: the orders agree)."""
+    return x if eid is None else x.index_select(0, eid)
+
+
+def to_user_order(x: Tensor, eid: Optional[Tensor]) -> Tensor:
+    """A per-edge tensor ``[E, ...]`` in CSR order -> the user's edge order (inverse of :func:`to_csr_order`)."""
+    return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
 
 
 def offsets(index: Tensor, size: int) -> Tensor:
@@ -167,6 +217,8 @@ def build_csr(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: int,
     """
     if validate:
         validate_edge_index(edge_index, num_src_nodes, num_dst_nodes)
+    else:
+        edge_count("edge_index", edge_index.size(1))
     edge_index = edge_index.long()
     src, dst = edge_index[0], edge_index[1]
     if not torch.compiler.is_compiling() and (dst.numel() < 2 or bool((dst[1:] >= dst[:-1]).all())):
@@ -184,6 +236,7 @@ def csr_from_sorted_rows(row: Tensor, col: Tensor, num_src_nodes: int,
 
     The user's edge order is the CSR order, so ``perm`` is the identity.
     """
+    edge_count("col", col.numel())
     row, col = row.long().contiguous(), col.long().contiguous()
     return CSR(rowptr=offsets(row, num_dst_nodes), col=col, row=row,
                perm=torch.arange(col.numel(), device=col.device), num_src_nodes=num_src_nodes,
@@ -202,7 +255,7 @@ def block_diagonal_full(sizes: Tensor, num_nodes: Optional[int] = None) -> CSR:
     block = torch.repeat_interleave(torch.arange(sizes.numel(), device=device), sizes, output_size=n)
     starts = sizes.cumsum(0) - sizes
     row_len = sizes[block]                                   # every node attends to its whole block
-    num_edges = int((sizes * sizes).sum()) if sizes.numel() else 0
+    num_edges = edge_count("sizes", int((sizes * sizes).sum()) if sizes.numel() else 0)   # before allocating them
     row = torch.repeat_interleave(torch.arange(n, device=device), row_len, output_size=num_edges)
     rowptr_start = row_len.cumsum(0) - row_len
     col = starts[block[row]] + (torch.arange(num_edges, device=device) - rowptr_start[row])

@@ -152,12 +152,8 @@ def build_plan(csr: CSR, cost: Optional[int] = None) -> BlockPlan:
 
 
 def plan_for(csr: CSR) -> BlockPlan:
-    """The cached :class:`BlockPlan` of ``csr`` (built on first use: one host synchronisation per graph)."""
-    plan = getattr(csr, "_dense_block_plan", None)
-    if plan is None:
-        plan = build_plan(csr)
-        csr._dense_block_plan = plan
-    return plan
+    """The :class:`BlockPlan` of ``csr``, kept on it (built on first use: one host synchronisation per graph)."""
+    return csr.derived("dense_blocks", build_plan)
 
 
 def _dropout_factors(bucket: Bucket, call: dispatch.AttentionCall) -> Tensor:

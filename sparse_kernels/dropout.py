@@ -3,21 +3,24 @@ r"""Counter-based attention dropout: the mask is a hash of ``(seed, edge, head)`
 Every kernel (the plain-PyTorch reference here, the C kernels of :mod:`sparse_kernels.cpu`, the
 Triton kernels and the dense-block path) computes the same keep decision for the same seed, so
 the backward pass regenerates the mask instead of saving it, and all paths agree bit for bit.
-With ``edge`` the user's edge id and ``H`` the number of heads, all arithmetic modulo
-:math:`2^{32}`:
+With ``edge`` the user's edge id and ``H`` the number of heads, the counter of head ``h`` is the
+64-bit :math:`c = \text{edge} \cdot H + h` (modulo :math:`2^{64}`), split into its halves
+:math:`c_{lo} = c \bmod 2^{32}` and :math:`c_{hi} = \lfloor c / 2^{32} \rfloor`; all hash arithmetic is
+modulo :math:`2^{32}`:
 
 .. math::
-    c = \text{edge} \cdot H + h,\qquad
-    u = \operatorname{mix}(\operatorname{mix}(c + k_0) \oplus k_1),\qquad
+    u = \operatorname{mix}(\operatorname{mix}(c_{lo} + k_0) \oplus k_1 \oplus \operatorname{mix}(c_{hi})),\qquad
     \text{keep} \iff \lfloor u / 2^8 \rfloor \ge t,
 
 with :math:`k_0 = \text{seed} \bmod 2^{32}`,
 :math:`k_1 = \operatorname{mix}(\lfloor \text{seed} / 2^{32} \rfloor \oplus \texttt{0x9E3779B9})`,
 the threshold :math:`t = \operatorname{round}(p \cdot 2^{24})` and ``mix`` the 32-bit
 "lowbias32" finaliser (``x ^= x >> 16; x *= 0x7FEB352D; x ^= x >> 15; x *= 0x846CA68B;
-x ^= x >> 16``). Kept weights are multiplied by :math:`1 / (1 - p)`, so the expectation of the
-output is unchanged; the keep rate is :math:`1 - t / 2^{24}` (within :math:`3 \cdot 10^{-8}` of
-:math:`1 - p`).
+x ^= x >> 16``). The high half is folded into the key :math:`k_1` so that the counter never wraps
+(edge ids :math:`u` and :math:`u + 2^{32}/H` get independent masks); as :math:`\operatorname{mix}(0) = 0`,
+every counter below :math:`2^{32}` keeps the mask of the earlier 32-bit counter bit for bit. Kept
+weights are multiplied by :math:`1 / (1 - p)`, so the expectation of the output is unchanged; the
+keep rate is :math:`1 - t / 2^{24}` (within :math:`3 \cdot 10^{-8}` of :math:`1 - p`).
 
 The seed is a one-element ``int64`` tensor on the inputs' device, drawn from PyTorch's
 generator (:func:`new_seed`), so that dropout follows ``torch.manual_seed`` and reading it
@@ -78,7 +81,7 @@ def _keys(seed: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def keep_mask(edge: Tensor, heads: int, seed: Tensor, p_threshold: int) -> Tensor:
-    """``[*edge.shape, heads]`` boolean keep mask of the counters ``edge * heads + h``.
+    """``[*edge.shape, heads]`` boolean keep mask of the 64-bit counters ``edge * heads + h``.
 
     Args:
         edge: int64 user edge ids (any shape); negative ids (padding) give ``False``.
@@ -88,6 +91,7 @@ def keep_mask(edge: Tensor, heads: int, seed: Tensor, p_threshold: int) -> Tenso
     """
     k0, k1 = _keys(seed.to(edge.device))
     h = torch.arange(heads, device=edge.device)
-    counter = (edge.long().unsqueeze(-1) * heads + h) & MASK32
-    u = _mix(_mix((counter + k0) & MASK32) ^ k1)
+    counter = edge.long().unsqueeze(-1) * heads + h             # int64, wraps modulo 2^64
+    low, high = counter & MASK32, (counter >> 32) & MASK32
+    u = _mix(_mix((low + k0) & MASK32) ^ k1 ^ _mix(high))
     return ((u >> 8) >= p_threshold) & (edge.unsqueeze(-1) >= 0)

@@ -507,14 +507,6 @@ def _transpose_args(csr: CSR) -> tuple[Tensor, ...]:
     return csr.rowptr, csr.col, csr.row, csc.colptr, csc.row, csc.col, csc.perm
 
 
-def _to_csr_order(x: Tensor, csr: CSR) -> Tensor:
-    return x if csr.eid is None else x.index_select(0, csr.eid)
-
-
-def _to_user_order(x: Tensor, csr: CSR) -> Tensor:
-    return x if csr.eid is None else torch.empty_like(x).index_copy(0, csr.eid, x)
-
-
 def sddmm(a: Tensor, b: Tensor, csr: CSR) -> Tensor:
     r"""Per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`, ``[E, H]`` in the user's edge order.
 
@@ -530,7 +522,7 @@ def sddmm(a: Tensor, b: Tensor, csr: CSR) -> Tensor:
         raise ValueError(f"a must have {csr.num_dst_nodes} rows and b {csr.num_src_nodes}, "
                          f"got {a.size(0)} and {b.size(0)}")
     _check_same_device(a=a, b=b, graph=csr.col)
-    return _to_user_order(_SddmmFn.apply(a.contiguous(), b.contiguous(), _transpose_args(csr)), csr)
+    return csr.to_user_order(_SddmmFn.apply(a.contiguous(), b.contiguous(), _transpose_args(csr)))
 
 
 def spmm(weight: Tensor, x: Tensor, csr: CSR) -> Tensor:
@@ -544,7 +536,7 @@ def spmm(weight: Tensor, x: Tensor, csr: CSR) -> Tensor:
     if x.size(0) != csr.num_src_nodes:
         raise ValueError(f"x has {x.size(0)} rows but the graph has {csr.num_src_nodes} source nodes")
     _check_same_device(weight=weight, x=x, graph=csr.col)
-    weight = _to_csr_order(weight.to(x.dtype), csr).contiguous()
+    weight = csr.to_csr_order(weight.to(x.dtype)).contiguous()
     return _SpmmFn.apply(weight, x.contiguous(), _transpose_args(csr))
 
 
@@ -555,8 +547,8 @@ def edge_softmax(scores: Tensor, csr: CSR, normalizer: str = "softmax") -> Tenso
     _check_edge_values("scores", scores, csr, (scores.size(1),))
     _check_normalizer(normalizer)
     _check_same_device(scores=scores, graph=csr.col)
-    weights = _EdgeSoftmaxFn.apply(_to_csr_order(scores, csr).contiguous(), csr.rowptr, csr.row, normalizer)[0]
-    return _to_user_order(weights, csr)
+    weights = _EdgeSoftmaxFn.apply(csr.to_csr_order(scores).contiguous(), csr.rowptr, csr.row, normalizer)[0]
+    return csr.to_user_order(weights)
 
 
 #: The plain-PyTorch implementation of every op, with the op's signature.

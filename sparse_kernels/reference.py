@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .call import SCORES
-from .csr import offsets
+from .csr import offsets, to_csr_order, to_user_order
 from .dropout import keep_mask
 
 __all__ = [
@@ -91,19 +91,28 @@ def _unique_pattern(ptr: Tensor, segment: Tensor, gather: Tensor, num_cols: int
                     ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """The pattern without repeated (segment, gather) pairs, as ``(ptr, gather, inverse)``;
     ``inverse`` maps every edge to its unique pair (``None`` when nothing repeats).
-    ``torch.sparse.sampled_addmm`` rejects some patterns with repeated entries. Cached on
-    ``ptr`` (one graph's offsets) per ``gather`` tensor."""
-    key = (gather.data_ptr(), gather.numel())
+    ``torch.sparse.sampled_addmm`` rejects some patterns with repeated entries. Kept on ``ptr`` (one
+    graph's offsets) with the ``gather`` tensor it was built for (a reference, not an address, so a freed
+    tensor can never match) and both tensors' versions."""
+    key = (_version(ptr), _version(gather))
     cached = getattr(ptr, "_graphattn_unique_pattern", None)
-    if cached is None or cached[0] != key:
+    if cached is None or cached[0] is not gather or cached[1] != key:
         pairs = segment * num_cols + gather
         unique, inverse = torch.unique(pairs, return_inverse=True)   # sorted: rows stay grouped
         if unique.numel() == pairs.numel():
-            cached = (key, (ptr, gather, None))
+            pattern = (ptr, gather, None)
         else:
-            cached = (key, (offsets(unique // num_cols, ptr.numel() - 1), unique % num_cols, inverse))
+            pattern = (offsets(unique // num_cols, ptr.numel() - 1), unique % num_cols, inverse)
+        cached = (gather, key, pattern)
         ptr._graphattn_unique_pattern = cached
-    return cached[1]
+    return cached[2]
+
+
+def _version(t: Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors keep no version counter
+        return 0
 
 
 def _csr_matrix(ptr: Tensor, gather: Tensor, values: Tensor, num_cols: int) -> Tensor:
@@ -267,15 +276,6 @@ def _edge_outer(weight: Tensor, a: Tensor, segment: Tensor, eid: Optional[Tensor
     return out
 
 
-def _per_edge(x: Optional[Tensor], eid: Optional[Tensor]) -> Optional[Tensor]:
-    """A per-edge ``[E, ...]`` input in CSR order."""
-    return x if x is None or eid is None else x.index_select(0, eid)
-
-
-def _to_user_order(x: Tensor, eid: Optional[Tensor]) -> Tensor:
-    return x if eid is None else torch.empty_like(x).index_copy_(0, eid, x)
-
-
 def dropout_multiplier(num_edges: int, heads: int, eid: Optional[Tensor], seed: Optional[Tensor],
                        p_threshold: int, keep_scale: float, dtype: torch.dtype,
                        device: torch.device) -> Optional[Tensor]:
@@ -316,7 +316,7 @@ def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tenso
         s = s * scale
     elif score == "gat":
         s = leaky_relu(q[:, :, 0].to(cdt).index_select(0, row) + k[:, :, 0].to(cdt).index_select(0, col)
-                       + (0 if bias is None else _per_edge(bias, eid).to(cdt)), negative_slope)
+                       + (0 if bias is None else to_csr_order(bias, eid).to(cdt)), negative_slope)
         return s
     elif score == "gatv2":
         s = torch.empty(row.numel(), q.size(1), dtype=cdt, device=q.device)
@@ -325,7 +325,7 @@ def _scores(q: Tensor, k: Tensor, row: Tensor, col: Tensor, bias: Optional[Tenso
     else:
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
     if bias is not None:
-        s = s + _per_edge(bias, eid).to(s.dtype)
+        s = s + to_csr_order(bias, eid).to(s.dtype)
     return s
 
 
@@ -341,11 +341,11 @@ def _score_input_grads(ds: Tensor, q: Tensor, k: Tensor, row: Tensor, col: Tenso
     if score == "gat":
         z = q[:, :, 0].to(cdt).index_select(0, row) + k[:, :, 0].to(cdt).index_select(0, col)
         if bias is not None:
-            z = z + _per_edge(bias, eid).to(cdt)
+            z = z + to_csr_order(bias, eid).to(cdt)
         g = ds * _leaky_grad(z, negative_slope)
         dq = _segment_sum(g, row, q.size(0)).unsqueeze(-1)
         dk = _segment_sum(g, col, k.size(0)).unsqueeze(-1)
-        dbias = None if bias is None else _to_user_order(g.to(bias.dtype), eid)
+        dbias = None if bias is None else to_user_order(g.to(bias.dtype), eid)
         return dq, dk, dbias, None, None
     dq = torch.zeros(q.shape, dtype=cdt, device=q.device)
     dk = torch.zeros(k.shape, dtype=cdt, device=q.device)
@@ -359,7 +359,7 @@ def _score_input_grads(ds: Tensor, q: Tensor, k: Tensor, row: Tensor, col: Tenso
         dk.index_add_(0, col[c], g)
         if dek is not None:
             dek.index_copy_(0, torch.arange(c.start, c.stop, device=q.device) if eid is None else eid[c], g)
-    dbias = None if bias is None else _to_user_order(ds.to(bias.dtype), eid)
+    dbias = None if bias is None else to_user_order(ds.to(bias.dtype), eid)
     return dq, dk, dbias, None if dek is None else dek.to(edge_k.dtype), datt.to(att.dtype)
 
 
@@ -464,6 +464,6 @@ def attention_backward(grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: T
         dk = spmm(ds[csc_perm], q, csc_col, csc_row, k.size(0), colptr) * scale
     else:
         dk = spmm(ds, q, col, row, k.size(0)) * scale
-    dbias = None if bias is None else _to_user_order(ds.to(bias.dtype), eid)
+    dbias = None if bias is None else to_user_order(ds.to(bias.dtype), eid)
     dedge_k = None if edge_k is None else _edge_outer(ds * scale, q, row, eid, edge_k)
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dbias, dedge_k, dedge_v, None

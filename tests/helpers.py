@@ -1,26 +1,38 @@
-"""Shared builders for the tests: random graphs with awkward structure, dense references, and small
+"""Shared builders and checks of the tests: random graphs with awkward structure (and PyG data on them),
+the dense attention oracle in float64, layer checks (per graph, permutation, gradients), and small
 datasets in the official OGB / LRGB release layouts."""
 from __future__ import annotations
 
 import gzip
 import pickle
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch_geometric.data import Batch, Data
 
 
-def random_graph(num_src: int, num_dst: int, num_edges: int, *, self_loops: bool = False,
-                 hub: bool = False, isolated: int = 0, seed: int = 0) -> Tensor:
-    """A duplicate-free random ``edge_index`` ``[2, E]`` in shuffled order.
+def random_graph(num_src: int, num_dst: int, num_edges: int, *, self_loops: bool = False, hub: bool = False,
+                 isolated: int = 0, multigraph: bool = False, seed: Optional[int] = 0) -> Tensor:
+    """A random ``edge_index`` ``[2, E]`` from ``num_src`` sources to ``num_dst`` destinations.
 
-    ``hub`` gives destination 0 about half of all edges; the last ``isolated`` destinations
-    get no edge; ``self_loops`` adds ``i -> i`` for every ``i < min(num_src, num_dst)``.
+    By default duplicate-free, in shuffled order: ``hub`` gives destination 0 about half of all edges;
+    ``self_loops`` adds ``i -> i`` for every ``i < min(num_src, num_dst)``. With ``multigraph``, exactly
+    ``num_edges`` edges drawn independently (duplicates and self-loops as they fall). Either way the last
+    ``isolated`` destinations get no edge. ``seed=None`` draws from the global generator (the tests'
+    autouse seed), so that successive graphs differ.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = None if seed is None else torch.Generator().manual_seed(seed)
     reachable = max(num_dst - isolated, 0)
+    if multigraph:
+        if hub or self_loops:
+            raise ValueError("random_graph: hub and self_loops are options of duplicate-free graphs")
+        if not num_edges:
+            return torch.zeros(2, 0, dtype=torch.long)
+        return torch.stack([torch.randint(num_src, (num_edges,), generator=g),
+                            torch.randint(reachable, (num_edges,), generator=g)])
     pairs = set()
     if reachable:
         while len(pairs) < num_edges:
@@ -34,33 +46,114 @@ def random_graph(num_src: int, num_dst: int, num_edges: int, *, self_loops: bool
     return edges[:, torch.randperm(edges.size(1), generator=g)]
 
 
-def dense_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, bias: Tensor | None = None,
-                    scale: float | None = None, normalizer: str = "softmax") -> Tensor:
-    """Dense masked attention with the adjacency as mask; rows without edges give zeros."""
-    n_dst, n_src, heads = q.size(0), k.size(0), q.size(1)
-    mask = torch.zeros(n_dst, n_src, dtype=torch.bool)
-    mask[edge_index[1], edge_index[0]] = True
-    dense_bias = torch.zeros(heads, n_dst, n_src, dtype=q.dtype)
-    if bias is not None:
-        dense_bias = dense_bias.index_put((torch.arange(heads)[:, None], edge_index[1][None], edge_index[0][None]),
-                                          bias.t())
-    scale = q.size(-1) ** -0.5 if scale is None else scale
-    qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)
+def random_data(num_nodes: int, num_edges: int, channels: int, edge_dim: Optional[int] = None,
+                dtype: torch.dtype = torch.float32) -> Data:
+    """A :class:`Data` on a :func:`random_graph` multigraph (global generator) with random node features
+    ``x`` ``[N, channels]`` and, given ``edge_dim``, edge features ``edge_attr`` ``[E, edge_dim]``."""
+    edge_index = random_graph(num_nodes, num_nodes, num_edges, multigraph=True, seed=None)
+    data = Data(x=torch.randn(num_nodes, channels, dtype=dtype), edge_index=edge_index, num_nodes=num_nodes)
+    if edge_dim is not None:
+        data.edge_attr = torch.randn(num_edges, edge_dim, dtype=dtype)
+    return data
+
+
+def random_batch(sizes: Sequence[int], channels: int, edge_dim: Optional[int] = None,
+                 dtype: torch.dtype = torch.float32) -> Batch:
+    """A batch of :func:`random_data` graphs of ``sizes`` nodes and three edges per node."""
+    return Batch.from_data_list([random_data(n, 3 * n, channels, edge_dim, dtype) for n in sizes])
+
+
+def permute(data: Data, perm: Tensor) -> Data:
+    """Relabels node ``perm[k]`` as ``k``: node features ``x[perm]``, edges mapped, edge order kept."""
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.arange(perm.numel())
+    out = data.clone()
+    for key, value in data.items():
+        if torch.is_tensor(value) and data.is_node_attr(key) and key != "edge_index":
+            out[key] = value[perm]
+    out.edge_index = inv[data.edge_index]
+    return out
+
+
+def assert_grads_everywhere(module: torch.nn.Module) -> None:
+    """Every trainable parameter of ``module`` has a finite, nonzero gradient."""
+    missing = [n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not
+                                                                                torch.isfinite(p.grad).all())]
+    assert not missing, f"no (finite) gradient for {missing}"
+    zero = [n for n, p in module.named_parameters() if p.requires_grad and p.grad.abs().sum() == 0]
+    assert not zero, f"zero gradient for {zero}"
+
+
+def assert_per_graph(fn: Callable[[Data], Tensor], batch: Batch, atol: float = 1e-5) -> None:
+    """``fn`` on the whole batch equals ``fn`` on each graph alone (node-level outputs)."""
+    full = fn(batch)
+    for g, data in enumerate(batch.to_data_list()):
+        alone = fn(Batch.from_data_list([data]))
+        torch.testing.assert_close(full[batch.batch == g], alone, atol=atol, rtol=1e-4)
+
+
+def masked_weights(scores: Tensor, mask: Tensor, normalizer: str = "softmax") -> Tensor:
+    r"""The dense attention oracle's weights, computed in float64: scores ``[..., n_dst, n_src]`` normalised
+    over the keys ``mask`` (broadcastable, boolean) allows,
+
+    .. math::
+        a_{ij} = \frac{e^{s_{ij}}}{\sum_{j'} e^{s_{ij'}}} \text{ (softmax)}, \quad \sigma(s_{ij})
+        \text{ (sigmoid)}, \quad \frac{\operatorname{softplus}(s_{ij})}{\sum_{j'} \operatorname{softplus}(s_{ij'})}
+        \text{ (softplus)},
+
+    sums over allowed :math:`j'`; zero where ``mask`` is false, so a row without an allowed key is zero
+    (with finite gradients). Returned in the dtype of ``scores``."""
+    s = scores.double()
+    mask = mask.expand_as(s)
     if normalizer == "softmax":
-        rows = mask.any(1)  # SDPA is NaN on fully masked rows: run it on the others only
-        attn_mask = dense_bias[:, rows].masked_fill(~mask[rows], float("-inf"))
-        part = F.scaled_dot_product_attention(qh[:, rows], kh, vh, attn_mask=attn_mask, scale=scale)
-        out = qh.new_zeros(heads, n_dst, v.size(-1)).index_put((torch.arange(heads)[:, None],
-                                                                 rows.nonzero().view(1, -1)), part)
-        return out.transpose(0, 1)
-    s = scale * qh @ kh.transpose(1, 2) + dense_bias
-    if normalizer == "sigmoid":
+        rows = mask.any(-1, keepdim=True)
+        a = torch.softmax(torch.where(rows, s.masked_fill(~mask, float("-inf")), 0.0), -1) * mask
+    elif normalizer == "sigmoid":
         a = torch.sigmoid(s) * mask
-    else:
+    elif normalizer == "softplus":
         u = F.softplus(s) * mask
         total = u.sum(-1, keepdim=True)
         a = u / torch.where(total > 0, total, torch.ones_like(total))
-    return (a @ vh).transpose(0, 1)
+    else:
+        raise ValueError(f"masked_weights: unknown normalizer {normalizer!r}")
+    return a.to(scores.dtype)
+
+
+def dense_attention(q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, bias: Optional[Tensor] = None,
+                    scale: Optional[float] = None, normalizer: str = "softmax", edge_k: Optional[Tensor] = None,
+                    edge_v: Optional[Tensor] = None) -> Tensor:
+    r"""The dense attention oracle, in float64: the adjacency of ``edge_index`` (``src -> dst``, no duplicate
+    edges) as a dense mask, scores
+    :math:`s_{hij} = \text{scale}\,\langle q_{ih}, k_{jh} + e^k_{ijh} \rangle + b_{ijh}` on every pair,
+    weights :func:`masked_weights` and :math:`o_{ih} = \sum_j a_{hij} (v_{jh} + e^v_{ijh})`.
+
+    q ``[n_dst, H, D]``, k ``[n_src, H, D]``, v ``[n_src, H, Dv]``; per-edge ``bias`` ``[E, H]``,
+    ``edge_k`` ``[E, H, D]``, ``edge_v`` ``[E, H, Dv]``; scale defaults to :math:`D^{-1/2}`. Rows without
+    edges give zeros. Returns ``[n_dst, H, Dv]`` in the dtype of ``q``."""
+    src, dst = edge_index
+    n_dst, n_src, heads = q.size(0), k.size(0), q.size(1)
+    mask = torch.zeros(n_dst, n_src, dtype=torch.bool, device=q.device)
+    mask[dst, src] = True
+    if int(mask.sum()) != edge_index.size(1):
+        raise ValueError("dense_attention: edge_index has duplicate edges, which a dense mask cannot hold")
+
+    def dense(per_edge: Tensor) -> Tensor:                   # [E, H, ...] -> [n_dst, n_src, H, ...], zero elsewhere
+        out = per_edge.new_zeros(n_dst, n_src, *per_edge.shape[1:], dtype=torch.float64)
+        return out.index_put((dst, src), per_edge.double())
+
+    qd, kd, vd = q.double(), k.double(), v.double()
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    s = torch.einsum("ihd,jhd->hij", qd, kd)
+    if edge_k is not None:
+        s = s + torch.einsum("ihd,ijhd->hij", qd, dense(edge_k))
+    s = scale * s
+    if bias is not None:
+        s = s + dense(bias).permute(2, 0, 1)
+    a = masked_weights(s, mask, normalizer)
+    out = torch.einsum("hij,jhd->ihd", a, vd)
+    if edge_v is not None:
+        out = out + torch.einsum("hij,ijhd->ihd", a, dense(edge_v))
+    return out.to(q.dtype)
 
 
 def shared_data(*parts: str):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from graphattn.adapters import allowed_pairs, attention_graph, collect_attention_graphs
+from helpers import masked_weights
 
 transformers = pytest.importorskip("transformers")
 
@@ -23,9 +24,8 @@ def _dense(graph, batch, q_len, k_len):
 
 
 def _reference(q, k, allowed, scale):
-    scores = torch.einsum("bhid,bhjd->bhij", q, k) * scale
-    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-    return torch.softmax(scores, -1).nan_to_num(0.0)
+    """[B, H, L_q, L_k] softmax probabilities over the ``allowed`` [B, L_q, L_k] keys (the dense oracle's)."""
+    return masked_weights(torch.einsum("bhid,bhjd->bhij", q, k) * scale, allowed[:, None])
 
 
 def _padding_mask(batch, length, lengths):

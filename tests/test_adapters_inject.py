@@ -9,6 +9,7 @@ from graphattn.adapters import (ADAPTER_NAME, PAdapterConfig, SparseGINAdapterCo
                                 print_trainable_parameters, remove_adapters)
 from graphattn.adapters.capture import AttentionCapture
 from graphattn.adapters.sparse_gin import SparseGINAdapter
+from helpers import masked_weights
 
 transformers = pytest.importorskip("transformers")
 
@@ -142,7 +143,7 @@ def test_sparse_gin_equals_dense_and_messages_flow_key_to_query():
     torch.nn.init.normal_(adapter.out_norm.weight)
     capture = AttentionCapture(q, k, None, causal, 0.5, False, x)
     got = adapter(capture, None, torch.zeros(B, L, hidden, dtype=torch.float64))
-    probs = torch.softmax((q @ k.transpose(-1, -2) * 0.5).masked_fill(~causal, float("-inf")), -1).nan_to_num(0)
+    probs = masked_weights(q @ k.transpose(-1, -2) * 0.5, causal)
     valid = causal[:, 0].diagonal(dim1=1, dim2=2)
     probs = probs * (valid[:, None, :, None] & valid[:, None, None, :])
     w = torch.sigmoid(10 * (probs.sum(1).clamp(max=1) - 0.1))

@@ -6,6 +6,7 @@ from graphattn.adapters import attention_graph, edge_diff_norm, p_laplacian_step
 from graphattn.adapters.capture import AttentionCapture
 from graphattn.adapters.p_adapter import PAdapter
 from graphattn.graph import AttentionGraph
+from helpers import masked_weights
 
 EPS = 1e-8
 
@@ -26,6 +27,8 @@ def _random_graph(n, heads, density=0.5, seed=0):
     present = torch.rand(n, n, generator=gen) < density
     present[3] = False                                       # node 3 receives nothing
     dst, src = present.nonzero(as_tuple=True)
+    shuffle = torch.randperm(dst.numel(), generator=gen)      # not sorted by destination: order bugs show
+    dst, src = dst[shuffle], src[shuffle]
     weight = torch.rand(dst.numel(), heads, generator=gen, dtype=torch.float64)
     weight[::4, 0] = 0.0                                     # some zero weights in one head
     graph = AttentionGraph(torch.stack([src, dst]), n, edge_weight=weight)
@@ -38,8 +41,7 @@ def _random_graph(n, heads, density=0.5, seed=0):
 def test_per_edge_equals_dense_formula(p):
     f = torch.randn(11, 3, 5, dtype=torch.float64)
     graph, A = _random_graph(11, 3)
-    graph.edge_weight = graph.to_csr_order(graph.edge_weight)   # p_laplacian_step reads CSR order
-    out = p_laplacian_step(f, graph, p, 0.2)
+    out = p_laplacian_step(f, graph, p, 0.2)                    # edge_weight in the graph's (shuffled) order
     torch.testing.assert_close(out, _dense_p_laplacian(f, A, p, 0.2), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(out[3], f[3])                   # isolated node keeps its features
 
@@ -48,16 +50,16 @@ def test_per_edge_equals_dense_formula(p):
 def test_gradients_equal_dense_formula(p):
     f = torch.randn(9, 2, 4, dtype=torch.float64, requires_grad=True)
     graph, A = _random_graph(9, 2, seed=1)
-    w = graph.to_csr_order(graph.edge_weight).clone().requires_grad_(True)
+    w = graph.edge_weight.clone().requires_grad_(True)
     p_t = torch.tensor(p, dtype=torch.float64, requires_grad=True)
     mu_t = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
     probe = torch.randn(9, 2, 4, dtype=torch.float64)
-    weighted = AttentionGraph(graph.edge_index, 9, edge_weight=w, validate=False, _csr=graph.csr)
+    weighted = graph.with_edge_weight(w)
     grads = torch.autograd.grad((p_laplacian_step(f, weighted, p_t, mu_t) * probe).sum(), (f, w, p_t, mu_t))
     A_leaf = A.clone().requires_grad_(True)
     ref = torch.autograd.grad((_dense_p_laplacian(f, A_leaf, p_t, mu_t) * probe).sum(), (f, A_leaf, p_t, mu_t))
-    csr = graph.csr
-    dense_dw = ref[1][:, csr.row, csr.col].T
+    src, dst = graph.edge_index
+    dense_dw = ref[1][:, dst, src].T
     for got, want in zip(grads, (ref[0], dense_dw, ref[2], ref[3])):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
@@ -109,7 +111,7 @@ def test_p_adapter_module_equals_dense_pipeline():
     got = adapter(capture, w_o, output)
     # dense: probabilities, W_down W_o v split into heads, formula, gate, up
     graph = attention_graph(q, k, mask, scaling=0.5)
-    A_full = torch.softmax((q @ k.transpose(-1, -2) * 0.5).masked_fill(~mask, float("-inf")), -1)
+    A_full = masked_weights(q @ k.transpose(-1, -2) * 0.5, mask)
     valid = mask[:, 0].diagonal(dim1=1, dim2=2)
     A_full = A_full * (valid[:, None, :, None] & valid[:, None, None, :])
     f = adapter.down(w_o(v.transpose(1, 2).reshape(B, L, -1))).reshape(B, L, H, -1)

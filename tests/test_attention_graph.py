@@ -118,13 +118,16 @@ def test_raw_edge_index_builds_one_graph_per_tensor():
         cached_graph(torch.tensor([[7], [0]]), 4)                  # validated on first build
 
 
-def test_layer_stack_builds_the_graph_once(monkeypatch):
+@pytest.mark.parametrize("layers", [[ga.GraphAttnConv] * 4, [ga.GATConv, ga.GATv2Conv, ga.GATConv]],
+                         ids=["graph_attn_conv", "gat_self_loops"])
+def test_layer_stack_builds_the_graph_once(monkeypatch, layers):
+    """The GAT layers share one self-loop graph per edge_index (graphattn.graph.self_loop_graph)."""
     import graphattn.graph as graph_module
 
     builds = []
     original = graph_module.build_csr
     monkeypatch.setattr(graph_module, "build_csr", lambda *a, **kw: builds.append(1) or original(*a, **kw))
-    convs = torch.nn.ModuleList(ga.GraphAttnConv(8, 4, heads=2) for _ in range(4))
+    convs = torch.nn.ModuleList(layer(8, 4, heads=2) for layer in layers)
     x, ei = torch.randn(6, 8), torch.randint(0, 6, (2, 20))
     for _ in range(2):
         h = x
@@ -142,3 +145,30 @@ def test_from_sorted_rows_checks_order_and_skips_the_sort():
         ga.AttentionGraph.from_sorted_rows(torch.tensor([1, 0]), torch.tensor([0, 0]), 2)
     with pytest.raises(ValueError, match="num_src_nodes"):
         ga.AttentionGraph.from_sorted_rows(torch.tensor([0, 1]), torch.tensor([0, 5]), 2)
+
+
+def test_self_loop_graph_is_pygs_order_and_cached():
+    """PyG's remove_self_loops + add_self_loops (the input's non-loop edges in order, then one loop per node
+    i < min(N_src, N_dst)), built once per edge_index tensor; an in-place change rebuilds it."""
+    from torch_geometric.utils import add_self_loops, remove_self_loops
+
+    from graphattn.graph import self_loop_graph
+
+    ei = torch.tensor([[0, 2, 2, 1, 3, 3, 4], [1, 2, 1, 1, 0, 3, 2]])
+    loops = self_loop_graph(ei, 5, 4)
+    expected, _ = add_self_loops(remove_self_loops(ei)[0], num_nodes=4)
+    assert torch.equal(loops.graph.edge_index, expected)
+    assert loops.kept.tolist() == [0, 2, 4, 6] and loops.num_kept == 4
+    assert (loops.graph.num_src_nodes, loops.graph.num_dst_nodes) == (5, 4)
+    csr = loops.graph.csr
+    assert self_loop_graph(ei, 5, 4).graph.csr is csr and self_loop_graph(ei, 5, 4).kept is loops.kept
+    assert self_loop_graph(ei, 5, 5).graph.num_edges == 9                   # other node counts: another graph
+    no_loops = self_loop_graph(ei[:, [0, 2, 4]], 5)
+    assert no_loops.kept is None and no_loops.graph.edge_index[:, :3].tolist() == ei[:, [0, 2, 4]].tolist()
+    ei[0, 1] = 0                                                            # (2, 2) -> (0, 2): kept now
+    rebuilt = self_loop_graph(ei, 5, 4)
+    assert rebuilt.graph.csr is not csr and rebuilt.kept.tolist() == [0, 1, 2, 4, 6]
+    with pytest.raises(ValueError, match="num_src_nodes"):
+        self_loop_graph(torch.tensor([[7], [0]]), 4)
+    empty = self_loop_graph(torch.zeros(2, 0, dtype=torch.long), 0)
+    assert empty.graph.num_edges == 0 and empty.num_kept == 0

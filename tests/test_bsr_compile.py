@@ -36,6 +36,7 @@ print("compiled")
 '''
 
 
+@pytest.mark.slow
 def test_bsr_kernels_compile_for_sm90():
     pytest.importorskip("triton.backends.nvidia")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

@@ -203,6 +203,7 @@ def test_interrupted_save_leaves_no_partial_file(root, monkeypatch):
     assert len(_load(root).dataset) == GRAPHS
 
 
+@pytest.mark.slow
 def test_train_cli_reports_corrupt_file_in_one_line(root, tmp_path):
     _keep_half(_raw(root, "graph-label"))
     result = subprocess.run([sys.executable, "-m", "graphattn.cli", "train", "--no-progress", "--dataset",

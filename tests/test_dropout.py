@@ -2,19 +2,28 @@
 
 The masks of the plain-PyTorch hash (:mod:`sparse_kernels.dropout`), the compiled CPU kernels and the
 dense-block path agree bit for bit; the keep rate is 1 - p; the expectation of the output is the
-output without dropout; the mask follows ``torch.manual_seed`` and is regenerated in the backward."""
+output without dropout; the mask follows ``torch.manual_seed`` and is regenerated in the backward. The
+counter ``edge * H + h`` is 64 bits wide: counters below 2^32 keep the masks of the former 32-bit
+counter, and edges ``u`` and ``u + 2^32 / H`` get independent masks."""
 import contextlib
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 import graphattn as ga
 import sparse_kernels as sk
-from sparse_kernels import dropout as drop
+from sparse_kernels import dense_blocks, dropout as drop
+from sparse_kernels.triton._common import dropout_factor, dropout_keys, interpreting
 from helpers import random_graph
 
 DT = torch.float64
 needs_cpu_kernels = pytest.mark.skipif(not sk.cpu.available(), reason="compiled CPU kernels unavailable")
+needs_interpreter = pytest.mark.skipif(not interpreting(), reason="CPU tests of the kernels need TRITON_INTERPRET=1")
+M32 = 0xFFFFFFFF
 
 
 def _graph(num_nodes=9, num_edges=40, seed=0):
@@ -129,3 +138,109 @@ def test_bad_dropout_is_rejected_before_any_work():
     for p in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match="dropout"):
             ga.graph_attention(q, q, q, graph, dropout=p)
+
+
+# --------------------------------------------------------------------------- the 64-bit counter
+def _mix(x):
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & M32
+    return x ^ (x >> 16)
+
+
+def _keep_32bit_counter(edge, heads, seed, p_threshold):
+    """The mask of the former 32-bit counter, written out: ``c = (edge * H + h) mod 2^32``,
+    ``u = mix(mix(c + k0) ^ k1)``."""
+    k0, k1 = seed & M32, _mix(((seed >> 32) & M32) ^ 0x9E3779B9)
+    counter = (edge.unsqueeze(-1) * heads + torch.arange(heads)) & M32
+    return (_mix(_mix((counter + k0) & M32) ^ k1) >> 8) >= p_threshold
+
+
+@pytest.mark.parametrize("heads", [1, 3, 8])
+@pytest.mark.parametrize("seed", [0, 2024, (5 << 32) + 2024, (1 << 62) - 1])
+def test_counters_below_2_32_keep_the_32_bit_masks(heads, seed):
+    top = 2 ** 32 // heads                            # edges below it have counters below 2^32
+    edges = torch.cat([torch.arange(5000), torch.randint(0, top, (5000,)), torch.arange(top - 100, top)])
+    for p in (0.1, 0.5, 0.9):
+        got = drop.keep_mask(edges, heads, torch.tensor([seed]), drop.threshold(p))
+        assert torch.equal(got, _keep_32bit_counter(edges, heads, seed, drop.threshold(p)))
+
+
+def test_masks_recorded_before_the_64_bit_counter():
+    """Bits of the masks as the 32-bit counter gave them (recorded from the former implementation)."""
+    edges = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 1000, 2 ** 32 // 3 - 1])
+    mask = drop.keep_mask(edges, 3, torch.tensor([(5 << 32) + 2024]), drop.threshold(0.5))
+    assert "".join("1" if b else "0" for b in mask.flatten().tolist()) == "010111111100111100100001001001"
+
+
+@pytest.mark.parametrize("heads", [1, 4, 8])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+@pytest.mark.parametrize("base", [0, 3 << 33])
+def test_edges_2_32_over_h_apart_have_independent_masks(heads, p, base):
+    r"""Counters ``c`` and ``c + 2^32`` share their low half; the 32-bit counter gave them one mask. Two
+    independent masks agree on a fraction :math:`q = p^2 + (1-p)^2` of the ``n = 4096 H`` pairs; the
+    tolerance is 5 binomial standard deviations :math:`\sqrt{q(1-q)/n}` (e.g. 0.0195 at p = 0.5, H = 4)."""
+    edges = base // heads + torch.arange(4096)
+    seed, t = torch.tensor([987654321987]), drop.threshold(p)
+    first = drop.keep_mask(edges, heads, seed, t)
+    q = p * p + (1 - p) * (1 - p)
+    tolerance = 5 * math.sqrt(q * (1 - q) / first.numel())
+    for shift in (1, 2):
+        other = drop.keep_mask(edges + shift * 2 ** 32 // heads, heads, seed, t)
+        agree = (first == other).double().mean().item()
+        assert abs(agree - q) < tolerance, (shift, agree, q, tolerance)
+        assert abs(other.double().mean().item() - (1 - p)) < 5 * math.sqrt(p * (1 - p) / first.numel())
+
+
+def _edges_above_2_32(heads):
+    """Edge ids whose counters reach past 2^32: around every multiple of 2^32 / H up to 4, around 2^40,
+    and up to counters near 2^63."""
+    around = [k * 2 ** 32 // heads + d for k in range(1, 5) for d in range(-40, 40)]
+    return torch.tensor(around + [2 ** 40 + d for d in range(40)] + [(2 ** 63 - 1) // heads - d for d in range(40)])
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("heads", [1, 3, 4])
+def test_cpu_counter_equals_the_reference_above_2_32(heads):
+    edges, seed = _edges_above_2_32(heads), (3 << 40) + 17
+    for p in (0.2, 0.5):
+        want = drop.keep_mask(edges, heads, torch.tensor([seed]), drop.threshold(p))
+        assert torch.equal(sk.cpu.dropout_keep(edges, heads, seed, drop.threshold(p)), want)
+
+
+@needs_cpu_kernels
+@pytest.mark.parametrize("heads", [1, 3])
+def test_dense_block_factors_of_rows_crossing_2_32(heads, monkeypatch):
+    """The compiled dense-block factors (a fast path for rows whose counters share their high half, a
+    per-counter path for rows crossing a multiple of 2^32) equal the PyTorch hash's."""
+    n = 9
+    starts = [2 ** 32 // heads - 4, 2 ** 32 // heads + 1, 3 * 2 ** 32 // heads - n // 2, 0, 2 ** 40]
+    bucket = dense_blocks.Bucket(n, torch.tensor([n, n, n, 5, n]), torch.zeros(5 * n, dtype=torch.long),
+                                 torch.tensor(starts)[:, None] + torch.arange(n) * n, padded=True)
+    call = SimpleNamespace(q=torch.zeros(1, heads, 1, dtype=DT), dropout=0.5, seed=torch.tensor([424242]))
+    compiled = dense_blocks._dropout_factors(bucket, call)
+    monkeypatch.setattr(sk.cpu, "available", lambda: False)
+    assert torch.equal(compiled, dense_blocks._dropout_factors(bucket, call))
+
+
+@triton.jit
+def _counter_kernel(counter_ptr, seed_ptr, out_ptr, n, threshold, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    mask = offs < n
+    counter = tl.load(counter_ptr + offs, mask=mask, other=0)
+    key0, key1 = dropout_keys(seed_ptr)
+    tl.store(out_ptr + offs, dropout_factor(counter, key0, key1, threshold, 1.0), mask=mask)
+
+
+@needs_interpreter
+@pytest.mark.parametrize("heads", [1, 3, 4])
+def test_triton_counter_equals_the_reference_above_2_32(heads):
+    edges, seed = _edges_above_2_32(heads), torch.tensor([(3 << 40) + 17])
+    counters = (edges[:, None] * heads + torch.arange(heads)).flatten()
+    block = triton.next_power_of_2(counters.numel())
+    for p in (0.2, 0.5):
+        t = drop.threshold(p)
+        factor = torch.empty(counters.numel())
+        _counter_kernel[(1,)](counters, seed, factor, counters.numel(), t, BLOCK=block)
+        assert torch.equal(factor.view(-1, heads) != 0, drop.keep_mask(edges, heads, seed, t))

@@ -1,13 +1,13 @@
-"""Edge-vector attention (``edge_k`` added to each edge's key, ``edge_v`` to its value) against an
-independent float64 oracle: a Python loop over destination rows with plain autograd. Every CPU kernel
-set runs it: the compiled CPU kernels and both paths of the plain-PyTorch reference."""
+"""Edge-vector attention (``edge_k`` added to each edge's key, ``edge_v`` to its value) against the
+float64 dense attention oracle (``helpers.dense_attention``: dense score matrices with plain autograd).
+Every CPU kernel set runs it: the compiled CPU kernels and both paths of the plain-PyTorch reference."""
 import pytest
 import torch
 
 import graphattn as ga
 import sparse_kernels as sk
 import sparse_kernels.reference as reference
-from helpers import random_graph
+from helpers import dense_attention, random_graph
 
 DT = torch.float64
 
@@ -25,28 +25,6 @@ def kernels(request, monkeypatch):
         monkeypatch.setattr(reference, "SPARSE_MIN_ELEMENTS", 0)
     with sk.dispatch.kernel_override("reference", "cpu", sk.ops.REFERENCE_KERNELS):
         yield request.param
-
-
-def oracle(q, k, v, edge_index, edge_k, edge_v, bias, scale, normalizer):
-    """Row by row: s_e = scale <q_i, k_j + ek_e> + b_e, a = normalise(s), o_i = sum a_e (v_j + ev_e)."""
-    src, dst = edge_index
-    rows = []
-    for i in range(q.size(0)):
-        e = (dst == i).nonzero().view(-1)
-        if e.numel() == 0:
-            rows.append(q.new_zeros(q.size(1), v.size(2)))
-            continue
-        keys = k[src[e]] + (edge_k[e] if edge_k is not None else 0)
-        s = (q[i] * keys).sum(-1) * scale + (bias[e] if bias is not None else 0)          # [deg, H]
-        if normalizer == "softmax":
-            a = torch.softmax(s, 0)
-        elif normalizer == "sigmoid":
-            a = torch.sigmoid(s)
-        else:
-            a = torch.nn.functional.softplus(s) / torch.nn.functional.softplus(s).sum(0)
-        values = v[src[e]] + (edge_v[e] if edge_v is not None else 0)
-        rows.append((a.unsqueeze(-1) * values).sum(0))
-    return torch.stack(rows)
 
 
 CASES = {
@@ -86,7 +64,8 @@ def test_outputs_and_gradients_match_oracle(kernels, case, normalizer, which):
     grad_out = torch.randn(graph.num_dst_nodes, 3, 4, dtype=DT)
     out = ga.graph_attention(full["q"], full["k"], full["v"], graph, edge_k=full["edge_k"], edge_v=full["edge_v"],
                              bias=full["bias"], scale=0.6, normalizer=normalizer)
-    ref = oracle(full["q"], full["k"], full["v"], ei, full["edge_k"], full["edge_v"], full["bias"], 0.6, normalizer)
+    ref = dense_attention(full["q"], full["k"], full["v"], ei, full["bias"], 0.6, normalizer, full["edge_k"],
+                          full["edge_v"])
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
     got = torch.autograd.grad(out, list(leaves.values()), grad_out)
     want = torch.autograd.grad(ref, list(leaves.values()), grad_out)
@@ -102,7 +81,7 @@ def test_shared_edge_tensor_accumulates_both_gradients(kernels):
     out = ga.graph_attention(t["q"], t["k"], t["v"], graph, edge_k=edge, edge_v=edge)
     (got,) = torch.autograd.grad(out.square().sum(), edge)
     ek, ev = (t["edge_k"].clone().requires_grad_() for _ in range(2))
-    ref = oracle(t["q"], t["k"], t["v"], ei, ek, ev, None, 5 ** -0.5, "softmax")
+    ref = dense_attention(t["q"], t["k"], t["v"], ei, edge_k=ek, edge_v=ev)
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
     dk, dv = torch.autograd.grad(ref.square().sum(), (ek, ev))
     torch.testing.assert_close(got, dk + dv, atol=1e-10, rtol=1e-10)

@@ -3,6 +3,8 @@ import pathlib
 import re
 import subprocess
 
+import pytest
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "run.sh"
 
 
@@ -14,6 +16,7 @@ def test_documented_stages_have_branches():
     assert documented and documented == branches == listed
 
 
+@pytest.mark.slow
 def test_unknown_stage_fails(tmp_path):
     result = subprocess.run(["bash", str(SCRIPT), "no-such-stage"], capture_output=True, text=True,
                             env={"OUT": str(tmp_path), "PATH": "/usr/bin:/bin"})

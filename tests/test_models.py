@@ -9,7 +9,7 @@ from graphattn.data.positional import AddLapPE, AddRWSE
 from graphattn.data.virtual_node import AddVirtualNode
 from graphattn.models import GPS, GraphTransformer, LocalConv, MPNNVirtualNode, PredictionHead, model_inputs
 from graphattn.nn import GatedGCNLayer
-from test_nn_common import assert_grads_everywhere, permute
+from helpers import assert_grads_everywhere, permute
 
 C = 16
 

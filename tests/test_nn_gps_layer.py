@@ -5,7 +5,7 @@ from torch_geometric.nn import GINEConv, GPSConv
 from torch_geometric.nn.attention import PerformerAttention
 
 from graphattn.nn import GPSLayer, LinearGraphAttention
-from test_nn_common import assert_grads_everywhere, assert_per_graph, permute, random_batch
+from helpers import assert_grads_everywhere, assert_per_graph, permute, random_batch
 
 C = 16
 

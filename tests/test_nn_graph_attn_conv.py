@@ -5,7 +5,7 @@ from torch_geometric.utils import to_torch_coo_tensor, to_torch_csr_tensor
 
 from graphattn import AttentionGraph
 from graphattn.nn import GraphAttnConv
-from test_nn_common import assert_grads_everywhere, assert_per_graph, permute, random_batch, random_graph
+from helpers import assert_grads_everywhere, assert_per_graph, permute, random_batch, random_data
 
 
 @pytest.mark.parametrize("heads", [1, 4])
@@ -13,7 +13,7 @@ from test_nn_common import assert_grads_everywhere, assert_per_graph, permute, r
 @pytest.mark.parametrize("beta", [True, False])
 @pytest.mark.parametrize("edge_dim", [None, 3])
 def test_matches_transformer_conv(heads, concat, beta, edge_dim):
-    data = random_graph(13, 50, 7, edge_dim)
+    data = random_data(13, 50, 7, edge_dim)
     ref = TransformerConv(7, 5, heads=heads, concat=concat, beta=beta, edge_dim=edge_dim).eval()
     conv = GraphAttnConv(7, 5, heads=heads, concat=concat, beta=beta, edge_dim=edge_dim).eval()
     conv.load_state_dict(ref.state_dict())
@@ -38,7 +38,7 @@ def test_bipartite_float64_and_lazy():
 
 
 def test_sparse_adjacency_and_attention_graph():
-    data = random_graph(9, 30, 4, 2)
+    data = random_data(9, 30, 4, 2)
     conv = GraphAttnConv(4, 3, heads=2, edge_dim=2).eval()
     out = conv(data.x, data.edge_index, data.edge_attr)
     graph = AttentionGraph(data.edge_index, 9)
@@ -58,7 +58,7 @@ def test_sparse_adjacency_and_attention_graph():
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("root_weight", [True, False])
 def test_bias_and_root_weight_options(bias, root_weight):
-    data = random_graph(8, 20, 5, 2)
+    data = random_data(8, 20, 5, 2)
     ref = TransformerConv(5, 3, heads=2, beta=True, bias=bias, root_weight=root_weight, edge_dim=2).eval()
     conv = GraphAttnConv(5, 3, heads=2, beta=True, bias=bias, root_weight=root_weight, edge_dim=2).eval()
     conv.load_state_dict(ref.state_dict())
@@ -70,7 +70,7 @@ def test_per_graph_permutation_and_gradients():
     conv = GraphAttnConv(6, 4, heads=3, edge_dim=2, beta=True).eval()
     batch = random_batch([4, 1, 7, 0, 5], 6, edge_dim=2)
     assert_per_graph(lambda b: conv(b.x, b.edge_index, b.edge_attr), batch)
-    data = random_graph(10, 40, 6, 2)
+    data = random_data(10, 40, 6, 2)
     perm = torch.randperm(10)
     torch.testing.assert_close(conv(data.x, data.edge_index, data.edge_attr)[perm],
                                conv(*(lambda d: (d.x, d.edge_index, d.edge_attr))(permute(data, perm))))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from graphattn.nn import GraphTransformerLayer
-from test_nn_common import assert_grads_everywhere, assert_per_graph, permute, random_batch, random_graph
+from helpers import assert_grads_everywhere, assert_per_graph, permute, random_batch, random_data
 
 
 def _reference(layer: GraphTransformerLayer, x, edge_index, edge_attr=None):
@@ -43,7 +43,7 @@ def _reference(layer: GraphTransformerLayer, x, edge_index, edge_attr=None):
 def test_matches_reference_float64(edges, clamp, norm):
     C = 12
     layer = GraphTransformerLayer(C, heads=3, edge_dim=C if edges else None, clamp=clamp, norm=norm).double()
-    data = random_graph(11, 40, C, C if edges else None, dtype=torch.double)
+    data = random_data(11, 40, C, C if edges else None, dtype=torch.double)
     data.edge_index[:, :3] = torch.tensor([[0, 1, 2], [0, 0, 0]])           # a row with several edges
     data.x = data.x * 3                                                     # scores beyond the clamp
     layer.train()

@@ -5,7 +5,7 @@ import torch
 
 from graphattn import AttentionGraph
 from graphattn.nn import GINAttention, PNAAttention
-from test_nn_common import assert_grads_everywhere, assert_per_graph, permute, random_batch, random_graph
+from helpers import assert_grads_everywhere, assert_per_graph, masked_weights, permute, random_batch, random_data
 
 
 def _dense_attention(layer, x, mask):
@@ -16,9 +16,7 @@ def _dense_attention(layer, x, mask):
     k = att.k_proj(x).view(n, H, -1)
     v = (att.v_proj(x) if att.v_proj is not None else x).view(n, H, -1)
     s = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(q.size(-1))
-    s = s.masked_fill(~mask, float("-inf"))
-    a = torch.softmax(s, dim=-1).nan_to_num(0.0)                          # rows without edges -> 0
-    return a, v
+    return masked_weights(s, mask), v                                     # rows without edges -> 0
 
 
 def _mask(edge_index, n):
@@ -109,7 +107,7 @@ def test_per_graph_permutation_gradients(cls):
     layer = cls(8, heads=2, dropout=0.1).eval()
     batch = random_batch([5, 1, 7, 3], 8)
     assert_per_graph(lambda b: layer(b.x, b.edge_index), batch)
-    data = random_graph(9, 30, 8)
+    data = random_data(9, 30, 8)
     perm = torch.randperm(9)
     p = permute(data, perm)
     torch.testing.assert_close(layer(data.x, data.edge_index)[perm], layer(p.x, p.edge_index), atol=1e-5, rtol=1e-4)

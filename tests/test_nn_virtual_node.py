@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from graphattn.nn import VirtualNode
-from test_nn_common import assert_grads_everywhere, random_batch
+from helpers import assert_grads_everywhere, random_batch
 
 
 @pytest.mark.parametrize("k", [1, 3])

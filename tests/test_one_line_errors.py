@@ -19,6 +19,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:4]))
 def test_missing_data_is_one_line(command, tmp_path):
     missing = str(tmp_path / "no-such-folder")

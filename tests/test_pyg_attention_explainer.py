@@ -1,5 +1,6 @@
 """PyG's own ``AttentionExplainer`` test (``test/explain/algorithm/test_attention_explainer.py``,
-pyg-team/pytorch_geometric at fc741e9) with ``TransformerConv`` swapped for ``GraphAttnConv``, plus a model
+pyg-team/pytorch_geometric at fc741e9) with ``GATConv``, ``GATv2Conv`` and ``TransformerConv`` swapped for
+graphattn's ``GATConv``, ``GATv2Conv`` and ``GraphAttnConv``, plus a model
 made only of graphattn's attention layers and the heterogeneous case through ``to_hetero``. The explainer
 reads the attention coefficients from the message hooks of every ``MessagePassing`` module."""
 import pytest
@@ -8,9 +9,9 @@ import torch
 from torch_geometric.data import HeteroData
 from torch_geometric.explain import AttentionExplainer, Explainer, HeteroExplanation
 from torch_geometric.explain.config import ExplanationType, MaskType
-from torch_geometric.nn import GATConv, GATv2Conv, to_hetero
+from torch_geometric.nn import to_hetero
 
-from graphattn.nn import GINAttention, GraphAttnConv as TransformerConv, PNAAttention
+from graphattn.nn import GATConv, GATv2Conv, GINAttention, GraphAttnConv as TransformerConv, PNAAttention
 
 
 class GAT(torch.nn.Module):

@@ -45,6 +45,7 @@ def _env(tmp_path: Path) -> dict:
             "OUTDATED_IGNORE": "1", "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", [b for b in _blocks() if b[1] == "python"], ids=_id)
 def test_python_block_runs(tmp_path, block):
     line, _, code = block
@@ -72,6 +73,7 @@ def _venv() -> Path:
     return Path(sys.prefix)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", [b for b in _blocks() if b[1] == "bash"], ids=_id)
 def test_bash_block_runs(tmp_path, data, block):
     line, _, code = block

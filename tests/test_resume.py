@@ -65,6 +65,7 @@ def uninterrupted(tmp_path_factory):
 
 
 # the points a kill can land on: mid-epoch, before/after the checkpoint, between the two log files
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_at", ["step:2:3", "before_checkpoint:2", "after_checkpoint:1", "between_logs"])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, crash_at):
     out = tmp_path / "run"
@@ -81,6 +82,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
     assert not list((out / "seed0").glob("*.tmp"))          # no temporary file left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "not_a_checkpoint"])
 def test_damaged_checkpoint_is_one_error_line(tmp_path, uninterrupted, damage):
     out = tmp_path / "run"
@@ -99,6 +101,7 @@ def test_damaged_checkpoint_is_one_error_line(tmp_path, uninterrupted, damage):
     assert len(lines) == 1 and str(last) in lines[0] and "checkpoint" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_collected_seed_folders_give_the_runs_summary(tmp_path, uninterrupted):
     """benchmarks/collect_train.py rebuilds summary.json from the seed folders' checkpoints."""
     out = tmp_path / "collected.json"

@@ -56,6 +56,7 @@ def test_gps_molhiv_has_graphgps_parameter_count():
     assert _parameters(model) - atom_width * (get_atom_feature_dims()[1] - 4) == 558_625
 
 
+@pytest.mark.slow
 def test_train_embedded_molesol_writes_logs_and_resumes(tmp_path):
     out = tmp_path / "run"
     first = _train(tmp_path, "--dataset", "ogbg-molesol", "--epochs", "1", "--out", str(out))
@@ -70,6 +71,7 @@ def test_train_embedded_molesol_writes_logs_and_resumes(tmp_path):
     assert len((out / "seed0" / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "ogbg-nonexistent"], "unknown OGB graph dataset"),
     (["--dataset", "cora"], "unknown dataset"),
@@ -83,6 +85,7 @@ def test_errors_are_one_line(tmp_path, args, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bad_config_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  lrr: 0.1\n")
@@ -94,6 +97,7 @@ def test_bad_config_keys(tmp_path):
     assert "unknown model_args 'chanels'" in result.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_agree(tmp_path):
     logs = tmp_path / "logs"             # one stdout file per rank: the ranks' lines never interleave
     result = subprocess.run(

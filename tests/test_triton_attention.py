@@ -301,7 +301,8 @@ def _keep_kernel(edge_ptr, seed_ptr, out_ptr, E, H, threshold, BLOCK_E: tl.const
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_dropout_hash_is_bit_identical(seed, p):
     """The Triton hash keeps exactly the (edge, head) pairs of :func:`sparse_kernels.dropout.keep_mask`,
-    for seeds with high bits and counters ``edge * H + h`` beyond 2^32 (taken modulo 2^32)."""
+    for seeds with high bits and counters ``edge * H + h`` beyond 2^32 (64-bit, the high half folded into
+    the key)."""
     edge = torch.cat([torch.arange(200), torch.tensor([2 ** 31 - 1, 2 ** 31 + 5, 2 ** 32 - 1, 2 ** 40 + 3])])
     seed_t, heads, t = torch.tensor([seed]), 3, sk.dropout.threshold(p)
     factor = torch.empty(edge.numel(), heads)

@@ -1,4 +1,4 @@
-"""The kernel benchmark's CPU smoke mode and its graph generators (the GPU run is `benchmarks/kernels.py`)."""
+"""The kernel benchmark's CPU smoke mode and its graph generators (the GPU run is `graphattn bench kernels`)."""
 import json
 import os
 

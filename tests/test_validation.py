@@ -103,6 +103,30 @@ def test_node_counts_are_integers_in_range_before_any_allocation(inputs, make, e
         make(inputs[3])
 
 
+def test_edge_counts_beyond_the_kernels_limit_are_refused_before_any_allocation(inputs, monkeypatch):
+    """One guard, at CSR construction, for every kernel: at most MAX_EDGES = 2^31 - 2^16 edges (edge
+    positions are 32-bit in the kernels, and the widest edge tile must not wrap past 2^31). The
+    oversized graphs are zero-stride views: nothing of their size is allocated."""
+    from sparse_kernels.csr import MAX_EDGES, block_diagonal_full, edge_count
+    from sparse_kernels.triton.schedule import edge_tile, launch_config
+
+    q, k, v, _ = inputs
+    big = torch.zeros(2, 1, dtype=torch.long).expand(2, MAX_EDGES + 1)
+    limit = rf"{MAX_EDGES + 1} edges, more than the {MAX_EDGES} \(MAX_EDGES = 2\^31 - 2\^16\)"
+    for make in (lambda: ga.AttentionGraph(big, N), lambda: ga.graph_attention(q, k, v, big),
+                 lambda: sk.build_csr(big, N, N), lambda: sk.build_csr(big, N, N, validate=False)):
+        with pytest.raises(ValueError, match="edge_index has " + limit):
+            make()
+    with pytest.raises(ValueError, match="col has " + limit):
+        sk.csr_from_sorted_rows(big[1], big[0], N, N)
+    with pytest.raises(ValueError, match=r"sizes has 2147488281 edges"):   # 46341^2, before building them
+        block_diagonal_full(torch.tensor([46341]))
+    assert edge_count("edge_index", MAX_EDGES) == MAX_EDGES
+    monkeypatch.setenv("TRITON_INTERPRET", "0")                            # the GPU's tile table
+    widest = max(max(edge_tile(h)[0], launch_config(d, h, 1e9)["BLOCK_E"]) for h in (1, 3, 64) for d in (1, 64))
+    assert MAX_EDGES + widest <= 2 ** 31
+
+
 def test_numeric_arguments(inputs):
     q, k, v, ei = inputs
     graph = ga.AttentionGraph(ei, N)

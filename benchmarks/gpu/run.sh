@@ -5,8 +5,8 @@
 #
 # Usage: OUT=<folder> bash benchmarks/gpu/run.sh STAGE [STAGE ...]
 #   tests    the CUDA-only tests (compiled Triton kernels against the reference, BSR, determinism)
-#   kernels  benchmarks/kernels.py: all graphs, bf16 + fp32, PyG eager/compiled, FlexAttention, SDPA
-#   seq      benchmarks/seq_patterns.py: patterns x 1k..64k tokens against FlexAttention and SDPA
+#   kernels  graphattn bench kernels: all graphs, bf16 + fp32, PyG eager/compiled, FlexAttention, SDPA
+#   seq      graphattn bench seq-patterns: patterns x 1k..64k tokens against FlexAttention and SDPA
 #   charlm   examples/seq_char_lm.py at 16k characters, 300 steps per variant
 #   layers   graphattn bench layers: layer stacks (GraphAttnConv, GPSLayer) and the core op against PyG
 #   models   GPS training-epoch time against the same model from PyG's GPSConv, on ogbg-molhiv
@@ -36,8 +36,8 @@ stage() {
 for s in "$@"; do
   case $s in
     tests)   stage tests python3 -m pytest -q -p no:cacheprovider tests/test_triton_gpu.py tests/test_bsr_gpu.py ;;
-    kernels) stage kernels python3 benchmarks/kernels.py --molhiv-root "$data/ogbg_molhiv" --out-dir "$OUT" ;;
-    seq)     stage seq python3 benchmarks/seq_patterns.py --device cuda --out-dir "$OUT" ;;
+    kernels) stage kernels python3 -m graphattn bench kernels --molhiv-root "$data/ogbg_molhiv" --out-dir "$OUT" ;;
+    seq)     stage seq python3 -m graphattn bench seq-patterns --device cuda --out-dir "$OUT" ;;
     charlm)  stage charlm python3 examples/seq_char_lm.py --device cuda --context 16384 --dim 256 --depth 4 \
                --steps 300 --batch 2 --window 512 --sinks 4 --topk 256 --clusters 8 --eval-windows 16 \
                --out "$OUT/seq_char_lm-cuda.json" ;;

@@ -1,4 +1,5 @@
-"""Benchmarks (``graphattn bench kernels``, ``graphattn bench seq-patterns``) and their timing helpers.
+"""The benchmarks, run as ``graphattn bench <name>`` (``kernels``, ``seq-patterns``, ``models``, ``layers``,
+``gtsp-export``; see :data:`graphattn.cli.BENCHMARKS`), and their timing helpers.
 
 Every benchmark compares against its baselines in the same run on the same device, records the
 device and library versions, and writes ``<out-dir>/<name>-<device>.json`` plus a plot. The default

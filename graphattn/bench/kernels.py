@@ -30,11 +30,11 @@ a PNG plot and a Markdown table, and prints the table and the issue's acceptance
 GPU (one command, < 10 min; correctness first with
 ``TRITON_INTERPRET=0 python -m pytest tests/test_triton_gpu.py``)::
 
-    python benchmarks/kernels.py --molhiv-root /path/to/ogbg_molhiv
+    graphattn bench kernels --molhiv-root /path/to/ogbg_molhiv
 
 CPU smoke test::
 
-    python benchmarks/kernels.py --device cpu --quick
+    graphattn bench kernels --device cpu --quick
 """
 from __future__ import annotations
 
@@ -78,12 +78,13 @@ H100_COPY_TBPS = 2.86
 # --------------------------------------------------------------------------- graphs
 @dataclass
 class BenchGraph:
-    """A benchmark graph: ``edge_index`` (row 0 sources) and its CSR, on the benchmark device."""
+    """A benchmark graph: ``edge_index`` (row 0 sources) and its engine CSR (``sparse_kernels.build_csr``), on
+    the benchmark device."""
 
     name: str
     edge_index: torch.Tensor
     num_nodes: int
-    csr: sk.CSR
+    engine_csr: sk.CSR
     build_ms: float
 
     @property
@@ -187,7 +188,7 @@ _COMPILED: dict[str, Callable] = {}
 
 def _method_fn(method: str, graph: BenchGraph, device: torch.device) -> Callable:
     """``fn(q, k, v) -> out`` on ``[N, H, D]`` tensors (graph structures built here, untimed)."""
-    n, csr = graph.num_nodes, graph.csr
+    n, csr = graph.num_nodes, graph.engine_csr
     src, dst = graph.edge_index[0], graph.edge_index[1]
     if method == "graphattn":
         return lambda q, k, v: sk.attention(q, k, v, csr)
@@ -248,11 +249,11 @@ def _rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
 def accuracy(graph: BenchGraph, q, k, v, grad) -> dict:
     """Relative (Frobenius) error of graphattn's output and gradients against the fp32 reference."""
     leaves = [x.detach().requires_grad_() for x in (q, k, v)]
-    out = sk.attention(*leaves, graph.csr)
+    out = sk.attention(*leaves, graph.engine_csr)
     grads = torch.autograd.grad(out, leaves, grad)
     f32 = [x.detach().float() for x in (q, k, v)]
     scale = q.size(-1) ** -0.5
-    row, col = graph.csr.row, graph.csr.col
+    row, col = graph.engine_csr.row, graph.engine_csr.col
     ref_out, stat = reference.attention_forward(*f32, row, col, None, scale, "softmax")
     ref_grads = reference.attention_backward(grad.float(), *f32, ref_out, stat, row, col, None, scale, "softmax")[:3]
     errs = {"out": _rel_err(out, ref_out)}
@@ -531,5 +532,5 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    """Entry point of ``graphattn bench kernels`` and ``benchmarks/kernels.py``."""
+    """Entry point of ``graphattn bench kernels``."""
     return run(parse_args(argv))

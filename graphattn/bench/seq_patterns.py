@@ -22,11 +22,11 @@ plot, and prints a table (and the issue's targets at 16k on a GPU) last.
 
 GPU (one command, < 10 min)::
 
-    python benchmarks/seq_patterns.py --device cuda
+    graphattn bench seq-patterns --device cuda
 
 CPU smoke test::
 
-    python benchmarks/seq_patterns.py --device cpu --quick
+    graphattn bench seq-patterns --device cpu --quick
 """
 from __future__ import annotations
 
@@ -75,18 +75,24 @@ def _methods_for(pattern: Pattern, device: torch.device, n: int, args) -> dict[s
     return methods
 
 
+def _engine_csr(graph: SeqGraph) -> sk.CSR:
+    """The engine's CSR of a pattern graph (its edges are sorted by destination), from the public API."""
+    col, row = graph.edge_index
+    return sk.csr_from_sorted_rows(row, col, graph.num_src_nodes, graph.num_dst_nodes)
+
+
 def _attention_fns(name: str, pattern: Pattern, graph: SeqGraph, device: torch.device, compile_flex: bool):
     """``fn(q_nhd, k, v, q_bhnd, k, v) -> out`` for one method (graphs / masks built here, untimed)."""
     if name == "graphattn":
         return lambda q, k, v, qb, kb, vb: graph_attention(q, k, v, graph)
     if name == "graphattn_csr":
-        csr = graph.csr
+        csr = _engine_csr(graph)
         return lambda q, k, v, qb, kb, vb: sk.attention(q, k, v, csr)
     if name.startswith("graphattn_bsr"):
         from sparse_kernels.bsr import bsr_from_csr
         from sparse_kernels.triton.bsr import bsr_attention
         block_m, block_n = (int(b) for b in name[len("graphattn_bsr"):].split("x"))
-        layout = bsr_from_csr(graph.csr, block_m, block_n)
+        layout = bsr_from_csr(_engine_csr(graph), block_m, block_n)
         return lambda q, k, v, qb, kb, vb: bsr_attention(q, k, v, layout)
     if name == "flex":
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -119,7 +125,7 @@ def _bench_one(pattern_name: str, n: int, args, device: torch.device, dtype: tor
     try:
         graph = pattern.graph(n, device)
         probe = torch.empty(n, 1, 16, dtype=dtype, device=device)   # the choice graph_attention makes
-        layout = select_bsr(graph.csr) if explain(probe, probe, probe, graph)["path"] == "bsr" else None
+        layout = select_bsr(_engine_csr(graph)) if explain(probe, probe, probe, graph)["path"] == "bsr" else None
         synchronize(device)
     except torch.OutOfMemoryError as err:
         torch.cuda.empty_cache()

@@ -3,7 +3,9 @@ r"""PyG-style layers on the graphattn engine (one layer per file).
 Every attention runs through :func:`~graphattn.graph_attention` or the engine's ops: no
 :math:`E \times H \times D` message tensor, no padding to the largest graph.
 """
+from .gat_conv import GATConv
 from .gated_gcn import GatedGCNLayer
+from .gatv2_conv import GATv2Conv
 from .gin_attention import GINAttention
 from .gps_layer import GPSLayer
 from .graph_attn_conv import GraphAttnConv
@@ -13,5 +15,6 @@ from .multihead_attention import MultiheadGraphAttention
 from .pna_attention import PNAAttention
 from .virtual_node import VirtualNode
 
-__all__ = ["GraphAttnConv", "GraphTransformerLayer", "GPSLayer", "MultiheadGraphAttention",
-           "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention", "GatedGCNLayer"]
+__all__ = ["GraphAttnConv", "GATConv", "GATv2Conv", "GraphTransformerLayer", "GPSLayer",
+           "MultiheadGraphAttention", "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention",
+           "GatedGCNLayer"]

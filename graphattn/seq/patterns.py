@@ -101,8 +101,9 @@ class SeqGraph(AttentionGraph):
 
     @property
     def keys(self) -> Tensor:
-        """``[E]`` sorted edge keys ``row * n + col`` (for set operations)."""
-        return self.csr.row * self.num_dst_nodes + self.csr.col
+        """``[E]`` sorted edge keys ``row * n + col`` (for set operations; the edges are sorted by row)."""
+        col, row = self.edge_index
+        return row * self.num_dst_nodes + col
 
     def sequence_ids(self) -> Tensor:
         """``[n]`` index of the sequence every position belongs to."""
@@ -138,7 +139,8 @@ class SeqGraph(AttentionGraph):
         return self.mask_mod()(0, 0, idx[:, None], idx[None, :])
 
     def to(self, device: DeviceLike) -> "SeqGraph":
-        return SeqGraph(self.csr.row.to(device), self.csr.col.to(device), self.seq_lengths, self.pattern)
+        col, row = self.edge_index
+        return SeqGraph(row.to(device), col.to(device), self.seq_lengths, self.pattern)
 
     def __or__(self, other: "SeqGraph") -> "SeqGraph":
         return graph_union(self, other)
@@ -203,8 +205,9 @@ def batch(graphs: Sequence[SeqGraph]) -> SeqGraph:
     device = graphs[0].device
     rows, cols, lengths, offset = [], [], [], 0
     for g in graphs:
-        rows.append(g.csr.row.to(device) + offset)
-        cols.append(g.csr.col.to(device) + offset)
+        col, row = g.edge_index
+        rows.append(row.to(device) + offset)
+        cols.append(col.to(device) + offset)
         lengths.extend(g.seq_lengths)
         offset += g.num_dst_nodes
     patterns = {g.pattern for g in graphs}

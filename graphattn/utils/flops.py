@@ -1,165 +1,216 @@
-r"""count_flops: the floating-point operations a graph model spends on one batch, by part."""
+r"""count_flops: the floating-point operations a model spends on one batch, counted by PyTorch's
+:class:`~torch.utils.flop_counter.FlopCounterMode`.
+
+Every op counts itself: PyTorch's formulas count the matrix products (``mm``, ``addmm``, ``bmm``,
+SDPA, ...), :mod:`sparse_kernels.flops` the attention engine's ops (fused attention forward and
+backward, ``sddmm``, ``spmm``, edge softmax), and :data:`AGGREGATIONS` (added here) the scatter
+reductions of PyG's message passing. Elementwise ops (activations, norms, residual sums, the
+elementwise score products some layers compute outside the engine) are not counted, as in
+``FlopCounterMode``. The parts of :class:`FlopCount` are read from the counter's per-module
+breakdown and from the operands of each product, never from the layers' types.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, Mapping
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, NamedTuple
 
 import torch
 from torch import Tensor
-from torch_geometric.nn.dense.linear import Linear as PygLinear
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 
-from ..functional import as_attention_graph
 from ..models.inputs import model_inputs
-from ..models.local import LocalConv
-from ..nn.graph_transformer_layer import GraphTransformerLayer
-from ..nn.multihead_attention import MultiheadGraphAttention
 
-__all__ = ["FlopCount", "count_flops"]
+__all__ = ["FlopCount", "count_flops", "AGGREGATIONS"]
 
-#: per-edge, per-channel operations of the local message-passing layers (message + aggregation)
-MESSAGE_OPS = {"gine": 3, "gin": 3, "gatedgcn": 6, "resgatedgcn": 6, "gcn": 2}
+_aten = torch.ops.aten
+
+
+def _sparse_product_flops(self, mat1, mat2, *args, out_val=None, **kwargs) -> int:
+    r"""``_sparse_addmm(self, sparse [M, K], dense [K, N])`` (``torch.sparse.mm``): :math:`2\,\text{nnz}\,N`."""
+    sparse, dense = (mat1, mat2) if mat1.layout != torch.strided else (mat2, mat1)
+    columns = dense.size(-1) if sparse is mat1 else dense.size(0)
+    return 2 * sparse.values().numel() * columns
+
+
+_sparse_product_flops._get_raw = True
+
+
+#: Matrix products: a product with a weight as an operand is a linear map, a product of two activations
+#: (dense attention's :math:`QK^\top` and :math:`PV`, linear attention's :math:`\phi(K)^\top V`) is attention.
+_PRODUCTS = (_aten.mm, _aten.addmm, _aten.bmm, _aten.baddbmm, _aten._sparse_addmm)
+
+
+def _aggregation_flops(self, dim, index, source, *args, out_val=None, **kwargs) -> int:
+    """One FLOP per reduced floating-point element of ``source`` (integer counts cost none)."""
+    return source.numel() if isinstance(source, Tensor) and source.is_floating_point() else 0
+
+
+_aggregation_flops._get_raw = True
+
+#: Scatter reductions (PyG's ``scatter``, ``index_add``): one FLOP per element of the source.
+AGGREGATIONS = {op: _aggregation_flops for op in (_aten.index_add, _aten.index_add_, _aten.scatter_add,
+                                                   _aten.scatter_add_, _aten.scatter_reduce, _aten.scatter_reduce_)}
 
 
 @dataclass
 class FlopCount:
-    r"""FLOPs (multiply and add counted separately) of one forward pass, by part.
+    r"""FLOPs of one forward pass by part, as :class:`~torch.utils.flop_counter.FlopCounterMode`
+    counts them (a multiply and an add are two FLOPs).
 
     Attributes:
-        attention: edge-level attention, :math:`E\,H\,(4d + 3)` per attention call (score SDDMM
-            :math:`2d`, normaliser :math:`3`, SpMM :math:`2d`; :math:`+2EH` with an edge mask,
-            :math:`+EC` for edge-feature modulation).
-        attention_proj: the query/key/value/output projections of attention.
-        linear: every other linear map (MLPs, message-passing MLPs, encoders, prediction head).
-        message_passing: edge-level work of the local MPNN layers.
-        masking: GTSP's token and edge scorers.
+        attention: the attention itself — the engine's ops (scores, normaliser, aggregation:
+            :math:`EH(4D + 6)` for dot-product softmax attention on :math:`E` edges, see
+            :mod:`sparse_kernels.flops`), PyTorch's SDPA, products of two activations (the dense-blocks
+            path's :math:`QK^\top` and :math:`PV`, :math:`4EHD` on the edges of full blocks and their
+            padding; linear attention's feature products), and scatter reductions run by an attention
+            block.
+        attention_proj: the linear maps of the attention blocks, modules that run attention ops
+            themselves (``MultiheadGraphAttention``, ``GraphAttnConv``, ``GraphTransformerLayer``,
+            ``GINAttention``, ...), with their submodules: the projections, and the MLPs of layers that
+            hold attention and MLP in one module (``GraphTransformerLayer``'s FFN, ``GINAttention``'s
+            per-head MLP).
+        linear: every other product with a weight (MLPs, local convolutions' linears, encoders, heads,
+            GTSP's scorers); a sparse (CSR) weight costs its non-zeros, a dense one its shape.
+        message_passing: scatter reductions outside attention blocks (PyG's aggregation), one FLOP per
+            reduced element.
+        backward: FLOPs of the backward of the summed output, all parts together (``count_flops(...,
+            backward=True)``; 0 otherwise).
+        by_module: forward FLOPs per module, keyed by ``FlopCounterMode``'s module names
+            (``"GPS.layers.0.attn"``), for parts no category names (e.g. ``"GTSP.sparse.token_mask"``).
     """
 
     attention: int = 0
     attention_proj: int = 0
     linear: int = 0
     message_passing: int = 0
-    masking: int = 0
+    backward: int = 0
+    by_module: Dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def total(self) -> int:
-        return self.attention + self.attention_proj + self.linear + self.message_passing + self.masking
+        """Forward FLOPs, all parts."""
+        return self.attention + self.attention_proj + self.linear + self.message_passing
 
     def as_dict(self) -> Dict[str, int]:
-        return {**asdict(self), "total": self.total}
+        """The parts, ``total`` and ``backward`` (without ``by_module``)."""
+        parts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "by_module"}
+        return {**parts, "total": self.total}
 
 
-def _nnz(weight: Tensor) -> int:
-    if weight.layout != torch.strided:
-        return int(weight.values().numel())
-    return int(torch.count_nonzero(weight))
+class _ActivationProduct(NamedTuple):
+    """Key of a product of two activations in the counter's breakdown (the op itself keys weight products)."""
+
+    op: Any
+
+    def __str__(self) -> str:
+        return f"{self.op} (activations)"
 
 
-def _linear_flops(weight: Tensor, bias: Any, rows: int) -> int:
-    """:math:`2\\,\\text{rows}\\cdot\\operatorname{nnz}(W)` (+ rows x out for the bias)."""
-    return 2 * rows * _nnz(weight) + (rows * weight.size(0) if bias is not None else 0)
+class _Counter(FlopCounterMode):
+    """``FlopCounterMode`` that counts sparse weights by their non-zeros and keys a product of two
+    activations as :class:`_ActivationProduct`, apart from products with a weight: a parameter or
+    buffer of ``model``, or the output of an op on weights only (a transpose, a concatenation)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__(display=False, custom_mapping={**AGGREGATIONS, _aten._sparse_addmm: _sparse_product_flops})
+        for op in _PRODUCTS:
+            self.flop_registry[_ActivationProduct(op)] = self.flop_registry[op]
+        # id -> tensor: the references keep every id alive, so no new tensor takes one while counting
+        self._weights = {id(t): t for t in (*model.parameters(), *model.buffers())}
+
+    def _is_weight(self, x: Any) -> bool:
+        return isinstance(x, Tensor) and id(x) in self._weights
+
+    def _count_flops(self, func_packet, out, args, kwargs):
+        tensors = [x for x in tree_leaves((args, kwargs)) if isinstance(x, Tensor)]
+        if tensors and all(self._is_weight(x) for x in tensors):
+            self._weights.update((id(x), x) for x in tree_leaves(out) if isinstance(x, Tensor))
+        if func_packet in _PRODUCTS and not any(self._is_weight(x) for x in args[-2:]):
+            func_packet = _ActivationProduct(func_packet)
+        return super()._count_flops(func_packet, out, args, kwargs)
 
 
-def _is_linear(module: torch.nn.Module) -> bool:
-    from ..sparsify.export import SparseLinear
-
-    return isinstance(module, (torch.nn.Linear, PygLinear, SparseLinear))
-
-
-def _categories(model: torch.nn.Module) -> Dict[int, str]:
-    """id(linear module) -> the part it counts in."""
-    from ..sparsify.edge_mask import EdgeMask
-    from ..sparsify.token_mask import TokenMask
-
-    out: Dict[int, str] = {}
-    for module in model.modules():
-        if isinstance(module, (TokenMask, EdgeMask)):
-            part = "masking"
-        elif isinstance(module, MultiheadGraphAttention):
-            part = "attention_proj"
-        elif isinstance(module, GraphTransformerLayer):
-            for name in ("Q", "K", "V", "O_h", "E"):
-                if hasattr(module, name):
-                    out[id(getattr(module, name))] = "attention_proj"
-            continue
-        else:
-            continue
-        for sub in module.modules():
-            out[id(sub)] = part
-    return out
+def _is_attention_op(op: Any) -> bool:
+    """The engine's ops, PyTorch's attention kernels (SDPA's flash/efficient/math ops, flex attention) and
+    products of two activations."""
+    name = str(op)
+    return isinstance(op, _ActivationProduct) or name.startswith("sparse_kernels.") or "attention" in name
 
 
-@torch.no_grad()
-def count_flops(model: torch.nn.Module, batch: Any) -> FlopCount:
-    r"""Counts the FLOPs of ``model`` on ``batch`` by running it once (evaluation mode, no grad)
-    with forward hooks, so it counts what actually runs: a pruned attention graph has fewer
-    edges, a pruned attention fewer heads, a removed block nothing, a sparse weight its
-    non-zeros (linear maps cost :math:`2\,N\,\operatorname{nnz}(W)`).
+def _own_counts(counts: Dict[str, Dict[Any, int]]) -> Dict[str, Dict[Any, int]]:
+    """Per module, the counts of the ops it runs itself (its total less that of its nearest counted
+    descendants)."""
+    names = [n for n in counts if n != "Global"]
+    own = {}
+    for name in names:
+        inner = [m for m in names if m.startswith(name + ".")]
+        nearest = [m for m in inner if not any(m.startswith(o + ".") for o in inner if o != m)]
+        own[name] = {op: n - sum(counts[m].get(op, 0) for m in nearest) for op, n in counts[name].items()}
+    outside = {op: n - sum(counts[m].get(op, 0) for m in names if "." not in m) for op, n in counts["Global"].items()}
+    own["Global"] = outside
+    return own
+
+
+def _categorise(counts: Dict[str, Dict[Any, int]]) -> FlopCount:
+    count = FlopCount(by_module={n: sum(ops.values()) for n, ops in counts.items() if n != "Global"})
+    if "Global" not in counts:
+        return count
+    own = _own_counts(counts)
+    blocks = [n for n, ops in own.items() if n != "Global" and any(_is_attention_op(op) and v for op, v in ops.items())]
+    for name, ops in own.items():
+        in_block = any(name == b or name.startswith(b + ".") for b in blocks)
+        for op, flops in ops.items():
+            if _is_attention_op(op):
+                count.attention += flops
+            elif op in AGGREGATIONS:
+                if in_block:
+                    count.attention += flops
+                else:
+                    count.message_passing += flops
+            elif in_block:
+                count.attention_proj += flops
+            else:
+                count.linear += flops
+    return count
+
+
+def count_flops(model: torch.nn.Module, batch: Any, *, backward: bool = False) -> FlopCount:
+    r"""Counts the FLOPs of ``model`` on ``batch`` by running it once in evaluation mode under
+    :class:`~torch.utils.flop_counter.FlopCounterMode`, so it counts what actually runs: a pruned
+    attention graph has fewer edges, a pruned attention fewer heads, a removed block nothing, a sparse
+    (CSR) weight its non-zeros; a dense weight with zeros costs its full shape, as it runs.
 
     Args:
-        model: any module built from graphattn's layers (e.g. :class:`~graphattn.models.GPS`,
-            :class:`~graphattn.models.GraphTransformer`, :class:`~graphattn.sparsify.SparseGPS`).
+        model: any module (e.g. :class:`~graphattn.models.GPS`, :class:`~graphattn.sparsify.GTSP`).
         batch: a PyG ``Data``/``Batch`` (called as ``model(**model_inputs(batch))``) or a mapping of
             keyword arguments.
+        backward: also run the backward of the summed output and count it (:attr:`FlopCount.backward`).
 
     Returns:
         :class:`FlopCount`.
     """
-    from ..sparsify.edge_mask import BilinearEdgeScore
-
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     inputs = dict(batch) if isinstance(batch, Mapping) else model_inputs(batch)
-    count = FlopCount()
-    parts = _categories(model)
-
-    def add(part: str, value: int) -> None:
-        setattr(count, part, getattr(count, part) + int(value))
-
-    def on_linear(module, args, output):
-        x = args[0]
-        rows = x.numel() // x.size(-1) if x.dim() else 0
-        add(parts.get(id(module), "linear"), _linear_flops(module.weight, module.bias, rows))
-
-    def on_mha(module, args, kwargs, output):
-        x, graph = args[0], args[1]
-        edge_mask = args[2] if len(args) > 2 else kwargs.get("edge_mask")
-        graph = as_attention_graph(graph, x.size(0), x.size(0))
-        heads, d = module.num_heads, module.in_proj_weight.size(0) // (3 * max(module.num_heads, 1))
-        add("attention_proj", _linear_flops(module.in_proj_weight, module.in_proj_bias, x.size(0)))
-        add("attention", graph.num_edges * heads * (4 * d + 3 + (2 if edge_mask is not None else 0)))
-
-    def on_graph_transformer(module, args, kwargs, output):
-        x = args[0]
-        graph = as_attention_graph(args[1], x.size(0), x.size(0))
-        d = module.in_channels // module.heads
-        extra = d if module.use_edges else 0
-        add("attention", graph.num_edges * module.heads * (4 * d + 3 + extra))
-
-    def on_local(module, args, output):
-        x, edge_index = args[0], args[1]
-        add("message_passing", edge_index.size(1) * x.size(-1) * MESSAGE_OPS[module.kind])
-
-    def on_edge_score(module, args, output):
-        add("masking", output.numel() * 2 * module.rank)
-
-    handles = []
-    for module in model.modules():
-        if _is_linear(module):
-            handles.append(module.register_forward_hook(on_linear))
-        elif isinstance(module, MultiheadGraphAttention):
-            handles.append(module.register_forward_hook(on_mha, with_kwargs=True))    # out_proj: a linear
-        elif isinstance(module, GraphTransformerLayer):
-            handles.append(module.register_forward_hook(on_graph_transformer, with_kwargs=True))
-        elif isinstance(module, LocalConv):
-            handles.append(module.register_forward_hook(on_local))
-        elif isinstance(module, BilinearEdgeScore):
-            handles.append(module.register_forward_hook(on_edge_score))
     was_training = model.training
     model.eval()
     try:
-        model(**inputs)
+        with torch.set_grad_enabled(backward):
+            with _Counter(model) as forward:
+                out = model(**inputs)
+            count = _categorise(forward.get_flop_counts())
+            if backward:
+                with FlopCounterMode(display=False, custom_mapping=AGGREGATIONS) as back:
+                    _summed(out).backward()
+                count.backward = back.get_total_flops()
     finally:
         model.train(was_training)
-        for handle in handles:
-            handle.remove()
     return count
+
+
+def _summed(out: Any) -> Tensor:
+    if isinstance(out, Tensor):
+        return out.sum()
+    return sum(x.sum() for x in out if isinstance(x, Tensor))

@@ -11,7 +11,8 @@ The C source (``attention.c`` with ``attention_impl.h``, included once per scala
 (no PyTorch headers) and compiles in about a second with the system
 C compiler (``$CC`` or ``cc``) into a cache folder (``$GRAPHATTN_CACHE`` or
 ``~/.cache/graphattn``), keyed by the source, the flags, the compiler and the machine. Where no
-compiler works, :func:`available` is ``False`` and the engine runs the plain-PyTorch reference.
+compiler works, :func:`available` is ``False`` and the engine runs the plain-PyTorch reference, after one
+``RuntimeWarning`` that carries the compiler's message.
 ``GRAPHATTN_CPU_KERNELS=0`` switches these kernels off.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from typing import Optional
 
 import torch
@@ -144,6 +146,9 @@ def _library() -> Optional[ctypes.CDLL]:
                     _lib = lib
                 except Exception as err:  # no compiler, a failed build: the reference serves
                     _error = f"{type(err).__name__}: {err}"
+                    warnings.warn(f"sparse_kernels: the compiled CPU kernels are unavailable, so attention on the CPU "
+                                  f"runs the plain-PyTorch reference (5-15x slower). {_error}", RuntimeWarning,
+                                  stacklevel=3)
             _tried = True
     return _lib
 

@@ -23,8 +23,9 @@
  * written by one thread: no atomics, bitwise reproducible for any thread count.
  *
  * The dropout mask is the engine's counter hash (sparse_kernels/dropout.py is the reference):
- * counter = eid * H + h (mod 2^32), u = mix32(mix32(counter + key0) ^ key1), keep iff
- * (u >> 8) >= threshold, with key0 = seed mod 2^32, key1 = mix32(seed >> 32 ^ 0x9E3779B9).
+ * the 64-bit counter c = eid * H + h, u = mix32(mix32(lo(c) + key0) ^ key1 ^ mix32(hi(c))), keep iff
+ * (u >> 8) >= threshold, with key0 = seed mod 2^32, key1 = mix32(seed >> 32 ^ 0x9E3779B9) (mix32(0) = 0:
+ * counters below 2^32 hash as the former 32-bit counter did).
  */
 #include <math.h>
 #include <stddef.h>
@@ -92,10 +93,14 @@ static inline dropout_t dropout_init(int64_t seed, int64_t threshold) {
     return d;
 }
 
-static inline int dropout_keep(const dropout_t* d, int64_t edge, int64_t heads, int64_t h) {
-    uint32_t counter = (uint32_t)((uint64_t)edge * (uint64_t)heads + (uint64_t)h);
-    uint32_t u = mix32(mix32(counter + d->key0) ^ d->key1);
+/* Keep decision of the 64-bit counter c: its high half is folded into key1 (nothing changes below 2^32). */
+static inline int dropout_keep_counter(const dropout_t* d, uint64_t c) {
+    uint32_t u = mix32(mix32((uint32_t)c + d->key0) ^ d->key1 ^ mix32((uint32_t)(c >> 32)));
     return (u >> 8) >= d->threshold;
+}
+
+static inline int dropout_keep(const dropout_t* d, int64_t edge, int64_t heads, int64_t h) {
+    return dropout_keep_counter(d, (uint64_t)edge * (uint64_t)heads + (uint64_t)h);
 }
 
 /* Fills keep [n] (0/1 bytes) for the counters edge[t] * heads + h of every t (edge[t] < 0: 0). */

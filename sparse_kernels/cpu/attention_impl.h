@@ -271,7 +271,7 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
     }
 }
 
-/* Calls ROW(a, index, D, DV, extra...) with constant widths for the common head sizes. */
+/* Calls ROW(a, index, D, DV, extra...) with constant widths for the common head sizes (and GAT's D = 1). */
 #define GA_WIDTHS(ROW, a, index, D, DV, ...)                                                              \
     do {                                                                                                \
         if (D == DV && D == 16) ROW(a, index, 16, 16, ##__VA_ARGS__);                                   \
@@ -279,6 +279,10 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
         else if (D == DV && D == 64) ROW(a, index, 64, 64, ##__VA_ARGS__);                              \
         else if (D == DV && D == 8) ROW(a, index, 8, 8, ##__VA_ARGS__);                                 \
         else if (D == DV && D == 128) ROW(a, index, 128, 128, ##__VA_ARGS__);                           \
+        else if (D == 1 && DV == 8) ROW(a, index, 1, 8, ##__VA_ARGS__);      /* GAT: scores of width 1 */ \
+        else if (D == 1 && DV == 16) ROW(a, index, 1, 16, ##__VA_ARGS__);                               \
+        else if (D == 1 && DV == 32) ROW(a, index, 1, 32, ##__VA_ARGS__);                               \
+        else if (D == 1 && DV == 64) ROW(a, index, 1, 64, ##__VA_ARGS__);                               \
         else ROW(a, index, D, DV, ##__VA_ARGS__);                                                       \
     } while (0)
 
@@ -325,8 +329,10 @@ void SFX(ga_attention_bwd)(ga_call_t* c) {
 
 /* Dropout factors of dense blocks, out [G, H, n, n]: entry (g, h, r, c) is keep_scale if the edge
    row_edge[g * n + r] + c (user id) is kept for head h, else 0; 0 for padding (r or c >= size[g]).
-   The counters are formed modulo 2^32 directly (as dropout_keep truncates them), so that the inner
-   loop is branch-free uint32 arithmetic the compiler vectorises. */
+   A row whose 64-bit counters share their high half (all rows below 2^32, and all but a few above)
+   folds it into key1 once and forms the low halves modulo 2^32 directly, so that the inner loop is
+   branch-free uint32 arithmetic the compiler vectorises; a row that crosses a multiple of 2^32 takes
+   the per-counter path. */
 void SFX(ga_dropout_blocks)(int64_t G, int64_t n, int64_t H, const int64_t* row_edge, const int64_t* size,
                             int64_t seed, int64_t threshold, double keep_scale, T* out) {
     const dropout_t d = dropout_init(seed, threshold);
@@ -335,11 +341,18 @@ void SFX(ga_dropout_blocks)(int64_t G, int64_t n, int64_t H, const int64_t* row_
         for (int64_t h = 0; h < H; ++h)
             for (int64_t r = 0; r < n; ++r) {
                 T* restrict o = out + ((g * H + h) * n + r) * n;
-                const uint32_t first = (uint32_t)row_edge[g * n + r] * (uint32_t)H + (uint32_t)h + d.key0;
+                const uint64_t first = (uint64_t)row_edge[g * n + r] * (uint64_t)H + (uint64_t)h;
+                const uint64_t last = first + (uint64_t)(n > 0 ? n - 1 : 0) * (uint64_t)H;
                 const int64_t valid = r < size[g] ? size[g] : 0;
-                for (int64_t c = 0; c < n; ++c) {
-                    uint32_t u = mix32(mix32(first + (uint32_t)c * (uint32_t)H) ^ d.key1);
-                    o[c] = (u >> 8) >= d.threshold && c < valid ? kept : (T)0;
+                if ((first >> 32) == (last >> 32)) {
+                    const uint32_t start = (uint32_t)first + d.key0, key1 = d.key1 ^ mix32((uint32_t)(first >> 32));
+                    for (int64_t c = 0; c < n; ++c) {
+                        uint32_t u = mix32(mix32(start + (uint32_t)c * (uint32_t)H) ^ key1);
+                        o[c] = (u >> 8) >= d.threshold && c < valid ? kept : (T)0;
+                    }
+                } else {
+                    for (int64_t c = 0; c < n; ++c)
+                        o[c] = c < valid && dropout_keep_counter(&d, first + (uint64_t)c * (uint64_t)H) ? kept : (T)0;
                 }
             }
 }

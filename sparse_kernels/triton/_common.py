@@ -18,7 +18,7 @@ and ``a``.
 
 Per-edge inputs of the fused attention (bias, ``edge_k``, ``edge_v``) are in the user's edge order:
 the edge at CSR position ``c`` reads them at its user id ``u = eid[c]`` (``u = c`` when the CSR
-order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose counter is
+order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose 64-bit counter is
 ``u * H + h`` (:func:`dropout_factor`, bit-identical to :mod:`sparse_kernels.dropout`).
 
 The score function is the kernels' ``SCORE`` (a ``constexpr``, so each score compiles its own kernel and
@@ -178,8 +178,11 @@ def finalize_acc(acc, l, NORM: tl.constexpr):
 # --------------------------------------------------------------------------- tiles
 @triton.jit
 def load_item(items_ptr, item):
-    """One work item of a schedule (:mod:`.schedule`): ``(node, start, end, slot)``."""
-    base = items_ptr + item * 4
+    """One work item of a schedule (:mod:`.schedule`): ``(node, start, end, slot)``, the node in int64. The
+    edge positions stay int32 (int64 loop indices cost the fused forward 22 registers per thread, half its
+    occupancy at D = 64): a tile of ``BLOCK_E`` edges from ``start`` stays below :math:`2^{31}` as a CSR
+    holds at most :data:`~sparse_kernels.csr.MAX_EDGES` edges."""
+    base = items_ptr + item.to(tl.int64) * 4
     return tl.load(base).to(tl.int64), tl.load(base + 1), tl.load(base + 2), tl.load(base + 3)
 
 
@@ -296,10 +299,13 @@ def dropout_keys(seed_ptr):
 def dropout_factor(counter, key0, key1, threshold, keep_scale):
     r"""``keep_scale`` where the counter-based mask keeps a weight, 0 where it drops it.
 
-    ``counter`` are the int64 values ``u * H + h`` (taken modulo :math:`2^{32}`); keep iff
-    :math:`\lfloor \operatorname{mix}(\operatorname{mix}(c + k_0) \oplus k_1) / 2^8 \rfloor \ge` ``threshold``.
+    ``counter`` are the int64 values ``c = u * H + h``; keep iff
+    :math:`\lfloor \operatorname{mix}(\operatorname{mix}(c_{lo} + k_0) \oplus k_1 \oplus \operatorname{mix}(c_{hi}))
+    / 2^8 \rfloor \ge` ``threshold``, with :math:`c_{lo}, c_{hi}` the low and high 32 bits of :math:`c`
+    (:math:`\operatorname{mix}(0) = 0`: the high half changes nothing below :math:`2^{32}`).
     """
-    x = mix32(mix32(counter.to(tl.uint32) + key0) ^ key1)
+    high = mix32((counter >> 32).to(tl.uint32))
+    x = mix32(mix32(counter.to(tl.uint32) + key0) ^ key1 ^ high)
     return tl.where((x >> 8) >= threshold, keep_scale, 0.0)
 
 
@@ -329,13 +335,13 @@ def _combine_kernel(splits_ptr, pm_ptr, pl_ptr, pacc_ptr, stat_ptr, acc_ptr, H, 
     offs_f = tl.arange(0, BLOCK_F)
     mask_h = offs_h < H
     node = tl.load(splits_ptr + split * 3).to(tl.int64)
-    first = tl.load(splits_ptr + split * 3 + 1)
+    first = tl.load(splits_ptr + split * 3 + 1).to(tl.int64)
     count = tl.load(splits_ptr + split * 3 + 2)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, BLOCK_F], tl.float32)
     for c in range(0, count):
-        slot = (first + c).to(tl.int64)
+        slot = first + c
         alpha = tl.full([BLOCK_H], 1.0, tl.float32)
         beta = tl.full([BLOCK_H], 1.0, tl.float32)
         if HAS_STAT:

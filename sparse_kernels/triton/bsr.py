@@ -21,6 +21,10 @@ the transposed tiles (grouped by key block) writes :math:`dK, dV`, with
 Within each row (column) block the full tiles are visited first in a loop with no masks and
 no bounds checks, the partial tiles after.
 
+Row and column block indices are int64 before they are scaled, so that the row offsets
+``(row * H + h) * D`` of ``[N, H, D]`` tensors do not wrap when :math:`N H D \ge 2^{31}` (512k tokens
+x 32 heads x 128 channels).
+
 Tile shapes come from the layout (``64 x 64`` by default, :data:`sparse_kernels.bsr.DEFAULT_BLOCK`);
 on a GPU the warps and pipeline stages are autotuned per (length, tile shape, width).
 
@@ -60,7 +64,7 @@ def _fwd_tile(q, K, V, MASKS, kb, mi, m_i, l_i, acc, N_K, H, h, qk_scale, D: tl.
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
               PARTIAL: tl.constexpr):
     """One tile of the online softmax: full tiles unmasked, partial tiles with their mask."""
-    offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = kb.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = offs_n < N_K
     k = _load_rows(K, offs_n, col_ok, h, H, D, tl.arange(0, BLOCK_D), PARTIAL)
     v = _load_rows(V, offs_n, col_ok, h, H, DV, tl.arange(0, BLOCK_DV), PARTIAL)
@@ -82,7 +86,7 @@ def _fwd_tile(q, K, V, MASKS, kb, mi, m_i, l_i, acc, N_K, H, h, qk_scale, D: tl.
 def _bsr_fwd_kernel(Q, K, V, O, LSE, ROWPTR, SPLIT, BCOL, MIDX, MASKS, N_Q, N_K, H, qk_scale,
                     D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)   # longest rows (causal: last) first
+    pid_m = (tl.num_programs(0) - 1 - tl.program_id(0)).to(tl.int64)   # longest rows (causal: last) first
     h = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -123,7 +127,7 @@ def _probs(q, k, lse, scale, MASKS, mi, BLOCK_M: tl.constexpr, BLOCK_N: tl.const
 def _dq_tile(q, do, lse, delta, dq, K, V, MASKS, kb, mi, N_K, H, h, scale, D: tl.constexpr, DV: tl.constexpr,
              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
              PARTIAL: tl.constexpr):
-    offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_n = kb.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = offs_n < N_K
     k = _load_rows(K, offs_n, col_ok, h, H, D, tl.arange(0, BLOCK_D), PARTIAL)
     v = _load_rows(V, offs_n, col_ok, h, H, DV, tl.arange(0, BLOCK_DV), PARTIAL)
@@ -137,7 +141,7 @@ def _bsr_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, ROWPTR, SPLIT, BCOL, MIDX, M
                        D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                        BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """Row pass: ``dq_i = scale * sum_j ds_ij k_j`` with ``ds = P * (do v^T - delta)``."""
-    pid_m = tl.num_programs(0) - 1 - tl.program_id(0)   # longest rows (causal: last) first
+    pid_m = (tl.num_programs(0) - 1 - tl.program_id(0)).to(tl.int64)   # longest rows (causal: last) first
     h = tl.program_id(1)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
@@ -164,7 +168,7 @@ def _bsr_bwd_dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, ROWPTR, SPLIT, BCOL, MIDX, M
 def _dkdv_tile(k, v, dk, dv, Q, DO, LSE, DELTA, MASKS, rb, mi, N_Q, H, h, scale, D: tl.constexpr,
                DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
                BLOCK_DV: tl.constexpr, PARTIAL: tl.constexpr):
-    offs_m = rb * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_m = rb.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = offs_m < N_Q
     q = _load_rows(Q, offs_m, row_ok, h, H, D, tl.arange(0, BLOCK_D), PARTIAL)
     do = _load_rows(DO, offs_m, row_ok, h, H, DV, tl.arange(0, BLOCK_DV), PARTIAL)
@@ -186,7 +190,7 @@ def _bsr_bwd_dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV_, COLPTR, SPLIT_T, TROW
                          scale, D: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                          BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     """Column pass over the transposed tiles: ``dv_j = sum_i P_ij do_i``, ``dk_j = scale sum_i ds_ij q_i``."""
-    pid_n = tl.program_id(0)
+    pid_n = tl.program_id(0).to(tl.int64)
     h = tl.program_id(1)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)

@@ -6,6 +6,14 @@ launch configurations the table picks, and can report registers and spills (``pt
 
     TRITON_INTERPRET=0 python -m sparse_kernels.triton.compile_check --ptxas-info
 
+Each kernel's Triton IR is also checked for **32-bit index arithmetic** (:func:`narrow_index_ops`): an
+index that runs over rows, edges or tiles (a program id along the grid's first axis, a value loaded
+from an index tensor, a loop over such values) must be widened to int64 before it is multiplied by or
+added to a run-time value (a size such as ``H``, another index), since products such as
+``row * H * D`` pass :math:`2^{31}` long before the tensors fill the GPU's memory (512k rows x 32 heads
+x 128 channels). An explicit narrowing (``.to(tl.uint32)``, as in the dropout hash) ends the index.
+A kernel with such arithmetic is reported instead of ``ok``.
+
 Must run with ``TRITON_INTERPRET`` unset or ``0`` (the kernels must be ``JITFunction``\ s).
 """
 from __future__ import annotations
@@ -19,15 +27,20 @@ from typing import Iterator
 
 import triton
 
-from . import _common, attention_bwd, attention_fwd, edge_softmax, sddmm, spmm
+from . import _common, attention_bwd, attention_fwd, bsr, edge_softmax, sddmm, spmm
 
-__all__ = ["kernel_cases", "compile_kernel", "main"]
+__all__ = ["kernel_cases", "compile_kernel", "narrow_index_ops", "main"]
 
 _INDEX = {"items_ptr": "i32", "splits_ptr": "i32", "col_ptr": "i64", "row_t_ptr": "i64", "perm_t_ptr": "i64",
-          "segment_ptr": "i64", "gather_ptr": "i64", "eid_ptr": "i64", "seed_ptr": "i64"}
+          "segment_ptr": "i64", "gather_ptr": "i64", "eid_ptr": "i64", "seed_ptr": "i64",
+          "ROWPTR": "i64", "SPLIT": "i64", "BCOL": "i64", "COLPTR": "i64", "SPLIT_T": "i64", "TROW": "i64",
+          "MIDX": "i32", "MIDX_T": "i32", "MASKS": "u8"}
 _FP32 = {"stat_ptr", "delta_ptr", "pm_ptr", "pl_ptr", "pacc_ptr", "pdq_ptr", "pdk_ptr", "pdv_ptr", "pout_ptr",
-         "ds_ptr", "w_ptr", "datt_ptr"}
-_FP32_SCALARS = {"scale", "keep_scale", "slope"}
+         "ds_ptr", "w_ptr", "datt_ptr", "LSE", "DELTA"}
+_FP32_SCALARS = {"scale", "keep_scale", "slope", "qk_scale"}
+#: Pointer arguments of the BSR kernels (named in capitals there, as in FlashAttention's kernels).
+_TILE_POINTERS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV_", "LSE", "DELTA", "ROWPTR", "SPLIT", "BCOL", "MIDX",
+                  "MASKS", "COLPTR", "SPLIT_T", "TROW", "MIDX_T"}
 
 
 def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
@@ -38,7 +51,7 @@ def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     for i, name in enumerate(kernel.arg_names):
         if name in constexprs:
             signature[name] = "constexpr"
-        elif name.endswith("_ptr"):
+        elif name.endswith("_ptr") or name in _TILE_POINTERS:
             signature[name] = "*" + _INDEX.get(name, "fp32" if name in _FP32 else dtype)
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:
@@ -101,6 +114,9 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
             yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
             yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm, FOLD_EDGE=fold), cfg["num_warps"]
         yield attention_bwd._column_pass_kernel, dict(tiles, **attention_bwd._column_flags(attn)), cfg["num_warps"]
+    tiles = dict(D=64, DV=64, BLOCK_M=64, BLOCK_N=64, BLOCK_D=64, BLOCK_DV=64)
+    for kernel in (bsr._bsr_fwd_kernel, bsr._bsr_bwd_dq_kernel, bsr._bsr_bwd_dkdv_kernel):
+        yield kernel, tiles, 4
 
 
 def compile_kernel(kernel, constexprs: dict, num_warps: int, dtype: str = "bf16", arch: int = 90):
@@ -114,6 +130,62 @@ def compile_kernel(kernel, constexprs: dict, num_warps: int, dtype: str = "bf16"
     source = triton.compiler.ASTSource(fn=kernel, constexprs=dict(constexprs), signature=signature, attrs=attrs)
     options = triton.compiler.make_backend(target).parse_options({"num_warps": num_warps})
     return triton.compile(source, target=target, options=options.__dict__)
+
+
+_DEFINITION = re.compile(r"^\s*(%[\w.$-]+)(?::\d+)?\s*=\s*([\w.]+)(.*)$")
+_VALUE = re.compile(r"%[\w.$-]+")
+_LOOP = re.compile(r"scf\.for\s+(%[\w.$-]+)\s*=\s*(\S+)\s+to\s+(\S+)")
+_ITER_ARG = re.compile(r"(%[\w.$-]+)\s*=\s*(%[\w.$#-]+)")
+
+
+def narrow_index_ops(ttir: str) -> list[str]:
+    """The 32-bit ``arith.muli`` / ``arith.addi`` of a kernel's Triton IR that combine an index with a
+    run-time value.
+
+    Indices are the program id along the grid's first axis (rows, edges, tiles or work items), integers
+    loaded from memory (index tensors), and whatever is computed from them, including the loops over
+    them; ``arith.trunci`` (an explicit narrowing) ends an index. Compile-time values (constants, ranges
+    and what is computed from them alone) may meet an index in 32 bits: they form tile positions such as
+    ``pid * BLOCK_E + arange(BLOCK_E)``, which stay below :math:`2^{31}` for edges because a CSR holds at
+    most :data:`~sparse_kernels.csr.MAX_EDGES` (a margin of :math:`2^{16}` below :math:`2^{31}`). Returns
+    the offending IR lines (empty: every product and sum of an index with a run-time value is 64-bit).
+    """
+    index: set[str] = set()
+    static: set[str] = set()
+    found = []
+    for line in ttir.splitlines():
+        code = line.split(" loc(")[0]
+        loop = _LOOP.search(code)
+        if loop:
+            if {_VALUE.match(v).group(0) for v in loop.group(2, 3) if _VALUE.match(v)} & index:
+                index.add(loop.group(1))
+            if "iter_args(" in code:
+                for name, init in _ITER_ARG.findall(code.split("iter_args(", 1)[1]):
+                    if init.split("#")[0] in index:
+                        index.add(name)
+        match = _DEFINITION.match(code)
+        if not match:
+            continue
+        result, op, rest = match.groups()
+        body, _, result_type = rest.rpartition(" : ")
+        result_type = result_type.strip()
+        uses = [v.split("#")[0] for v in _VALUE.findall(body if op != "scf.for" else "")]
+        index.discard(result)
+        static.discard(result)
+        if op in ("arith.constant", "tt.make_range") or (uses and all(v in static for v in uses)):
+            static.add(result)
+        elif op == "tt.get_program_id":
+            if rest.strip().startswith("x"):
+                index.add(result)
+        elif op == "tt.load":                            # typed by its pointers: ``!tt.ptr<i32>``
+            if re.search(r"ptr<i(8|16|32|64)>", result_type):
+                index.add(result)
+        elif op != "arith.trunci" and any(v in index for v in uses):
+            index.add(result)
+            if (op in ("arith.muli", "arith.addi") and re.search(r"(^|x)i32>?$", result_type)
+                    and not any(v in static for v in uses)):
+                found.append(line.strip())
+    return found
 
 
 def _ptxas_info(ptx: str, arch: int) -> str:
@@ -135,7 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     for dtype in args.dtypes:
         for kernel, constexprs, num_warps in kernel_cases(dtype):
             compiled = compile_kernel(kernel, constexprs, num_warps, dtype, args.arch)
+            narrow = narrow_index_ops(compiled.asm["ttir"])
             info = _ptxas_info(compiled.asm["ptx"], args.arch) if args.ptxas_info else "ok"
+            if narrow:
+                info = "32-bit index arithmetic: " + " | ".join(narrow)
             print(f"{dtype} {kernel.fn.__name__} {constexprs} warps={num_warps}: {info}", flush=True)
 
 

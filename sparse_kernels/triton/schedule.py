@@ -42,7 +42,8 @@ class Plan:
     """Work items of a row-parallel kernel.
 
     Attributes:
-        items: ``[W, 4]`` int32 ``(node, edge start, edge end, slot)``, longest first;
+        items: ``[W, 4]`` int32 ``(node, edge start, edge end, slot)``, longest first (a CSR holds at
+            most :data:`~sparse_kernels.csr.MAX_EDGES` edges, so positions and tiles fit in 32 bits);
             ``slot = -1`` for an item that covers its whole node.
         splits: ``[R, 3]`` int32 ``(node, first slot, number of slots)`` of the split nodes.
         num_slots: scratch slots needed (``sum`` of the split nodes' item counts).
@@ -95,8 +96,6 @@ def build_plan(ptr: Tensor, chunk: int) -> Plan:
     stats = torch.stack([pieces.sum() if num_nodes else zero, split_pieces.sum() if num_nodes else zero,
                          deg.max() if num_nodes else zero, ptr[-1]])
     num_items, num_slots, max_degree, num_edges = (int(x) for x in stats.tolist())
-    if num_edges >= 2 ** 31:
-        raise ValueError(f"graphs with 2^31 or more edges are not supported, got {num_edges}")
 
     node = torch.repeat_interleave(torch.arange(num_nodes, device=device), pieces, output_size=num_items)
     first_item = torch.cumsum(pieces, 0) - pieces

@@ -1,24 +1,26 @@
-r"""Export benchmark: FLOPs and measured inference time of a dense GPS, the masked GTSP model and
-its export, with 50% of the attention-graph edges, heads and attention blocks pruned.
+r"""``graphattn bench gtsp-export``: FLOPs and measured inference time of a dense GPS, the masked GTSP
+model and its export, with 50% of the attention-graph edges, heads and attention blocks pruned.
+Writes ``<out-dir>/gtsp-export-<device>.json``.
 
-    OMP_NUM_THREADS=1 python -m graphattn.sparsify.bench
+    OMP_NUM_THREADS=1 graphattn bench gtsp-export
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
-from typing import Dict, Sequence
+import os
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch_geometric.data import Batch, Data
 
 from ..models.gps import GPS
 from ..models.inputs import model_inputs
+from ..sparsify import GTSP, GTSPConfig
 from ..utils.flops import count_flops
 from ..utils.timing import time_inference
-from .config import GTSPConfig
-from .gtsp import GTSP
+from . import DEFAULT_OUT_DIR, device_name, device_tag, versions
 
 __all__ = ["random_molecules", "export_benchmark"]
 
@@ -61,19 +63,22 @@ def export_benchmark(sizes: Sequence[int] = tuple(range(20, 60)), channels: int 
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="GTSP export benchmark")
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="graphattn bench gtsp-export", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args()
+    parser.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                        help="folder of the results (benchmarks/results updates the tracked ones)")
+    args = parser.parse_args(argv)
     result = export_benchmark(repeats=args.repeats)
     print(json.dumps(result, indent=1))
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f"gtsp-export-{device_tag(torch.device('cpu'))}.json")
+    with open(path, "w") as f:
+        json.dump({"benchmark": "gtsp-export", "device": device_name(torch.device("cpu")), "versions": versions(),
+                   "args": vars(args), **result}, f, indent=1)
     d, e = result["dense"], result["exported"]
     attn = lambda f: f["attention"] + f["attention_proj"]      # noqa: E731
     print(f"attention FLOPs cut {100 * (1 - attn(e['flops']) / attn(d['flops'])):.1f}%, total "
           f"{100 * (1 - e['flops']['total'] / d['flops']['total']):.1f}%, speed-up "
           f"{d['seconds'] / e['seconds']:.2f}x (dense {1e3 * d['seconds']:.1f} ms, exported "
-          f"{1e3 * e['seconds']:.1f} ms; masked {1e3 * result['masked']['seconds']:.1f} ms)")
-
-
-if __name__ == "__main__":
-    main()
+          f"{1e3 * e['seconds']:.1f} ms; masked {1e3 * result['masked']['seconds']:.1f} ms)  -> {path}")
