@@ -5,6 +5,7 @@ one row holding half the edges (split into chunks by the plan), N = 1, E = 0, a 
 edges given in CSR order (no edge-id indirection), sizes that are not multiples of the blocks,
 head counts that are not powers of two. Per-edge inputs (bias, edge vectors) are in the user's
 edge order; with dropout, the Triton kernels and the reference draw the same masks from the seed.
+The gat and gatv2 score functions get the same treatment (every gradient, att's included).
 """
 import pytest
 import torch
@@ -14,7 +15,7 @@ import triton.language as tl
 import sparse_kernels as sk
 from sparse_kernels import reference
 from sparse_kernels.triton import chunk_override, interpreter_backend
-from sparse_kernels.triton._common import dropout_factor, dropout_keys, edge_offsets, interpreting
+from sparse_kernels.triton._common import dropout_factor, dropout_keys, edge_offsets, interpreting, sum_rows
 
 pytestmark = [pytest.mark.interpreter,
               pytest.mark.skipif(not interpreting(), reason="CPU tests of the kernels need TRITON_INTERPRET=1")]
@@ -163,6 +164,126 @@ def test_dropout_matches_reference(kind, normalizer, p):
     keep = sk.dropout.keep_mask(torch.arange(csr.num_edges), 2, seed, sk.dropout.threshold(p))
     assert 0 < keep.sum() < keep.numel()
     assert torch.equal(got[NAMES.index("dedge_v")].abs().sum(-1) != 0, keep)
+
+
+# --------------------------------------------------------------------------- gat and gatv2 scores
+SCORE_NAMES = ["out", "stat", "dq", "dk", "dv", "dbias", "dedge_k", "dedge_v", "datt"]
+
+
+def run_scores(csr, inputs, score, normalizer, grad_out, dropout=0.0, seed=None, shared_edge=False):
+    """out, stat and the gradients of ``inputs = (q, k, v, bias, edge_k, edge_v, att)`` (``None`` for absent
+    ones and their gradients) with the score ``score``; ``shared_edge``: ``edge_k`` also serves as ``edge_v``."""
+    leaves = [None if t is None else t.detach().requires_grad_() for t in inputs]
+    q, k, v, bias, edge_k, edge_v, att = leaves
+    out, stat = sk.attention_with_stats(q, k, v, csr, bias=bias, normalizer=normalizer, edge_k=edge_k,
+                                        edge_v=edge_k if shared_edge else edge_v, dropout=dropout, seed=seed,
+                                        score=score, negative_slope=0.15, att=att)
+    grads = iter(torch.autograd.grad(out, [t for t in leaves if t is not None], grad_out))
+    return [out, stat, *(None if t is None else next(grads) for t in leaves)]
+
+
+def check_scores(kind, score, normalizer, dtype, heads, dim, with_bias, edge_k, edge_v, dropout=0.0, chunk=16,
+                 shared_edge=False):
+    """The gat (``q``, ``k`` ``[N, H, 1]``, values ``dim`` wide) or gatv2 (everything ``dim`` wide) score through the
+    Triton kernels (interpreted) against the float64 reference: out, stat and every gradient, with the same
+    dropout masks."""
+    csr = make_graph(kind)
+    n_dst, n_src, e = csr.num_dst_nodes, csr.num_src_nodes, csr.num_edges
+    width = 1 if score == "gat" else dim
+    shapes = [(n_dst, heads, width), (n_src, heads, width), (n_src, heads, dim), (e, heads) if with_bias else None,
+              (e, heads, dim) if edge_k else None, (e, heads, dim) if edge_v and not shared_edge else None,
+              (heads, dim) if score == "gatv2" else None]
+    inputs = [None if shape is None else torch.randn(shape).to(dtype) for shape in shapes]
+    grad_out = torch.randn(n_dst, heads, dim).to(dtype)
+    seed = sk.dropout.new_seed("cpu") if dropout else None
+    with interpreter_backend(), chunk_override(chunk):
+        features = sk.dispatch.Features(dtype, score=score)
+        assert sk.dispatch.select_kernels("attention_bwd", "cpu", features).name == "triton"
+        got = run_scores(csr, inputs, score, normalizer, grad_out, dropout, seed, shared_edge)
+    assert hasattr(csr.rowptr, "_sparse_kernels_plans"), "the Triton path did not run"
+    d = lambda t: None if t is None else t.double()  # noqa: E731
+    with sk.dispatch.kernel_override("reference", "cpu", sk.ops.REFERENCE_KERNELS):
+        want = run_scores(csr, [d(t) for t in inputs], score, normalizer, d(grad_out), dropout, seed, shared_edge)
+    for name, g, w in zip(SCORE_NAMES, got, want):
+        if w is None:
+            continue
+        assert g.dtype == (torch.float32 if name == "stat" else dtype), name
+        assert not torch.isnan(g).any(), name
+        assert rel_err(g, w) <= TOL[dtype], f"{name}: {rel_err(g, w)}"
+    empty_rows = csr.degree() == 0
+    assert (got[0][empty_rows] == 0).all()
+    return csr, seed, got
+
+
+SCORE_CASES = [  # kind, score, normalizer, heads, dim, bias, edge_k, edge_v, dropout
+    ("random", "gat", "softmax", 3, 5, True, False, True, 0.0),
+    ("hub", "gat", "sigmoid", 1, 8, True, False, False, 0.3),
+    ("sorted", "gat", "softplus", 3, 16, False, False, True, 0.0),
+    ("hub", "gat", "softmax", 1, 16, True, False, True, 0.5),
+    ("single", "gat", "softplus", 3, 5, True, False, False, 0.0),
+    ("empty", "gat", "softmax", 1, 8, True, False, True, 0.0),
+    ("random", "gatv2", "softmax", 3, 5, True, True, True, 0.0),
+    ("hub", "gatv2", "sigmoid", 1, 8, False, True, False, 0.0),
+    ("sorted", "gatv2", "softplus", 3, 16, True, False, True, 0.3),
+    ("hub", "gatv2", "softmax", 3, 8, True, True, True, 0.5),
+    ("sorted", "gatv2", "sigmoid", 1, 5, True, True, True, 0.0),
+    ("empty", "gatv2", "softplus", 3, 5, True, True, True, 0.0),
+]
+
+
+@pytest.mark.parametrize("case", SCORE_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_scores_fp32_match_reference(case):
+    """gat and gatv2: every normaliser, bias, edge vectors, dropout, empty rows, N = 1, E = 0, split rows in both
+    passes ("hub", "sorted"), N not a multiple of the block, H = 1 and 3, D = 1 (gat), 5, 8 and 16."""
+    kind, score, normalizer, heads, dim, with_bias, edge_k, edge_v, p = case
+    csr, seed, got = check_scores(kind, score, normalizer, torch.float32, heads, dim, with_bias, edge_k, edge_v, p)
+    if p and edge_v:        # the masks are the reference's: dedge_v is zero exactly where a weight is dropped
+        keep = sk.dropout.keep_mask(torch.arange(csr.num_edges), heads, seed, sk.dropout.threshold(p))
+        assert 0 < keep.sum() < keep.numel()
+        assert torch.equal(got[SCORE_NAMES.index("dedge_v")].abs().sum(-1) != 0, keep)
+
+
+@pytest.mark.parametrize("kind,score,normalizer,dropout", [("hub", "gat", "softmax", 0.0),
+                                                           ("random", "gatv2", "softplus", 0.0),
+                                                           ("sorted", "gatv2", "softmax", 0.3)])
+def test_scores_fp16_match_reference(kind, score, normalizer, dropout):
+    check_scores(kind, score, normalizer, torch.float16, 3, 16, True, score == "gatv2", True, dropout)
+
+
+@pytest.mark.parametrize("score", ["gat", "gatv2"])
+def test_scores_unsplit_plan_matches_reference(score):
+    """The same long rows with one work item each (no split-K combine)."""
+    check_scores("hub", score, "softmax", torch.float32, 3, 8, True, score == "gatv2", True, 0.3, chunk=1024)
+
+
+def test_gatv2_one_tensor_as_edge_k_and_edge_v():
+    """edge_k serving as edge_v (FOLD_EDGE): one gradient holding both terms, as the reference's."""
+    check_scores("hub", "gatv2", "softmax", torch.float32, 3, 8, True, True, True, 0.2, shared_edge=True)
+
+
+def test_gatv2_gradients_are_bitwise_deterministic():
+    """att's gradient is summed over the work items in a fixed order: two runs agree bit for bit."""
+    csr = make_graph("hub")
+    inputs = [torch.randn(30, 3, 8), torch.randn(30, 3, 8), torch.randn(30, 3, 8), torch.randn(csr.num_edges, 3),
+              torch.randn(csr.num_edges, 3, 8), torch.randn(csr.num_edges, 3, 8), torch.randn(3, 8)]
+    grad_out, seed = torch.randn(30, 3, 8), sk.dropout.new_seed("cpu")
+    with interpreter_backend(), chunk_override(16):
+        first = run_scores(csr, inputs, "gatv2", "softmax", grad_out, 0.3, seed)
+        second = run_scores(csr, inputs, "gatv2", "softmax", grad_out, 0.3, seed)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("rows,group", [(1, 4), (4, 4), (37, 4), (37, 256)])
+def test_sum_rows_is_the_sum_in_a_fixed_order(rows, group):
+    """The fixed-order row sum of gatv2's att gradient: one or several levels of the combine tree."""
+    parts = torch.randn(rows, 3, 5)
+    out = torch.empty(3, 5)
+    sum_rows(parts, out, group)
+    assert rel_err(out, parts.double().sum(0)) <= 1e-6
+    again = torch.empty(3, 5)
+    sum_rows(parts, again, group)
+    assert torch.equal(out, again)
 
 
 @triton.jit

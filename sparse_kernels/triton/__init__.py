@@ -3,8 +3,8 @@ r"""Triton kernels of the engine, registered as the CUDA implementation of the `
 =====================  ==========================================================
 module                 kernels
 =====================  ==========================================================
-``attention_fwd``      fused online-softmax forward on the CSR (split-K for long rows), with a
-                       bias, edge vectors and counter-based dropout
+``attention_fwd``      fused online-softmax forward on the CSR (split-K for long rows), with the
+                       dot, gat and gatv2 scores, a bias, edge vectors and counter-based dropout
 ``attention_bwd``      row pass (``dq``, per-edge gradients, ``ds`` and ``w`` per edge) + column
                        pass (``dk``, ``dv``), no atomics
 ``sddmm``              edge-parallel per-edge dot products
@@ -75,9 +75,9 @@ def kernels() -> dict[str, Callable]:
 
 
 def supports(op: str, features: Features) -> bool:
-    """fp32/fp16/bf16 inputs, every op and feature (bias, edge vectors, dropout, each normaliser) of the
-    dot-product score."""
-    return features.dtype in KERNEL_DTYPES and features.score == "dot"
+    """fp32/fp16/bf16 inputs, every op and feature (bias, edge vectors, dropout, each normaliser, each
+    score function of the fused attention)."""
+    return features.dtype in KERNEL_DTYPES
 
 
 def _bsr_applies(call: dispatch.AttentionCall) -> bool:

@@ -1,5 +1,5 @@
-r"""Pieces shared by the Triton kernels: normaliser math, tile gathers, the attention edge tile, the
-dropout hash and the split-K combine.
+r"""Pieces shared by the Triton kernels: normaliser math, tile gathers, the attention edge tile and its
+score functions, the dropout hash, the split-K combine and the fixed-order row sum.
 
 Every row-parallel kernel runs one program per *work item* of a
 :class:`~sparse_kernels.triton.schedule.Plan` (a node and a contiguous range of its edges) and
@@ -20,6 +20,9 @@ Per-edge inputs of the fused attention (bias, ``edge_k``, ``edge_v``) are in the
 the edge at CSR position ``c`` reads them at its user id ``u = eid[c]`` (``u = c`` when the CSR
 order is the user's, ``HAS_EID=False``), and so does its dropout decision, whose 64-bit counter is
 ``u * H + h`` (:func:`dropout_factor`, bit-identical to :mod:`sparse_kernels.dropout`).
+
+The score function is the kernels' ``SCORE`` (a ``constexpr``, so each score compiles its own kernel and
+the dot-product kernels are unchanged by the others; see :mod:`sparse_kernels.call` for the formulas).
 """
 from __future__ import annotations
 
@@ -35,6 +38,10 @@ from ..call import KernelCall
 SOFTMAX, SIGMOID, SOFTPLUS, SUM = 0, 1, 2, 3
 NORM_SOFTMAX, NORM_SIGMOID, NORM_SOFTPLUS, NORM_SUM = (tl.constexpr(c) for c in (SOFTMAX, SIGMOID, SOFTPLUS, SUM))
 NORM_CODES = {"softmax": SOFTMAX, "sigmoid": SIGMOID, "softplus": SOFTPLUS}
+#: Score function codes passed as the kernels' ``SCORE`` (``SCORE_*``: their ``constexpr`` twins).
+DOT, GAT, GATV2 = 0, 1, 2
+SCORE_DOT, SCORE_GAT, SCORE_GATV2 = (tl.constexpr(c) for c in (DOT, GAT, GATV2))
+SCORE_CODES = {"dot": DOT, "gat": GAT, "gatv2": GATV2}
 
 #: Input dtypes the kernels take; others (float64) fall back to the reference.
 KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -109,6 +116,18 @@ def score_grad(da, a, s, stat, delta, NORM: tl.constexpr):
     else:
         ds = da * a * (1.0 - a)
     return ds
+
+
+@triton.jit
+def leaky_relu(x, slope):
+    r""":math:`x` where :math:`x > 0`, :math:`\text{slope}\cdot x` elsewhere (the gat and gatv2 scores)."""
+    return tl.where(x > 0, x, x * slope)
+
+
+@triton.jit
+def leaky_relu_grad(x, slope):
+    """The derivative of :func:`leaky_relu` at ``x`` (``slope`` at 0, as the reference)."""
+    return tl.where(x > 0, 1.0, slope)
 
 
 @triton.jit
@@ -206,17 +225,23 @@ def scatter_edges(base, idx, x, mask_e, offs_h, offs_c, H, C):
 
 
 @triton.jit
-def attention_tile(q, offs_e, mask_e, offs_h, offs_d, offs_dv, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr,
-                   k_ptr, v_ptr, scale, H, D, DV, HAS_EID: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   HAS_EK: tl.constexpr, HAS_EV: tl.constexpr):
+def attention_tile(q, att, offs_e, mask_e, offs_h, offs_d, offs_dv, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr,
+                   k_ptr, v_ptr, scale, slope, H, D, DV, SCORE: tl.constexpr, HAS_EID: tl.constexpr,
+                   HAS_BIAS: tl.constexpr, HAS_EK: tl.constexpr, HAS_EV: tl.constexpr):
     r"""The CSR edges ``offs_e`` (``mask_e``) of a destination row whose query is ``q [BH, BD]``.
 
     Gathers the keys :math:`k_j + e^k_u` ``[BE, BH, BD]`` and values :math:`v_j + e^v_u` ``[BE, BH, BDV]``
-    in fp32 (the edge vectors are added to the tiles, never stored), and scores them,
-    :math:`s = \text{scale}\,\langle q_i, k_j + e^k_u\rangle + b_u` (``-inf`` where masked).
+    in fp32 (the edge vectors are added to the tiles, never stored), and scores them (``-inf`` where
+    masked) with the score function ``SCORE``:
+
+    * dot: :math:`s = \text{scale}\,\langle q_i, k_j + e^k_u\rangle + b_u`;
+    * gat (``BD = 1``): :math:`s = \operatorname{LeakyReLU}(z)` with :math:`z = q_i + k_j + b_u`;
+    * gatv2: :math:`s = \sum_d \text{att}_d \operatorname{LeakyReLU}(z)_d + b_u` with
+      :math:`z = q_i + k_j + e^k_u` (``att [BH, BD]``, zero in padded lanes; the other scores ignore it).
 
     Returns ``(u, uh, k, v, s)``: the user ids ``u [BE]`` (int64) and the offsets ``u * H + h``
-    ``[BE, BH]`` of the per-edge ``[E, H]`` values, which are also the dropout counters.
+    ``[BE, BH]`` of the per-edge ``[E, H]`` values, which are also the dropout counters; for gat and
+    gatv2 ``k`` holds the LeakyReLU input :math:`z` (what their gradients need) instead of the keys.
     """
     mask_eh = mask_e[:, None] & (offs_h < H)[None, :]
     j = tl.load(col_ptr + offs_e, mask=mask_e, other=0).to(tl.int64)
@@ -231,9 +256,20 @@ def attention_tile(q, offs_e, mask_e, offs_h, offs_d, offs_dv, col_ptr, eid_ptr,
     if HAS_EV:
         v += gather_nodes(ev_ptr, u, mask_e, offs_h, offs_dv, H, DV)
     uh = edge_offsets(u, offs_h, H)
-    s = tl.sum(q[None, :, :] * k, 2) * scale
-    if HAS_BIAS:
-        s += tl.load(bias_ptr + uh, mask=mask_eh, other=0.0).to(tl.float32)
+    if SCORE == SCORE_DOT:
+        s = tl.sum(q[None, :, :] * k, 2) * scale
+        if HAS_BIAS:
+            s += tl.load(bias_ptr + uh, mask=mask_eh, other=0.0).to(tl.float32)
+    else:
+        k += q[None, :, :]
+        if SCORE == SCORE_GAT:
+            if HAS_BIAS:
+                k += tl.load(bias_ptr + uh, mask=mask_eh, other=0.0).to(tl.float32)[:, :, None]
+            s = leaky_relu(tl.sum(k, 2), slope)
+        else:
+            s = tl.sum(att[None, :, :] * leaky_relu(k, slope), 2)
+            if HAS_BIAS:
+                s += tl.load(bias_ptr + uh, mask=mask_eh, other=0.0).to(tl.float32)
     s = tl.where(mask_eh, s, float("-inf"))
     return u, uh, k, v, s
 
@@ -275,15 +311,17 @@ def dropout_factor(counter, key0, key1, threshold, keep_scale):
 
 # --------------------------------------------------------------------------- attention inputs
 def edge_inputs(call: KernelCall) -> tuple[tuple, dict]:
-    """The optional inputs of the attention kernels: the tensors ``(eid, bias, edge_k, edge_v, seed)``
+    """The optional inputs of the attention kernels: the tensors ``(eid, bias, edge_k, edge_v, seed, att)``
     (a placeholder for each absent one) and their flags ``HAS_EID``, ``HAS_BIAS``, ``HAS_EK``,
-    ``HAS_EV``, ``DROPOUT`` (with ``shared_edge`` ``edge_k`` serves as ``edge_v``)."""
+    ``HAS_EV``, ``DROPOUT`` (with ``shared_edge`` ``edge_k`` serves as ``edge_v``) and the score code
+    ``SCORE``."""
     i, q, col, eid = call.inputs, call.inputs.q, call.graph.col, call.graph.eid
     edge_v = call.edge_v
     tensors = (col if eid is None else eid, q if i.bias is None else i.bias, q if i.edge_k is None else i.edge_k,
-               q if edge_v is None else edge_v, i.seed.to(q.device, torch.int64) if call.dropout_active else col)
+               q if edge_v is None else edge_v, i.seed.to(q.device, torch.int64) if call.dropout_active else col,
+               q if i.att is None else i.att)
     flags = dict(HAS_EID=eid is not None, HAS_BIAS=i.bias is not None, HAS_EK=i.edge_k is not None,
-                 HAS_EV=edge_v is not None, DROPOUT=call.dropout_active)
+                 HAS_EV=edge_v is not None, DROPOUT=call.dropout_active, SCORE=SCORE_CODES[call.options.score])
     return tensors, flags
 
 
@@ -347,3 +385,21 @@ def combine(splits: Tensor, norm: int, heads: int, stat: Tensor | None = None,
                           out if has_acc else dummy, heads, width, NORM=norm, HAS_STAT=has_stat,
                           HAS_ACC=has_acc, BLOCK_H=block_h, BLOCK_F=block_f,
                           num_warps=4 if block_h * block_f <= 1024 else 8)
+
+
+def sum_rows(parts: Tensor, out: Tensor, group: int = 256) -> None:
+    """``out [H, F] = sum_w parts[w]`` of ``parts [W, H, F]`` (fp32, ``W >= 1``) in a fixed order, without
+    atomics: a tree of :func:`combine` calls, each summing consecutive groups of ``group`` rows in
+    order (bitwise reproducible; ``ceil(log_group W)`` launches)."""
+    heads, width = out.shape
+    while True:
+        n = parts.size(0)
+        first = torch.arange(0, n, group, device=parts.device, dtype=torch.int32)
+        splits = torch.stack([torch.arange(first.numel(), device=parts.device, dtype=torch.int32), first,
+                              (n - first).clamp_max(group)], 1).contiguous()
+        last = first.numel() == 1
+        total = out.view(1, heads, width) if last else parts.new_empty(first.numel(), heads, width)
+        combine(splits, SUM, heads, out=total, partial_acc=parts)
+        if last:
+            return
+        parts = total

@@ -7,7 +7,7 @@ tiles of ``BLOCK_E``, gathers the contiguous rows ``k_j`` and ``v_j`` of all its
 :func:`~sparse_kernels.triton._common.attention_tile`), and keeps the online-softmax state in fp32:
 
 .. math::
-    s_c = \text{scale}\,\langle q_i, k_j + e^k_u\rangle + b_u,\quad
+    s_c = \text{scale}\,\langle q_i, k_j + e^k_u\rangle + b_u\ (\text{or the gat, gatv2 scores}),\quad
     m \leftarrow \max(m, \max_c s_c),\quad
     l \leftarrow l\,e^{m_{\text{old}} - m} + \sum_c e^{s_c - m},\quad
     \text{acc} \leftarrow \text{acc}\,e^{m_{\text{old}} - m} + \sum_c \mu_c\, e^{s_c - m} (v_j + e^v_u)
@@ -30,19 +30,20 @@ import triton.language as tl
 from torch import Tensor
 
 from ..call import KernelCall
-from ._common import (NORM_CODES, attention_tile, combine, dropout_factor, dropout_keys, edge_inputs, finalize_acc,
-                      finalize_stat, load_item, load_node, online_update, store_node)
+from ._common import (NORM_CODES, SCORE_GATV2, attention_tile, combine, dropout_factor, dropout_keys, edge_inputs,
+                      finalize_acc, finalize_stat, load_item, load_node, online_update, store_node)
 from .schedule import launch_config, plan_for
 
 __all__ = ["attention_fwd"]
 
 
 @triton.jit
-def _attention_fwd_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr, seed_ptr, q_ptr, k_ptr, v_ptr,
-                          out_ptr, stat_ptr, pm_ptr, pl_ptr, pacc_ptr, scale, threshold, keep_scale, H, D, DV,
-                          NORM: tl.constexpr, HAS_EID: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_EK: tl.constexpr,
-                          HAS_EV: tl.constexpr, DROPOUT: tl.constexpr, BLOCK_E: tl.constexpr,
-                          BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+def _attention_fwd_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr, seed_ptr, att_ptr, q_ptr, k_ptr,
+                          v_ptr, out_ptr, stat_ptr, pm_ptr, pl_ptr, pacc_ptr, scale, slope, threshold, keep_scale, H,
+                          D, DV, NORM: tl.constexpr, SCORE: tl.constexpr, HAS_EID: tl.constexpr,
+                          HAS_BIAS: tl.constexpr, HAS_EK: tl.constexpr, HAS_EV: tl.constexpr, DROPOUT: tl.constexpr,
+                          BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+                          BLOCK_DV: tl.constexpr):
     item = tl.program_id(0)
     offs_h = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
@@ -53,13 +54,16 @@ def _attention_fwd_kernel(items_ptr, col_ptr, eid_ptr, bias_ptr, ek_ptr, ev_ptr,
         key0, key1 = dropout_keys(seed_ptr)
 
     q = load_node(q_ptr, node, offs_h, offs_d, H, D)
+    att = q  # a placeholder: only the gatv2 score reads att
+    if SCORE == SCORE_GATV2:
+        att = load_node(att_ptr, 0, offs_h, offs_d, H, D)
     m = tl.full([BLOCK_H], float("-inf"), tl.float32)
     l = tl.zeros([BLOCK_H], tl.float32)
     acc = tl.zeros([BLOCK_H, BLOCK_DV], tl.float32)
     for e0 in range(start, end, BLOCK_E):
         offs_e = e0 + tl.arange(0, BLOCK_E)
-        _, uh, k, v, s = attention_tile(q, offs_e, offs_e < end, offs_h, offs_d, offs_dv, col_ptr, eid_ptr,
-                                        bias_ptr, ek_ptr, ev_ptr, k_ptr, v_ptr, scale, H, D, DV,
+        _, uh, k, v, s = attention_tile(q, att, offs_e, offs_e < end, offs_h, offs_d, offs_dv, col_ptr, eid_ptr,
+                                        bias_ptr, ek_ptr, ev_ptr, k_ptr, v_ptr, scale, slope, H, D, DV, SCORE,
                                         HAS_EID, HAS_BIAS, HAS_EK, HAS_EV)
         m, l, p, alpha = online_update(m, l, s, NORM)
         if DROPOUT:
@@ -98,7 +102,8 @@ def attention_fwd(call: KernelCall) -> tuple[Tensor, Tensor]:
     optional, flags = edge_inputs(call)
     grid = (plan.items.size(0), triton.cdiv(heads, cfg["BLOCK_H"]))
     _attention_fwd_kernel[grid](plan.items, col, *optional, q, k, v, out, stat, pm, pl, pacc, float(scale),
-                                int(p_threshold), float(keep_scale), heads, dim, dim_v, NORM=norm, **flags,
+                                float(o.negative_slope), int(p_threshold), float(keep_scale), heads, dim, dim_v,
+                                NORM=norm, **flags,
                                 BLOCK_E=cfg["BLOCK_E"], BLOCK_H=cfg["BLOCK_H"], BLOCK_D=triton.next_power_of_2(dim),
                                 BLOCK_DV=triton.next_power_of_2(dim_v), num_warps=cfg["num_warps"])
     combine(plan.splits, norm, heads, stat=stat, partial_m=pm, partial_l=pl, out=out, partial_acc=pacc)

@@ -36,8 +36,8 @@ _INDEX = {"items_ptr": "i32", "splits_ptr": "i32", "col_ptr": "i64", "row_t_ptr"
           "ROWPTR": "i64", "SPLIT": "i64", "BCOL": "i64", "COLPTR": "i64", "SPLIT_T": "i64", "TROW": "i64",
           "MIDX": "i32", "MIDX_T": "i32", "MASKS": "u8"}
 _FP32 = {"stat_ptr", "delta_ptr", "pm_ptr", "pl_ptr", "pacc_ptr", "pdq_ptr", "pdk_ptr", "pdv_ptr", "pout_ptr",
-         "ds_ptr", "w_ptr", "LSE", "DELTA"}
-_FP32_SCALARS = {"scale", "keep_scale", "qk_scale"}
+         "ds_ptr", "w_ptr", "datt_ptr", "LSE", "DELTA"}
+_FP32_SCALARS = {"scale", "keep_scale", "slope", "qk_scale"}
 #: Pointer arguments of the BSR kernels (named in capitals there, as in FlashAttention's kernels).
 _TILE_POINTERS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV_", "LSE", "DELTA", "ROWPTR", "SPLIT", "BCOL", "MIDX",
                   "MASKS", "COLPTR", "SPLIT_T", "TROW", "MIDX_T"}
@@ -45,8 +45,8 @@ _TILE_POINTERS = {"Q", "K", "V", "O", "DO", "DQ", "DK", "DV_", "LSE", "DELTA", "
 
 def _signature(kernel, dtype: str, constexprs: dict) -> tuple[dict, dict]:
     """Argument types by naming convention: index pointers, fp32 scratch, features in ``dtype``;
-    ``scale`` and ``keep_scale`` fp32, other scalars i32 (widths hinted divisible by 16, as at run time
-    for D = 16k)."""
+    ``scale``, ``slope`` and ``keep_scale`` fp32, other scalars i32 (widths hinted divisible by 16, as at
+    run time for D = 16k; a width of 1, the gat score's ``D``, is a ``constexpr`` as Triton specialises it)."""
     signature, attrs = {}, {}
     for i, name in enumerate(kernel.arg_names):
         if name in constexprs:
@@ -71,6 +71,15 @@ _ATTENTION_INPUTS = {
     256: dict(HAS_EID=False, HAS_BIAS=True, HAS_EK=False, HAS_EV=False, DROPOUT=True),
 }
 
+#: The gat and gatv2 scores (``SCORE``, :mod:`._common`): ``(score, width, normalisers, inputs, FOLD_EDGE)``;
+#: gat has ``D = 1`` and no ``edge_k``, its values are ``width`` wide.
+_SCORE_CASES = (
+    (_common.GAT, 64, (_common.SOFTMAX, _common.SIGMOID),
+     dict(HAS_EID=True, HAS_BIAS=True, HAS_EK=False, HAS_EV=True, DROPOUT=True), False),
+    (_common.GATV2, 64, (_common.SOFTMAX, _common.SOFTPLUS), _ATTENTION_INPUTS[64], False),
+    (_common.GATV2, 128, (_common.SOFTMAX,), _ATTENTION_INPUTS[128], True),
+)
+
 
 def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
     """``(kernel, constexprs, num_warps)`` for every kernel, at the table's configurations."""
@@ -80,11 +89,11 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
         cfg = launch_config(dim, 8, mean_degree)
         blocks = dict(BLOCK_E=cfg["BLOCK_E"], BLOCK_H=cfg["BLOCK_H"])
         tiles = dict(blocks, BLOCK_D=dim, BLOCK_DV=dim)
-        attn = dict(tiles, **_ATTENTION_INPUTS[dim])
+        attn = dict(tiles, **_ATTENTION_INPUTS[dim], SCORE=_common.DOT)
         for norm in ((_common.SOFTMAX, _common.SOFTPLUS, _common.SIGMOID) if dim == 64 else (_common.SOFTMAX,)):
             yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
             yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm, FOLD_EDGE=dim == 128), cfg["num_warps"]
-        yield attention_bwd._column_pass_kernel, tiles, cfg["num_warps"]
+        yield attention_bwd._column_pass_kernel, dict(tiles, **attention_bwd._column_flags(attn)), cfg["num_warps"]
         if dim == 64:
             yield sddmm._sddmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
             yield spmm._spmm_kernel, dict(blocks, BLOCK_D=dim), cfg["num_warps"]
@@ -96,6 +105,15 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
                 yield edge_softmax._row_stat_kernel, dict(NORM=norm, BLOCK_E=64, BLOCK_H=8), 4
             for grad in (False, True):
                 yield edge_softmax._edge_kernel, dict(NORM=_common.SOFTMAX, GRAD=grad, BLOCK_E=256, BLOCK_H=8), 4
+    for score, width, norms, inputs, fold in _SCORE_CASES:
+        cfg = launch_config(width, 8, 16.0)
+        dim = dict(D=1, BLOCK_D=1) if score == _common.GAT else dict(BLOCK_D=width)
+        tiles = dict(BLOCK_E=cfg["BLOCK_E"], BLOCK_H=cfg["BLOCK_H"], BLOCK_DV=width, **dim)
+        attn = dict(tiles, **inputs, SCORE=score)
+        for norm in norms:
+            yield attention_fwd._attention_fwd_kernel, dict(attn, NORM=norm), cfg["num_warps"]
+            yield attention_bwd._row_pass_kernel, dict(attn, NORM=norm, FOLD_EDGE=fold), cfg["num_warps"]
+        yield attention_bwd._column_pass_kernel, dict(tiles, **attention_bwd._column_flags(attn)), cfg["num_warps"]
     tiles = dict(D=64, DV=64, BLOCK_M=64, BLOCK_N=64, BLOCK_D=64, BLOCK_DV=64)
     for kernel in (bsr._bsr_fwd_kernel, bsr._bsr_bwd_dq_kernel, bsr._bsr_bwd_dkdv_kernel):
         yield kernel, tiles, 4
