@@ -34,6 +34,7 @@
 #include <string.h>
 
 #define CHUNK 64
+#define PREFETCH 16        /* edges prefetched ahead in the backward passes */
 #define GA_INLINE static inline __attribute__((always_inline))
 enum { NORM_SOFTMAX = 0, NORM_SIGMOID = 1, NORM_SOFTPLUS = 2 };
 enum { SCORE_DOT = 0, SCORE_GAT = 1, SCORE_GATV2 = 2 };
@@ -111,6 +112,11 @@ void ga_dropout_keep(int64_t n, int64_t heads, const int64_t* edge, int64_t seed
         int64_t e = edge[t / heads];
         keep[t] = e >= 0 && dropout_keep(&d, e, heads, t % heads);
     }
+}
+
+/* Prefetches the cache lines of [p, p + bytes) for reading. */
+static inline __attribute__((always_inline)) void ga_prefetch(const void* p, int64_t bytes) {
+    for (int64_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch((const char*)p + offset, 0, 1);
 }
 
 /* The kernels, once per scalar type (attention_impl.h). */

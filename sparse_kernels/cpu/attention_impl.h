@@ -118,6 +118,19 @@ GA_INLINE T SFX(score)(const SFX(args_t)* a, const T* qi, int64_t j, int64_t u, 
     return a->bias ? s + a->bias[u * H + h] : s;
 }
 
+/* Software prefetch of the rows an edge gathers: k_j and v_j (forward, backward row pass), q_i and dO_i
+   (column pass). On graphs whose sources are spread over more memory than the caches hold, these gathers
+   are the kernels' cost; issuing them ahead keeps many loads in flight. */
+GA_INLINE void SFX(prefetch_edge)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t DV) {
+    ga_prefetch(a->k + j * a->H * D, sizeof(T) * a->H * D);
+    ga_prefetch(a->v + j * a->H * DV, sizeof(T) * a->H * DV);
+}
+
+GA_INLINE void SFX(prefetch_node)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV) {
+    ga_prefetch(a->q + i * a->H * D, sizeof(T) * a->H * D);
+    ga_prefetch(a->dout + i * a->H * DV, sizeof(T) * a->H * DV);
+}
+
 /* Forward of destination row i: online normalisation over chunks of CHUNK edges. buf holds
    2 * CHUNK * H + 2 * H + H * DV values. */
 GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* buf) {
@@ -128,6 +141,7 @@ GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
     memset(acc, 0, sizeof(T) * (size_t)(H * DV));
     for (int64_t c0 = a->rowptr[i]; c0 < a->rowptr[i + 1]; c0 += CHUNK) {
         int64_t n = a->rowptr[i + 1] - c0 < CHUNK ? a->rowptr[i + 1] - c0 : CHUNK;
+        for (int64_t t = 0; t < n; ++t) SFX(prefetch_edge)(a, a->col[c0 + t], D, DV);
         for (int64_t t = 0; t < n; ++t) {
             int64_t c = c0 + t, u = a->eid ? a->eid[c] : c;
             for (int64_t h = 0; h < H; ++h) S[t * H + h] = SFX(score)(a, qi, a->col[c], u, h, D);
@@ -217,7 +231,10 @@ GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
     if (a->datt_rows) memset(a->datt_rows + i * H * D, 0, sizeof(T) * (size_t)(H * D));
     for (int64_t h = 0; h < H; ++h)
         delta[h] = norm == NORM_SIGMOID ? (T)0 : SFX(dot)(doi + h * DV, a->out + (i * H + h) * DV, NULL, DV);
+    for (int64_t c = a->rowptr[i]; c < a->rowptr[i + 1] && c < a->rowptr[i] + PREFETCH; ++c)
+        SFX(prefetch_edge)(a, a->col[c], D, DV);
     for (int64_t c = a->rowptr[i]; c < a->rowptr[i + 1]; ++c) {
+        if (c + PREFETCH < a->rowptr[i + 1]) SFX(prefetch_edge)(a, a->col[c + PREFETCH], D, DV);
         int64_t u = a->eid ? a->eid[c] : c, j = a->col[c];
         for (int64_t h = 0; h < H; ++h) {
             T s = SFX(score)(a, qi, j, u, h, D), st = a->stat[i * H + h], w, ds;
@@ -261,7 +278,10 @@ GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t 
     T *dkj = a->dk + j * H * D, *dvj = a->dv + j * H * DV;
     memset(dkj, 0, sizeof(T) * (size_t)(H * D));
     memset(dvj, 0, sizeof(T) * (size_t)(H * DV));
+    for (int64_t t = a->colptr[j]; t < a->colptr[j + 1] && t < a->colptr[j] + PREFETCH; ++t)
+        SFX(prefetch_node)(a, a->row_t[t], D, DV);
     for (int64_t t = a->colptr[j]; t < a->colptr[j + 1]; ++t) {
+        if (t + PREFETCH < a->colptr[j + 1]) SFX(prefetch_node)(a, a->row_t[t + PREFETCH], D, DV);
         int64_t c = a->perm_t[t], i = a->row_t[t];
         for (int64_t h = 0; h < H; ++h) {
             T ds = a->ds_buf[c * H + h], w = a->w_buf[c * H + h];
