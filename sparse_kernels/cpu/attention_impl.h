@@ -91,12 +91,17 @@ GA_INLINE SFX(args_t) SFX(args_of)(const ga_call_t* c) {
 GA_INLINE T SFX(leaky)(T x, T slope) { return x > 0 ? x : x * slope; }
 GA_INLINE T SFX(leaky_grad)(T x, T slope) { return x > 0 ? (T)1 : slope; }
 
-/* z_d = q_i + k_j (+ ek_u), the LeakyReLU input of the gatv2 score, for head h (D values). */
-GA_INLINE T SFX(gatv2_pre)(const SFX(args_t)* a, const T* qh, int64_t j, int64_t u, int64_t h, int64_t d,
-                           int64_t D) {
-    const int64_t H = a->H;
-    T z = qh[d] + a->k[(j * H + h) * D + d];
-    return a->ek ? z + a->ek[(u * H + h) * D + d] : z;
+/* z = q_i + k_j (+ ek_u), the LeakyReLU input of the gatv2 score, for head h: D values into z (the edge-term
+   branch outside the loop, so that the loops vectorise). */
+GA_INLINE void SFX(gatv2_pre)(const SFX(args_t)* a, const T* restrict qh, int64_t j, int64_t u, int64_t h,
+                              int64_t D, T* restrict z) {
+    const T* restrict kh = a->k + (j * a->H + h) * D;
+    if (a->ek) {
+        const T* restrict eh = a->ek + (u * a->H + h) * D;
+        for (int64_t d = 0; d < D; ++d) z[d] = qh[d] + kh[d] + eh[d];
+    } else {
+        for (int64_t d = 0; d < D; ++d) z[d] = qh[d] + kh[d];
+    }
 }
 
 /* Score of an edge (source j, user id u) for head h of destination row qi (sparse_kernels/call.py):
@@ -109,9 +114,12 @@ GA_INLINE T SFX(score)(const SFX(args_t)* a, const T* qi, int64_t j, int64_t u, 
     if (a->score == SCORE_GAT)
         return SFX(leaky)(qi[h] + a->k[j * H + h] + (a->bias ? a->bias[u * H + h] : (T)0), a->slope);
     if (a->score == SCORE_GATV2) {
-        const T* at = a->att + h * D;
+        const T* restrict at = a->att + h * D;
+        const T slope = a->slope;
+        T z[D];
+        SFX(gatv2_pre)(a, qi + h * D, j, u, h, D, z);
         s = 0;
-        for (int64_t d = 0; d < D; ++d) s += at[d] * SFX(leaky)(SFX(gatv2_pre)(a, qi + h * D, j, u, h, d, D), a->slope);
+        for (int64_t d = 0; d < D; ++d) s += at[d] * (z[d] > 0 ? z[d] : z[d] * slope);
     } else {
         s = SFX(dot)(qi + h * D, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, D) * a->scale;
     }
@@ -206,15 +214,19 @@ GA_INLINE void SFX(score_grads)(const SFX(args_t)* a, int64_t i, int64_t j, int6
     a->ds_buf[c * H + h] = ds;
     if (a->dbias) a->dbias[u * H + h] = ds;
     if (a->score == SCORE_GATV2) {
-        const T* at = a->att + h * D;
-        T* datt = a->datt_rows + (i * H + h) * D;
-        T* dek = a->dek ? a->dek + (u * H + h) * D : NULL;
+        const T* restrict at = a->att + h * D;
+        const T slope = a->slope;
+        T* restrict datt = a->datt_rows + (i * H + h) * D;
+        T* restrict dqh = dqi + h * D;
+        T z[D];
+        SFX(gatv2_pre)(a, qi + h * D, j, u, h, D, z);
         for (int64_t d = 0; d < D; ++d) {
-            T z = SFX(gatv2_pre)(a, qi + h * D, j, u, h, d, D), g = ds * at[d] * SFX(leaky_grad)(z, a->slope);
-            dqi[h * D + d] += g;
-            datt[d] += ds * SFX(leaky)(z, a->slope);
-            if (dek) dek[d] = g;
+            const T positive = z[d] > 0, g = ds * at[d] * (positive ? (T)1 : slope);
+            dqh[d] += g;
+            datt[d] += ds * (positive ? z[d] : z[d] * slope);
+            z[d] = g;
         }
+        if (a->dek) memcpy(a->dek + (u * H + h) * D, z, sizeof(T) * (size_t)D);
         return;
     }
     T g = ds * a->scale;
@@ -265,8 +277,11 @@ GA_INLINE void SFX(key_grad)(const SFX(args_t)* a, int64_t i, int64_t j, int64_t
     if (a->score == SCORE_GAT) {
         dkjh[0] += ds;                  /* ds_buf holds the LeakyReLU input's gradient */
     } else if (a->score == SCORE_GATV2) {
-        const T* at = a->att + h * D;
-        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * SFX(leaky_grad)(SFX(gatv2_pre)(a, qih, j, u, h, d, D), a->slope);
+        const T* restrict at = a->att + h * D;
+        const T slope = a->slope;
+        T z[D];
+        SFX(gatv2_pre)(a, qih, j, u, h, D, z);
+        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * (z[d] > 0 ? (T)1 : slope);
     } else {
         SFX(axpy)(ds * a->scale, qih, NULL, dkjh, D);
     }
