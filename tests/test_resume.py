@@ -100,8 +100,9 @@ def assert_same_run(out, uninterrupted):
 
 # with a checkpoint after every optimiser step: killed before a step's checkpoint, or right after one
 @pytest.mark.slow
-@pytest.mark.parametrize("crash_at, resumed_at", [("step:2:3", "after epoch 1 and 2 steps of epoch 2"),
-                                                  ("after_step_checkpoint:1:5", "after epoch 0 and 5 steps of epoch 1")])
+@pytest.mark.parametrize("crash_at, resumed_at", [
+    ("step:2:3", "after epoch 1 and 2 steps of epoch 2"),
+    ("after_step_checkpoint:1:5", "after epoch 0 and 5 steps of epoch 1")])
 def test_killed_after_a_mid_epoch_checkpoint_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, crash_at,
                                                                                  resumed_at):
     out = tmp_path / "run"
