@@ -1,4 +1,4 @@
-"""The ``graphattn`` command: ``graphattn demo``, ``graphattn train``, ``graphattn bench``."""
+"""The ``graphattn`` command: ``graphattn demo``, ``graphattn train``, ``graphattn reproduce``, ``graphattn bench``."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +14,7 @@ USAGE = """usage: graphattn <command> [options]
 commands:
   demo               train a graph transformer on the embedded ogbg-molesol (CPU, ~3 minutes)
   train              train a model on an OGB / LRGB benchmark or a Planetoid graph (`graphattn train --help`)
+  reproduce          run a published number's protocol to its end across stops, compare (`graphattn reproduce --help`)
   bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
@@ -60,6 +61,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         from .demo import main as run
     elif command == "train":
         from .train_cli import main as run
+    elif command == "reproduce":
+        from .reproduce import main as run
     elif command == "bench" and rest and rest[0] in BENCHMARKS:
         run = importlib.import_module(f".bench.{BENCHMARKS[rest[0]]}", __package__).main
         rest = rest[1:]

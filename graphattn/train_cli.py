@@ -11,7 +11,9 @@ Examples::
     graphattn train --config gat-cora --root data/planetoid --seeds 0-99 --out runs/gat-cora
 
 Graph-level runs write, per seed, ``<out>/seed<k>/{metrics.csv, history.json, last.pt, best.pt}`` and
-``<out>/summary.json``; they resume from ``last.pt`` with ``--resume``.
+``<out>/summary.json``; they resume from ``last.pt`` with ``--resume``. ``last.pt`` is written after every
+epoch, every ``--checkpoint-every`` seconds inside an epoch, and on ``SIGTERM``, after which the command
+exits with status 143 (single-process runs with ``--out``).
 
 Node-level runs (model ``gat``, datasets ``cora``/``citeseer``) train full batch with the GAT authors' early
 stopping (:mod:`graphattn.transductive`) and write, as each seed finishes, ``<out>/seed<k>/metrics.csv``
@@ -48,11 +50,13 @@ from .config import MODELS, ConfigError, TrainConfig, load_config, parse_seeds
 from .data import PLANETOID, CorruptDataError, MissingDataError, load_dataset, load_planetoid
 from .data.benchmarks import GraphBenchmark
 from .distributed import DistContext, init_distributed, shutdown_distributed
+from .interrupt import CheckpointSchedule, TrainingStopped
 from .progress import track
 from .training import FitResult, fit
 from .transductive import NodeEpoch, SeedResult, fit_transductive
 
-__all__ = ["main", "build_model", "build_pre_transform", "run", "run_node_level"]
+__all__ = ["main", "build_model", "build_pre_transform", "run", "run_node_level", "seed_protocol", "read_seed_record",
+           "write_node_results"]
 
 DEFAULT_CHANNELS = 64
 
@@ -146,8 +150,10 @@ def build_summary(config: TrainConfig, dataset: str, metric: str, device: str, w
             "config": _config_values(config)}
 
 
-def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Trains one model per seed and returns the summary (also written to ``<out>/summary.json``)."""
+def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: bool = True,
+        schedule: Optional[CheckpointSchedule] = None) -> dict[str, Any]:
+    """Trains one model per seed and returns the summary (also written to ``<out>/summary.json``);
+    ``schedule``: mid-epoch checkpoints (:func:`graphattn.training.fit`)."""
     log = print if ctx.is_main else (lambda *_: None)
     try:
         bench: GraphBenchmark = load_dataset(config.dataset, config.root, pre_transform=build_pre_transform(config))
@@ -165,7 +171,7 @@ def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: b
         start = time.perf_counter()
         result = fit(model, bench, epochs=config.epochs, batch_size=config.batch_size, optim=config.optim, ctx=ctx,
                      out_dir=out_dir, resume=resume, progress=progress, log=log, seed=seed,
-                     num_workers=config.num_workers, compile_model=config.compile)
+                     num_workers=config.num_workers, compile_model=config.compile, schedule=schedule)
         runs.append(run_record(seed, result, time.perf_counter() - start))
     device = str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device)
     summary = build_summary(config, bench.name, bench.eval_metric, device, ctx.world_size, runs)
@@ -183,7 +189,7 @@ _RUN_ONLY_KEYS = ("seeds", "out", "root", "device", "num_workers", "compile")
 _CURVE_FIELDS = [f.name for f in dataclasses.fields(NodeEpoch)]
 
 
-def _protocol(config: TrainConfig) -> dict[str, Any]:
+def seed_protocol(config: TrainConfig) -> dict[str, Any]:
     """The config as stored with every seed's record: what fixes the seed's numbers."""
     return {k: v for k, v in _config_values(config).items() if k not in _RUN_ONLY_KEYS}
 
@@ -209,7 +215,7 @@ def _write_seed(folder: str, result: SeedResult, device: str, protocol: dict[str
     return record
 
 
-def _read_seed(folder: str, protocol: dict[str, Any]) -> Optional[dict[str, Any]]:
+def read_seed_record(folder: str, protocol: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The record of a finished seed, or ``None`` when the seed has not finished.
 
     Raises:
@@ -246,10 +252,10 @@ def build_node_summary(config: TrainConfig, device: str, records: list[dict[str,
             "test_mean": test_mean, "test_std": test_std, "val_acc_mean": val_mean, "val_acc_std": val_std,
             "epochs_run_mean": mean_std("epochs_run")[0], "seconds_mean": mean_std("seconds")[0],
             "cpu_seconds_mean": mean_std("cpu_seconds")[0],
-            "runs": [{k: v for k, v in r.items() if k != "config"} for r in records], "config": _protocol(config)}
+            "runs": [{k: v for k, v in r.items() if k != "config"} for r in records], "config": seed_protocol(config)}
 
 
-def _write_results(path: str, summary: dict[str, Any], out: str) -> None:
+def write_node_results(path: str, summary: dict[str, Any], out: str) -> None:
     """The summary at ``path`` and the curves of its seeds, one file with a ``seed`` column, at
     ``<stem>-curves.csv.gz`` (gzip without a timestamp, so that equal curves give equal bytes)."""
     lines = ["seed," + ",".join(_CURVE_FIELDS)]
@@ -277,11 +283,11 @@ def run_node_level(config: TrainConfig, device: torch.device, out: str, results:
           f"{bench.num_classes} classes, split {int(data.train_mask.sum())} / {int(data.val_mask.sum())} / "
           f"{int(data.test_mask.sum())}; {config.model} with {config.model_args.get('conv', 'its default conv')}; "
           f"device {device}, {torch.get_num_threads()} thread(s); records in {out}")
-    protocol, name = _protocol(config), _device_name(device)
+    protocol, name = seed_protocol(config), _device_name(device)
     records, summary = [], {}
     for seed in track(config.seeds, desc=f"{bench.name} seeds", disable=not progress):
         folder = osp.join(out, f"seed{seed}")
-        record = _read_seed(folder, protocol)
+        record = read_seed_record(folder, protocol)
         if record is None:
             torch.manual_seed(seed)
             model = build_model(config, bench.num_classes, bench.num_features)
@@ -297,7 +303,7 @@ def run_node_level(config: TrainConfig, device: torch.device, out: str, results:
         summary = build_node_summary(config, name, records)
         atomic_write_text(osp.join(out, "summary.json"), json.dumps(summary, indent=1) + "\n")
     if results:
-        _write_results(results, summary, out)
+        write_node_results(results, summary, out)
     print(f"{bench.name} / {config.model}: test accuracy {summary['test_mean']:.4f} ± {summary['test_std']:.4f} over "
           f"{len(records)} seed{'s' if len(records) > 1 else ''}; {summary['epochs_run_mean']:.0f} epochs, "
           f"{summary['seconds_mean']:.1f} s per seed")
@@ -322,6 +328,8 @@ def _parser() -> argparse.ArgumentParser:
                                  "runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/seed<k>/last.pt (node-level runs "
                                                          "always skip the seeds finished in --out)")
+    p.add_argument("--checkpoint-every", type=float, dest="checkpoint_every", metavar="SECONDS",
+                   help="graph-level runs with --out: also write last.pt inside an epoch this often")
     p.add_argument("--results", help="node-level: also write the summary to this JSON file and the curves next to "
                                      "it (e.g. benchmarks/results/train/cora-gat-cpu.json)")
     p.add_argument("--no-progress", action="store_true")
@@ -348,6 +356,9 @@ def main(argv: Optional[list[str]] = None) -> None:
                               "benchmarks/collect_train.py")
         if args.resume and not config.out and not config.node_level:
             raise ConfigError("--resume needs --out (the folder holding the checkpoints)")
+        if args.checkpoint_every is not None and (args.checkpoint_every < 0 or not config.out or config.node_level):
+            raise ConfigError(f"--checkpoint-every must be >= 0 seconds and needs --out and a graph-level model, "
+                              f"got {args.checkpoint_every}")
         try:
             ctx = init_distributed(config.device)
         except (ValueError, RuntimeError) as error:
@@ -359,7 +370,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             run_node_level(config, ctx.device, config.out or osp.join("runs", stem), args.results,
                            progress=not args.no_progress)
         else:
-            run(config, ctx, resume=args.resume, progress=not args.no_progress)
+            if config.out and not ctx.enabled:
+                with CheckpointSchedule(args.checkpoint_every).handling_sigterm() as schedule:
+                    run(config, ctx, resume=args.resume, progress=not args.no_progress, schedule=schedule)
+            else:
+                run(config, ctx, resume=args.resume, progress=not args.no_progress)
+    except TrainingStopped as stopped:
+        print(f"graphattn train: {stopped}; continue with --resume", file=sys.stderr)
+        sys.exit(143)
     except (ConfigError, MissingDataError, CorruptDataError, CheckpointError) as error:
         sys.exit(f"graphattn train: error: {error}")
     finally:

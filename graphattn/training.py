@@ -11,17 +11,22 @@ Resuming is exact: the checkpoint of an epoch holds the model, the optimiser, th
 random number generator and the data loader's shuffling state (:mod:`graphattn.checkpoint`), so a run
 killed at any moment and resumed reproduces the uninterrupted run bit for bit. Every file is written
 atomically, the checkpoint first; the logs (``metrics.csv``, ``history.json``) are rewritten from the
-checkpoint's history, so a kill between two writes never duplicates or loses an epoch.
+checkpoint's history, so a kill between two writes never duplicates or loses an epoch. With a
+:class:`~graphattn.interrupt.CheckpointSchedule`, ``last.pt`` is also written inside an epoch (every few
+minutes, and on ``SIGTERM`` before stopping): it then holds the epoch's :class:`EpochPosition` as well, and
+the resumed run replays the epoch's shuffled order from its start, skips the batches already trained on and
+goes on bit for bit.
 """
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os.path as osp
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
@@ -35,10 +40,11 @@ from .checkpoint import atomic_save, atomic_write_text, crash_point, load_checkp
 from .config import OptimConfig
 from .data.benchmarks import GraphBenchmark
 from .distributed import DistContext, gather_objects, shard_indices
+from .interrupt import CheckpointSchedule
 from .models.inputs import model_inputs
 from .progress import track
 
-__all__ = ["masked_loss", "train_epoch", "predict", "evaluate", "EpochRecord", "FitResult", "fit",
+__all__ = ["masked_loss", "train_epoch", "predict", "evaluate", "EpochPosition", "EpochRecord", "FitResult", "fit",
            "build_optimizer", "build_scheduler"]
 
 SINGLE = DistContext(0, 1, torch.device("cpu"))
@@ -53,13 +59,29 @@ def masked_loss(pred: Tensor, target: Tensor, task_type: str) -> Tensor:
     return F.mse_loss(pred[labelled], target[labelled])
 
 
+@dataclass
+class EpochPosition:
+    """How far an epoch's training pass got: the optimiser steps taken, the sum of loss x graphs over them
+    and the graphs seen (the running mean of :func:`train_epoch`), and the seconds spent."""
+
+    steps: int = 0
+    loss_sum: float = 0.0
+    graphs: int = 0
+    seconds: float = 0.0
+
+
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, task_type: str,
                 device: torch.device, progress: bool = False, desc: str = "train", grad_clip: float = 0.0,
-                step_hook: Optional[Callable[[], None]] = None) -> float:
-    """One pass over ``loader``; returns the mean training loss per graph (this rank's share)."""
+                step_hook: Optional[Callable[[], None]] = None, position: Optional[EpochPosition] = None) -> float:
+    """One pass over ``loader``; returns the mean training loss per graph (this rank's share).
+
+    ``position``, updated after every step (before ``step_hook``), continues an epoch: its first
+    ``position.steps`` batches are drawn from ``loader`` and skipped, and the loss sums go on from it.
+    """
     model.train()
-    total, count = 0.0, 0
-    for batch in track(loader, desc=desc, leave=False, disable=not progress):
+    position = position if position is not None else EpochPosition()
+    batches = itertools.islice(loader, position.steps, None)
+    for batch in track(batches, desc=desc, total=len(loader) - position.steps, leave=False, disable=not progress):
         batch = batch.to(device)
         optimizer.zero_grad(set_to_none=True)
         loss = masked_loss(model(**model_inputs(batch)), batch.y, task_type)
@@ -67,11 +89,12 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
         if grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        position.steps += 1
+        position.loss_sum += float(loss.detach()) * batch.num_graphs
+        position.graphs += batch.num_graphs
         if step_hook is not None:
             step_hook()
-        total += float(loss.detach()) * batch.num_graphs
-        count += batch.num_graphs
-    return total / max(count, 1)
+    return position.loss_sum / max(position.graphs, 1)
 
 
 @torch.no_grad()
@@ -167,7 +190,7 @@ def _better(record: EpochRecord, best: Optional[EpochRecord], higher_is_better: 
 def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size: int = 128,
         optim: Optional[OptimConfig] = None, ctx: DistContext = SINGLE, out_dir: Optional[str] = None,
         resume: bool = False, progress: bool = True, log: Callable[[str], None] = print, seed: int = 0,
-        num_workers: int = 0, compile_model: bool = False) -> FitResult:
+        num_workers: int = 0, compile_model: bool = False, schedule: Optional[CheckpointSchedule] = None) -> FitResult:
     """Trains ``model`` on ``benchmark``'s train split, evaluating valid and test every epoch.
 
     Args:
@@ -175,16 +198,20 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         ctx: the data-parallel context (:func:`graphattn.distributed.init_distributed`).
         out_dir: where ``metrics.csv``, ``last.pt`` (resumable state) and ``best.pt`` go (rank 0).
         resume: continue from ``out_dir/last.pt`` when it exists.
+        schedule: when to write ``last.pt`` inside an epoch as well (single process with ``out_dir`` only);
+            after ``SIGTERM`` it raises :class:`~graphattn.interrupt.TrainingStopped` once the checkpoint is written.
 
     Returns:
         The per-epoch history and the best-validation epoch (whose test metric is the result).
     """
+    if schedule is not None and (ctx.enabled or not out_dir):
+        raise ValueError("fit: schedule (mid-epoch checkpoints) needs out_dir and a single process")
     optim = optim or OptimConfig()
     device = ctx.device
     model.to(device)
     optimizer = build_optimizer(model, optim)
     scheduler = build_scheduler(optimizer, optim, epochs)
-    result, start_epoch = FitResult(), 1
+    result, start_epoch, position = FitResult(), 1, None
     generator = torch.Generator().manual_seed(seed)
     last_path = osp.join(out_dir, "last.pt") if out_dir else None
     if resume and last_path and osp.exists(last_path):
@@ -196,9 +223,13 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         set_rng_state(state["rng"], generator)
         result = FitResult.from_checkpoint(state)
         start_epoch = state["epoch"] + 1
+        if state.get("position"):                # a mid-epoch checkpoint: replay the epoch's order from its start
+            position = EpochPosition(**state["position"]["done"])
+            generator.set_state(state["position"]["loader_at_start"].cpu())
         if ctx.is_main:
             _write_logs(out_dir, result)         # drop whatever a kill left after the checkpoint
-        log(f"resumed from {last_path} after epoch {state['epoch']}")
+        log(f"resumed from {last_path} after epoch {state['epoch']}"
+            + (f" and {position.steps} steps of epoch {start_epoch}" if position else ""))
     # find_unused_parameters: in GraphGPS's models the last GatedGCN layer's edge update (its edge BatchNorm)
     # feeds nothing, so those parameters never get a gradient; DDP must be told, at the cost of one pass over
     # the autograd graph per step
@@ -215,12 +246,24 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         if sampler is not None:
             sampler.set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
-        begin = time.perf_counter()
-        steps = iter(range(1, 1 << 62))
+        position = position or EpochPosition()
+        begin, seconds_before, loader_at_start = time.perf_counter(), position.seconds, generator.get_state()
+
+        def after_step(epoch=epoch, position=position, begin=begin, seconds_before=seconds_before,
+                       loader_at_start=loader_at_start) -> None:
+            crash_point(f"step:{epoch}:{position.steps}")
+            if schedule is not None and schedule.due():
+                done = replace(position, seconds=seconds_before + time.perf_counter() - begin)
+                _write_position(out_dir, _training_state(model, optimizer, scheduler, epoch - 1, generator, result),
+                                done, loader_at_start)
+                crash_point(f"after_step_checkpoint:{epoch}:{position.steps}")
+                schedule.written()
+
         loss = train_epoch(train_model, loader, optimizer, benchmark.task_type, device,
                            progress and ctx.is_main, f"epoch {epoch}/{epochs}", optim.grad_clip,
-                           step_hook=lambda: crash_point(f"step:{epoch}:{next(steps)}"))
-        seconds = time.perf_counter() - begin
+                           step_hook=after_step, position=position)
+        seconds = seconds_before + time.perf_counter() - begin
+        position = None
         loss = sum(gather_objects(loss, ctx)) / ctx.world_size
         record = EpochRecord(epoch, loss, evaluate(model, valid_set, benchmark, device, 256, ctx),
                              evaluate(model, test_set, benchmark, device, 256, ctx), seconds, lr)
@@ -236,6 +279,8 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
             f"test {metric} {record.test:.4f}  lr {lr:.2e}  {seconds:.1f} s{'  *' if improved else ''}")
         if out_dir and ctx.is_main:
             _write_epoch(out_dir, record, improved, model, optimizer, scheduler, result, generator)
+            if schedule is not None:
+                schedule.written()
     return result
 
 
@@ -247,13 +292,26 @@ def _write_epoch(out_dir: str, record: EpochRecord, improved: bool, model: nn.Mo
     crash_point(f"before_checkpoint:{record.epoch}")
     if improved:
         atomic_save(model.state_dict(), osp.join(out_dir, "best.pt"))
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict() if scheduler is not None else None, "epoch": record.epoch,
-             "rng": rng_state(generator), "history": [asdict(r) for r in result.history],
-             "best": asdict(result.best) if result.best else None}
-    atomic_save(state, osp.join(out_dir, "last.pt"))
+    atomic_save(_training_state(model, optimizer, scheduler, record.epoch, generator, result),
+                osp.join(out_dir, "last.pt"))
     crash_point(f"after_checkpoint:{record.epoch}")
     _write_logs(out_dir, result)
+
+
+def _training_state(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, epoch: int,
+                    generator: torch.Generator, result: FitResult) -> dict:
+    """What ``last.pt`` holds after ``epoch`` whole epochs."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None, "epoch": epoch,
+            "rng": rng_state(generator), "history": [asdict(r) for r in result.history],
+            "best": asdict(result.best) if result.best else None}
+
+
+def _write_position(out_dir: str, state: dict, done: EpochPosition, loader_at_start: Tensor) -> None:
+    """A mid-epoch ``last.pt``: ``state`` after the last whole epoch plus how far the next one got and the
+    loader generator's state at its start (from which the resumed run draws the epoch's order again)."""
+    state["position"] = {"done": asdict(done), "loader_at_start": loader_at_start}
+    atomic_save(state, osp.join(out_dir, "last.pt"))
 
 
 def _write_logs(out_dir: str, result: FitResult) -> None:

@@ -98,11 +98,12 @@ def test_no_address_keys_in_the_engine():
 LAYERS = (
     ("sparse_kernels",),
     ("graphattn.graph", "graphattn.functional", "graphattn.config", "graphattn.progress", "graphattn.checkpoint",
-     "graphattn.distributed"),
+     "graphattn.distributed", "graphattn.interrupt"),
     ("graphattn.nn", "graphattn.seq", "graphattn.adapters", "graphattn.data"),
     ("graphattn.models",),
     ("graphattn.sparsify", "graphattn.utils", "graphattn.training"),
-    ("graphattn.bench", "graphattn.demo", "graphattn.cli", "graphattn.train_cli", "graphattn.__main__", "graphattn"),
+    ("graphattn.bench", "graphattn.demo", "graphattn.cli", "graphattn.train_cli", "graphattn.targets",
+     "graphattn.run_store", "graphattn.reproductions", "graphattn.reproduce", "graphattn.__main__", "graphattn"),
 )
 
 

@@ -1,9 +1,11 @@
 """Kill-and-resume: a training run killed at any point and resumed with ``--resume`` ends with the
-logs, best checkpoint and summary of the uninterrupted run (timings aside); a damaged checkpoint is one
-error line naming the file."""
+logs, best checkpoint and summary of the uninterrupted run (timings aside), from an epoch's checkpoint or
+from a mid-epoch one (``--checkpoint-every``), and after ``SIGTERM``, which writes a checkpoint and exits;
+a damaged checkpoint is one error line naming the file."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,15 +34,24 @@ optim:
 """
 
 
-def _train(tmp_path, out, *args, crash_at=None):
-    env = {**os.environ, "GRAPHATTN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+def _env(tmp_path, crash_at=None):
+    env = {**os.environ, "GRAPHATTN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("GRAPHATTN_CRASH_AT", None)
     if crash_at:
         env["GRAPHATTN_CRASH_AT"] = crash_at
+    return env
+
+
+def _command(tmp_path, out, *args):
     config = tmp_path / "config.yaml"
     config.write_text(CONFIG)
-    return subprocess.run([sys.executable, "-m", "graphattn.cli", "train", "--no-progress", "--config", str(config),
-                           "--out", str(out), *args], capture_output=True, text=True, timeout=600, env=env)
+    return [sys.executable, "-m", "graphattn.cli", "train", "--no-progress", "--config", str(config), "--out", str(out),
+            *args]
+
+
+def _train(tmp_path, out, *args, crash_at=None):
+    return subprocess.run(_command(tmp_path, out, *args), capture_output=True, text=True, timeout=600,
+                          env=_env(tmp_path, crash_at))
 
 
 def _rows(out):
@@ -74,12 +85,52 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
     resumed = _train(tmp_path, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout or crash_at == "step:1:1"
+    assert_same_run(out, uninterrupted)
+
+
+def assert_same_run(out, uninterrupted):
+    """The logs, summary and best checkpoint of ``out`` are the uninterrupted run's."""
     assert _rows(out) == _rows(uninterrupted)
     assert json.loads((out / "seed0" / "history.json").read_text())[-1]["epoch"] == EPOCHS
     assert _summary(out) == _summary(uninterrupted)
     best, reference = (torch.load(o / "seed0" / "best.pt") for o in (out, uninterrupted))
     assert best.keys() == reference.keys() and all(torch.equal(best[k], reference[k]) for k in best)
     assert not list((out / "seed0").glob("*.tmp"))          # no temporary file left behind
+
+
+# with a checkpoint after every optimiser step: killed before a step's checkpoint, or right after one
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_at, resumed_at", [
+    ("step:2:3", "after epoch 1 and 2 steps of epoch 2"),
+    ("after_step_checkpoint:1:5", "after epoch 0 and 5 steps of epoch 1")])
+def test_killed_after_a_mid_epoch_checkpoint_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, crash_at,
+                                                                                 resumed_at):
+    out = tmp_path / "run"
+    killed = _train(tmp_path, out, "--checkpoint-every", "0", crash_at=crash_at)
+    assert killed.returncode == 137
+    state = torch.load(out / "seed0" / "last.pt", weights_only=False)
+    assert state["position"]["done"]["steps"] == int(crash_at.split(":")[-1]) - crash_at.startswith("step")
+    resumed = _train(tmp_path, out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed_at in resumed.stdout, resumed.stdout
+    assert_same_run(out, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_and_exits(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    process = subprocess.Popen(_command(tmp_path, out, "--checkpoint-every", "1000"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    for line in process.stdout:
+        if line.startswith("epoch   1"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143 and "stopped by SIGTERM after writing the checkpoint" in stderr, stderr
+    assert torch.load(out / "seed0" / "last.pt", weights_only=False)["epoch"] >= 1
+    resumed = _train(tmp_path, out, "--resume")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-3000:]
+    assert_same_run(out, uninterrupted)
 
 
 @pytest.mark.slow
