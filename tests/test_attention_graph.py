@@ -86,6 +86,7 @@ def test_full_per_graph_block_diagonal():
     expected = torch.block_diag(torch.ones(3, 3), torch.ones(1, 1), torch.ones(2, 2)).bool()
     assert torch.equal(g.to_dense(), expected) and g.num_edges == 14
     assert torch.equal(g.csr.perm, torch.arange(14))
+    assert ga.AttentionGraph.full_per_graph(batch).csr is g.csr          # cached on the batch
     with pytest.raises(ValueError, match="sorted"):
         ga.AttentionGraph.full_per_graph(torch.tensor([1, 0]))
     empty_graph_in_middle = ga.AttentionGraph.full_per_graph(torch.tensor([0, 2]), num_graphs=3)

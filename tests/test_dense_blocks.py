@@ -7,6 +7,7 @@ import graphattn as ga
 import sparse_kernels as sk
 from graphattn.functional import explain
 from sparse_kernels import dense_blocks
+from sparse_kernels.csr import block_diagonal_full
 
 DT = torch.float64
 SIZES = [3, 7, 0, 5, 7, 1, 12, 2, 9, 9]          # empty and single-node graphs included
@@ -23,9 +24,14 @@ def bucket_cost(request, monkeypatch):
     return request.param
 
 
-def _run(path, graph, leaves, grad_out, **options):
+def _full_csr(batch):
+    """The engine's block-diagonal full graph of a batch vector (what ``full_per_graph`` builds)."""
+    return block_diagonal_full(torch.bincount(batch))
+
+
+def _run(path, csr, leaves, grad_out, **options):
     with sk.force_path(path):
-        out = sk.attention(*leaves, graph.csr, **options)
+        out = sk.attention(*leaves, csr, **options)
     return [out, *torch.autograd.grad(out, leaves, grad_out)]
 
 
@@ -35,16 +41,16 @@ def test_dense_blocks_equal_sparse_path(bucket_cost, dropout, factors, monkeypat
     if factors == "pytorch":        # the dense path's dropout factors from the PyTorch hash, not the C kernels
         monkeypatch.setattr(sk.cpu, "available", lambda: False)
     batch, num_graphs = _batch()
-    graph = ga.AttentionGraph.full_per_graph(batch, num_graphs)
-    plan = dense_blocks.build_plan(graph.csr)
+    csr = _full_csr(batch)
+    plan = dense_blocks.build_plan(csr)
     assert (len(plan.buckets) == 1) == (bucket_cost == "one bucket")
     n = batch.numel()
     leaves = [torch.randn(n, 3, 4, dtype=DT, requires_grad=True) for _ in range(2)] + \
              [torch.randn(n, 3, 6, dtype=DT, requires_grad=True)]
     grad_out = torch.randn(n, 3, 6, dtype=DT)
     options = dict(dropout=dropout, seed=torch.tensor([31337]), scale=0.7)
-    dense = _run("dense_blocks", graph, leaves, grad_out, **options)
-    sparse = _run("csr", graph, leaves, grad_out, **options)
+    dense = _run("dense_blocks", csr, leaves, grad_out, **options)
+    sparse = _run("csr", csr, leaves, grad_out, **options)
     for name, a, b in zip(["out", "dq", "dk", "dv"], dense, sparse):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=lambda m: f"{name}: {m}")
 
@@ -77,20 +83,19 @@ def test_dispatcher_picks_dense_blocks_only_where_they_apply():
 
 def test_plan_is_built_once_per_graph_and_buckets_minimise_padding():
     batch, num_graphs = _batch([4] * 20 + [30] * 2)
-    graph = ga.AttentionGraph.full_per_graph(batch, num_graphs)
-    plan = dense_blocks.plan_for(graph.csr)
-    assert dense_blocks.plan_for(graph.csr) is plan
+    csr = _full_csr(batch)
+    plan = dense_blocks.plan_for(csr)
+    assert dense_blocks.plan_for(csr) is plan
     assert [(b.size, b.num_blocks) for b in plan.buckets] == [(4, 20), (30, 2)]   # not 22 blocks of 30
-    assert ga.AttentionGraph.full_per_graph(batch, num_graphs).csr is graph.csr     # cached on the batch
 
 
 def test_jagged_layout_equals_padded(monkeypatch):
     """The variable-length path (CUDA's choice without dropout) on the CPU: same result."""
     batch, num_graphs = _batch([3, 7, 5, 1])
-    graph = ga.AttentionGraph.full_per_graph(batch, num_graphs)
+    csr = _full_csr(batch)
     leaves = [torch.randn(batch.numel(), 2, 4, requires_grad=True) for _ in range(3)]
-    call = sk.dispatch.AttentionCall(*leaves, graph.csr, None, None, None, 0.5, "softmax", 0.0, None)
-    plan = dense_blocks.plan_for(graph.csr)
+    call = sk.dispatch.AttentionCall(*leaves, csr, None, None, None, 0.5, "softmax", 0.0, None)
+    plan = dense_blocks.plan_for(csr)
     jagged = dense_blocks._jagged_attention(call, plan)
     padded = dense_blocks._padded_attention(call, plan)
     torch.testing.assert_close(jagged, padded, atol=1e-6, rtol=1e-6)

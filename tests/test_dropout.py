@@ -27,8 +27,9 @@ M32 = 0xFFFFFFFF
 
 
 def _graph(num_nodes=9, num_edges=40, seed=0):
+    """``(edge_index, engine CSR)`` of a random graph with self-loops."""
     ei = random_graph(num_nodes, num_nodes, num_edges, self_loops=True, seed=seed)
-    return ei, ga.AttentionGraph(ei, num_nodes)
+    return ei, sk.build_csr(ei, num_nodes, num_nodes)
 
 
 def test_hash_is_the_documented_lowbias32():
@@ -77,15 +78,15 @@ def test_masks_differ_across_seeds_and_heads():
 
 @pytest.mark.parametrize("kernels", ["cpu", "reference"])
 def test_expectation_is_the_output_without_dropout(kernels):
-    ei, graph = _graph()
+    ei, csr = _graph()
     q, k, v = (torch.randn(9, 2, 4, dtype=DT) for _ in range(3))
     if kernels == "cpu" and not sk.cpu.available():
         pytest.skip("compiled CPU kernels unavailable")
     override = (sk.dispatch.kernel_override("reference", "cpu", sk.ops.REFERENCE_KERNELS) if kernels == "reference"
                 else contextlib.nullcontext())
     with override:
-        exact = ga.graph_attention(q, k, v, graph)
-        samples = torch.stack([sk.attention(q, k, v, graph.csr, dropout=0.3, seed=torch.tensor([s]))
+        exact = ga.graph_attention(q, k, v, ei)
+        samples = torch.stack([sk.attention(q, k, v, csr, dropout=0.3, seed=torch.tensor([s]))
                                for s in range(4000)])
     mean, spread = samples.mean(0), samples.std(0) / 4000 ** 0.5
     assert ((mean - exact).abs() <= 5 * spread + 1e-12).all()
@@ -94,7 +95,7 @@ def test_expectation_is_the_output_without_dropout(kernels):
 @needs_cpu_kernels
 @pytest.mark.parametrize("normalizer", ["softmax", "sigmoid", "softplus"])
 def test_cpu_kernels_and_reference_drop_the_same_weights(normalizer):
-    ei, graph = _graph(num_nodes=12, num_edges=70)
+    ei, csr = _graph(num_nodes=12, num_edges=70)
     tensors = [torch.randn(12, 3, 4, dtype=DT, requires_grad=True) for _ in range(3)]
     edge_v = torch.randn(ei.size(1), 3, 4, dtype=DT, requires_grad=True)
     seed, grad = torch.tensor([77]), torch.randn(12, 3, 4, dtype=DT)
@@ -103,7 +104,7 @@ def test_cpu_kernels_and_reference_drop_the_same_weights(normalizer):
         ctx = (sk.dispatch.kernel_override("reference", "cpu", sk.ops.REFERENCE_KERNELS) if override
                else contextlib.nullcontext())
         with ctx:
-            out = sk.attention(*tensors, graph.csr, edge_v=edge_v, normalizer=normalizer, dropout=0.5, seed=seed)
+            out = sk.attention(*tensors, csr, edge_v=edge_v, normalizer=normalizer, dropout=0.5, seed=seed)
             results.append((out, torch.autograd.grad(out, tensors + [edge_v], grad)))
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=1e-12)
     for a, b in zip(results[0][1], results[1][1]):
@@ -111,33 +112,33 @@ def test_cpu_kernels_and_reference_drop_the_same_weights(normalizer):
 
 
 def test_dropout_follows_manual_seed_and_zero_rows_stay_zero():
-    ei, graph = _graph()
+    ei, csr = _graph()
     q, k, v = (torch.randn(9, 2, 4) for _ in range(3))
     torch.manual_seed(5)
-    a = ga.graph_attention(q, k, v, graph, dropout=0.5)
+    a = ga.graph_attention(q, k, v, ei, dropout=0.5)
     torch.manual_seed(5)
-    b = ga.graph_attention(q, k, v, graph, dropout=0.5)
-    assert torch.equal(a, b) and not torch.equal(a, ga.graph_attention(q, k, v, graph, dropout=0.5))
-    assert not torch.allclose(a, ga.graph_attention(q, k, v, graph))
+    b = ga.graph_attention(q, k, v, ei, dropout=0.5)
+    assert torch.equal(a, b) and not torch.equal(a, ga.graph_attention(q, k, v, ei, dropout=0.5))
+    assert not torch.allclose(a, ga.graph_attention(q, k, v, ei))
     assert torch.isfinite(a).all()
 
 
 def test_every_weight_of_a_row_dropped_gives_zero_not_nan():
     """With p close to 1 most rows lose every edge: their output and gradients are zero."""
-    ei, graph = _graph()
+    ei, csr = _graph()
     leaves = [torch.randn(9, 2, 4, dtype=DT, requires_grad=True) for _ in range(3)]
-    out = sk.attention(*leaves, graph.csr, dropout=0.99, seed=torch.tensor([3]))
+    out = sk.attention(*leaves, csr, dropout=0.99, seed=torch.tensor([3]))
     grads = torch.autograd.grad(out.sum(), leaves)
     assert torch.isfinite(out).all() and all(torch.isfinite(g).all() for g in grads)
     assert (out == 0).all(-1).any()
 
 
 def test_bad_dropout_is_rejected_before_any_work():
-    ei, graph = _graph()
+    ei, csr = _graph()
     q = torch.randn(9, 2, 4)
     for p in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match="dropout"):
-            ga.graph_attention(q, q, q, graph, dropout=p)
+            ga.graph_attention(q, q, q, ei, dropout=p)
 
 
 # --------------------------------------------------------------------------- the 64-bit counter

@@ -93,7 +93,7 @@ def test_gradcheck_with_edge_vectors_and_dropout(kernels):
     inputs = tuple(t[n].clone().requires_grad_() for n in ("q", "k", "v", "edge_k", "edge_v", "bias"))
 
     def f(q, k, v, edge_k, edge_v, bias):
-        return sk.attention(q, k, v, graph.csr, bias, edge_k=edge_k, edge_v=edge_v, dropout=0.3, seed=seed)
+        return sk.attention(q, k, v, sk.build_csr(ei, graph.num_src_nodes, graph.num_dst_nodes), bias, edge_k=edge_k, edge_v=edge_v, dropout=0.3, seed=seed)
 
     assert torch.autograd.gradcheck(f, inputs)
 

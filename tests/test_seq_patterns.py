@@ -41,7 +41,7 @@ def test_pattern_edges_match_rule_and_dense_sdpa(pattern):
     mask = graph.dense_mask()                     # from the rule, independent of the edges
     assert torch.equal(graph.to_dense(), mask)
     assert graph.num_edges == int(mask.sum())     # no duplicate edges
-    assert bool((graph.csr.row[1:] >= graph.csr.row[:-1]).all())
+    assert bool((graph.edge_index[1][1:] >= graph.edge_index[1][:-1]).all())
     _check_against_dense(graph, mask)
 
 

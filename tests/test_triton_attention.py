@@ -383,7 +383,8 @@ def test_prepared_graph_reads_nothing_back_from_the_device(monkeypatch):
 
     ei = torch.stack([torch.randint(0, 20, (90,)), torch.randint(0, 16, (90,))])
     graph = ga.AttentionGraph(ei, 20, 16)
-    prepare(graph.csr)
+    csr = sk.build_csr(ei, 20, 16)
+    prepare(csr)
     q = torch.randn(16, 2, 8, requires_grad=True)
     k, v = torch.randn(20, 2, 8, requires_grad=True), torch.randn(20, 2, 8, requires_grad=True)
     edge_v = torch.randn(90, 2, 8, requires_grad=True)
@@ -396,7 +397,7 @@ def test_prepared_graph_reads_nothing_back_from_the_device(monkeypatch):
         ga.graph_attention(q, k, v, graph, edge_v=edge_v, dropout=0.3)          # warm: Triton compiles
         for name in ("item", "tolist", "__int__", "__bool__", "__float__", "__index__"):
             monkeypatch.setattr(torch.Tensor, name, host_read)
-        out = sk.attention(q, k, v, graph.csr, edge_v=edge_v, dropout=0.3, seed=seed)
+        out = sk.attention(q, k, v, csr, edge_v=edge_v, dropout=0.3, seed=seed)
         torch.autograd.grad(out.sum(), (q, k, v, edge_v))
 
 
