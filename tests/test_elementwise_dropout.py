@@ -215,8 +215,9 @@ def test_models_draw_their_dropout_with_the_counter_generator():
 
 
 def test_compiled_model_with_dropout_traces_and_matches_eager():
-    """torch.compile(fullgraph=True) through the custom op: with eager kernels (aot_eager) the seeds are drawn
-    from the same generator in the same order, so outputs and gradients equal eager mode; inductor compiles."""
+    """torch.compile(fullgraph=True) traces through the custom op (forward and backward, fake kernel); with
+    eager kernels (aot_eager) the seeds are drawn from the same generator in the same order, so outputs and
+    gradients equal eager mode."""
     model, inputs = _model_and_inputs()
     torch.manual_seed(0)
     eager = model(**inputs)
@@ -229,7 +230,3 @@ def test_compiled_model_with_dropout_traces_and_matches_eager():
     torch.testing.assert_close(out, eager)
     for p, g in zip(model.parameters(), eager_grads):
         torch.testing.assert_close(p.grad, g)
-    model.zero_grad()
-    inductor = torch.compile(model, fullgraph=True)(**inputs)
-    inductor.sum().backward()
-    assert torch.isfinite(inductor).all() and all(torch.isfinite(p.grad).all() for p in model.parameters())
