@@ -7,7 +7,9 @@ consistent state.
 * :func:`rng_state` / :func:`set_rng_state` capture every random number generator a training step
   draws from (PyTorch's CPU and CUDA generators, Python's ``random``, NumPy's, and the data loader's
   shuffling generator), so that training resumed from an epoch boundary draws exactly what the
-  uninterrupted run drew.
+  uninterrupted run drew, and the name of the generator of the models' dropout masks
+  (:func:`graphattn.functional.dropout_generator`): :func:`check_dropout_generator` refuses to resume a run
+  whose masks another generator drew (its continuation would be neither run).
 * :func:`load_checkpoint` turns an unreadable file into one :class:`CheckpointError` line naming it.
 * :func:`crash_point` is a fault-injection point for tests: ``GRAPHATTN_CRASH_AT=<name>`` makes the
   process exit abruptly (as ``SIGKILL`` would) when it reaches the point called ``<name>``.
@@ -23,8 +25,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from .functional import dropout_generator
+
 __all__ = ["CheckpointError", "atomic_save", "atomic_write_text", "atomic_write_bytes", "load_checkpoint", "rng_state", "set_rng_state",
-           "crash_point"]
+           "check_dropout_generator", "crash_point"]
+
+#: The dropout generator of checkpoints that record none: PyTorch's ``bernoulli_`` (``F.dropout``).
+_UNRECORDED_DROPOUT = "torch-bernoulli"
 
 
 class CheckpointError(RuntimeError):
@@ -87,7 +94,18 @@ def rng_state(loader_generator: Optional[torch.Generator] = None) -> dict:
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "python": random.getstate(), "numpy": np.random.get_state(),
-            "loader": None if loader_generator is None else loader_generator.get_state()}
+            "loader": None if loader_generator is None else loader_generator.get_state(),
+            "dropout": dropout_generator()}
+
+
+def check_dropout_generator(state: dict, path: str) -> None:
+    """Raises :class:`CheckpointError` (one line naming ``path`` and both generators) when the checkpoint
+    ``state`` was made with another dropout generator than the one in use."""
+    made = state["rng"].get("dropout", _UNRECORDED_DROPOUT)
+    if made != dropout_generator():
+        raise CheckpointError(f"{path}: made with the dropout generator {made!r}, but this run draws dropout masks "
+                              f"with {dropout_generator()!r}; resume with GRAPHATTN_DROPOUT={made} or start over in "
+                              f"another --out")
 
 
 def set_rng_state(state: dict, loader_generator: Optional[torch.Generator] = None) -> None:

@@ -21,11 +21,12 @@ commands:
   bench layers       training steps of layer stacks and the core op against the PyG layers they replace
   bench gtsp-export  FLOPs and inference time of a GPS before and after GTSP pruning and export
   bench gat          training steps of GATConv / GATv2Conv against PyG's on Cora and a large random graph
+  bench dropout      training steps of a model with PyTorch's dropout masks against the counter-based ones
 """
 
 #: ``graphattn bench <name>`` runs ``main`` of ``graphattn.bench.<module>``.
 BENCHMARKS = {"kernels": "kernels", "seq-patterns": "seq_patterns", "models": "models", "layers": "layers",
-              "gtsp-export": "gtsp_export", "gat": "gat"}
+              "gtsp-export": "gtsp_export", "gat": "gat", "dropout": "dropout"}
 
 
 @contextlib.contextmanager

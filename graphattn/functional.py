@@ -15,11 +15,17 @@ per-edge values, the three steps are public too, every per-edge tensor in the us
 * :func:`normalize` — :math:`a_{ij}` ``[E, H]`` with any normaliser: softmax, sigmoid, l1-softplus,
   Dwivedi & Bresson's clamped exponential, FlashSigmoid's length bias, multiplicative edge weights;
 * :func:`aggregate` — :math:`o_i = \sum_j a_{ij} (v_j + e^v_{ij})`.
+
+:func:`dropout` is the models' feature dropout (``torch.nn.functional.dropout``'s arguments and
+distribution) with the engine's counter-based mask instead of ``bernoulli_``: the mask is a hash of a seed
+drawn from PyTorch's generator and the element index, regenerated in the backward, never stored.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Optional, Union
+import os
+from typing import Any, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +36,7 @@ import sparse_kernels as sk
 from .graph import AttentionGraph, cached_graph
 
 __all__ = ["graph_attention", "attention_weights", "edge_scores", "normalize", "aggregate", "as_attention_graph",
-           "explain", "NORMALIZERS"]
+           "explain", "dropout", "dropout_generator", "use_dropout_generator", "DROPOUT_GENERATORS", "NORMALIZERS"]
 
 NORMALIZERS = sk.NORMALIZERS
 
@@ -260,3 +266,62 @@ def attention_weights(q: Tensor, k: Tensor, graph: GraphLike, *, bias: Optional[
     scores = edge_scores(q, k, graph, bias=bias, edge_k=edge_k, scale=scale, score=score,
                          negative_slope=negative_slope, att=att)
     return normalize(scores, graph, normalizer)
+
+
+#: The generators :func:`dropout` can draw its masks with: ``"counter-v1"`` (the default: the engine's
+#: counter hash of :mod:`sparse_kernels.dropout` on the element index, one seed per call from PyTorch's
+#: generator) and ``"torch-bernoulli"`` (``torch.nn.functional.dropout``: the masks of graphattn before the
+#: counter dropout, to reproduce or resume runs made with them). The environment variable
+#: ``GRAPHATTN_DROPOUT`` sets the one of a process, :func:`use_dropout_generator` the one of a block;
+#: checkpoints record the one in use.
+DROPOUT_GENERATORS = ("counter-v1", "torch-bernoulli")
+
+
+def _check_generator(name: str, source: str) -> str:
+    if name not in DROPOUT_GENERATORS:
+        raise ValueError(f"{source} must be one of {DROPOUT_GENERATORS}, got {name!r}")
+    return name
+
+
+_dropout_generator = _check_generator(os.environ.get("GRAPHATTN_DROPOUT", DROPOUT_GENERATORS[0]), "GRAPHATTN_DROPOUT")
+
+
+def dropout_generator() -> str:
+    """The name of the generator :func:`dropout` draws its masks with (see :data:`DROPOUT_GENERATORS`)."""
+    return _dropout_generator
+
+
+@contextlib.contextmanager
+def use_dropout_generator(name: str) -> Iterator[None]:
+    """Draws the masks of :func:`dropout` with the generator ``name`` inside the block (benchmarks compare
+    the two; an old run is resumed under ``"torch-bernoulli"``)."""
+    global _dropout_generator
+    previous, _dropout_generator = _dropout_generator, _check_generator(name, "the dropout generator")
+    try:
+        yield
+    finally:
+        _dropout_generator = previous
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    r"""``torch.nn.functional.dropout`` with the engine's counter-based mask: in training, element :math:`t`
+    of ``x`` (row-major index) is kept with probability :math:`1 - p` (exactly
+    :math:`1 - \operatorname{round}(p \cdot 2^{24}) / 2^{24}`) and scaled by :math:`1 / (1 - p)`, else 0.
+    The mask is a hash of :math:`t` and a seed drawn from PyTorch's generator (``torch.manual_seed``
+    governs it) and the backward regenerates it (:func:`sparse_kernels.elementwise_dropout`). Out of
+    training, or with ``p = 0``, ``x`` itself is returned.
+
+    Args:
+        x: a floating-point tensor of any shape.
+        p: probability of an element to be zeroed, in :math:`[0, 1]`.
+        training: apply dropout only when ``True``.
+        inplace: write the result into ``x``.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return x
+    if _dropout_generator == "torch-bernoulli":
+        return F.dropout(x, p, training, inplace)
+    out = sk.elementwise_dropout(x, p)
+    return x.copy_(out) if inplace else out

@@ -36,7 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from torch_geometric.loader import DataLoader
 
-from .checkpoint import atomic_save, atomic_write_text, crash_point, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import (atomic_save, atomic_write_text, check_dropout_generator, crash_point, load_checkpoint,
+                         rng_state, set_rng_state)
 from .config import OptimConfig
 from .data.benchmarks import GraphBenchmark
 from .distributed import DistContext, gather_objects, shard_indices
@@ -216,6 +217,7 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
     last_path = osp.join(out_dir, "last.pt") if out_dir else None
     if resume and last_path and osp.exists(last_path):
         state = load_checkpoint(last_path, device)
+        check_dropout_generator(state, last_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:

@@ -8,7 +8,8 @@ Two registries, both ordered by priority (highest first; among equals, the lates
   Each path says from the call (device, dtype, sizes, the graph's structure, which per-edge
   inputs and options are present) whether it applies.
 * **Kernels** (:func:`register_kernels`) implement the custom ops (``attention_fwd``,
-  ``attention_bwd``, ``sddmm``, ``spmm``, ``edge_softmax``, ``edge_softmax_bwd``) on one device
+  ``attention_bwd``, ``sddmm``, ``spmm``, ``edge_softmax``, ``edge_softmax_bwd``,
+  ``elementwise_dropout``) on one device
   type: the plain-PyTorch reference (any device, every feature; the test oracle), the compiled
   CPU kernels (:mod:`sparse_kernels.cpu`) and the Triton kernels (CUDA). Each says which ops and
   features (:class:`Features`) it supports.
@@ -38,7 +39,7 @@ __all__ = ["Features", "AttentionCall", "Path", "KernelSet", "register_path", "r
            "prepare", "select_path", "select_kernels", "kernel", "explain", "force_path", "kernel_override", "OPS"]
 
 #: The custom ops a kernel set may implement.
-OPS = ("attention_fwd", "attention_bwd", "sddmm", "spmm", "edge_softmax", "edge_softmax_bwd")
+OPS = ("attention_fwd", "attention_bwd", "sddmm", "spmm", "edge_softmax", "edge_softmax_bwd", "elementwise_dropout")
 
 
 @dataclass

@@ -22,6 +22,12 @@ every counter below :math:`2^{32}` keeps the mask of the earlier 32-bit counter 
 weights are multiplied by :math:`1 / (1 - p)`, so the expectation of the output is unchanged; the
 keep rate is :math:`1 - t / 2^{24}` (within :math:`3 \cdot 10^{-8}` of :math:`1 - p`).
 
+The element-wise dropout of a dense tensor (:func:`elementwise_dropout`, the op
+``sparse_kernels.elementwise_dropout``) uses the same hash with the element's row-major index as the
+counter (``heads = 1``): :math:`\text{out} = x \cdot \text{keep} / (1 - p)`, and its backward is the same
+call on the gradient with the same seed. On an ``[E, H]`` tensor the counter of element ``(e, h)`` is
+:math:`e H + h`, the attention dropout's counter of edge ``e`` and head ``h``.
+
 The seed is a one-element ``int64`` tensor on the inputs' device, drawn from PyTorch's
 generator (:func:`new_seed`), so that dropout follows ``torch.manual_seed`` and reading it
 never synchronises a GPU.
@@ -33,7 +39,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["threshold", "keep_scale", "new_seed", "keep_mask", "MASK32"]
+__all__ = ["threshold", "keep_scale", "new_seed", "keep_mask", "elementwise_keep", "elementwise_dropout", "MASK32"]
 
 MASK32 = 0xFFFFFFFF
 _MIX_A, _MIX_B, _GOLDEN = 0x7FEB352D, 0x846CA68B, 0x9E3779B9
@@ -95,3 +101,22 @@ def keep_mask(edge: Tensor, heads: int, seed: Tensor, p_threshold: int) -> Tenso
     low, high = counter & MASK32, (counter >> 32) & MASK32
     u = _mix(_mix((low + k0) & MASK32) ^ k1 ^ _mix(high))
     return ((u >> 8) >= p_threshold) & (edge.unsqueeze(-1) >= 0)
+
+
+def elementwise_keep(shape: torch.Size | tuple[int, ...], seed: Tensor, p_threshold: int,
+                     device: torch.device | str = "cpu") -> Tensor:
+    """Boolean keep mask of ``shape`` whose element with row-major index ``t`` has the counter ``t``."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    return keep_mask(torch.arange(numel, device=device), 1, seed, p_threshold).view(shape)
+
+
+def elementwise_dropout(x: Tensor, seed: Tensor, p_threshold: int, keep_scale: float) -> Tensor:
+    """The reference of the element-wise dropout: ``x * keep_scale`` where :func:`elementwise_keep` keeps,
+    else 0 (a dropped ``inf`` or ``nan`` gives 0). The product is formed in ``x``'s dtype with ``keep_scale``
+    rounded to it, in float32 for float16 / bfloat16 (rounded once to ``x``'s dtype), as the kernels do."""
+    keep = elementwise_keep(x.shape, seed, p_threshold, x.device)
+    compute = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    scaled = (x.to(compute) * keep_scale).to(x.dtype)
+    return torch.where(keep, scaled, torch.zeros((), dtype=x.dtype, device=x.device))

@@ -9,7 +9,9 @@ Public functions (per-edge tensors always in the **user's edge order**, the orde
 * :func:`attention_with_stats` — the CSR path, also returning the per-row statistic;
 * :func:`sddmm` — per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`;
 * :func:`edge_softmax` — per-destination normalisation of edge scores;
-* :func:`spmm` — :math:`o_i = \sum_{j} w_{ij} x_j`.
+* :func:`spmm` — :math:`o_i = \sum_{j} w_{ij} x_j`;
+* :func:`elementwise_dropout` — counter-based dropout of a dense tensor (:mod:`sparse_kernels.dropout`),
+  the mask regenerated from the seed in the backward, never stored.
 
 The CSR path runs the custom ops ``torch.ops.sparse_kernels.attention_fwd``/``attention_bwd`` under
 ``torch.compile`` and under a ``TorchDispatchMode`` such as ``FlopCounterMode`` (fake kernels, so
@@ -39,8 +41,8 @@ from .csr import CSR
 from .call import FLAT_FIELDS, SCORES, Grads, KernelCall, op_schema
 from .dispatch import AttentionCall, Features
 
-__all__ = ["attention", "attention_with_stats", "explain", "sddmm", "edge_softmax", "spmm", "validate_attention_inputs",
-           "REFERENCE_KERNELS"]
+__all__ = ["attention", "attention_with_stats", "explain", "sddmm", "edge_softmax", "spmm", "elementwise_dropout",
+           "validate_attention_inputs", "REFERENCE_KERNELS"]
 
 _LIB = "sparse_kernels"
 
@@ -330,6 +332,79 @@ class _EdgeSoftmaxFn(torch.autograd.Function):
         return ds, None, None, None
 
 
+# --------------------------------------------------------------------------- element-wise dropout
+# out = x * keep(seed, element index) * keep_scale; the backward is the same op on the gradient (the op is linear
+# and its own adjoint), so nothing is saved but the seed. Eager calls skip the custom-op dispatch (as
+# _EagerAttention does): a model draws several masks per step, each costing more in the op machinery than in the
+# kernel.
+def _run_dropout(x: Tensor, seed: Tensor, p_threshold: int, keep_scale: float) -> Tensor:
+    """The kernel of ``x``'s device and dtype on contiguous ``x`` (so the output is contiguous, as the fake's)."""
+    kernel = dispatch.kernel("elementwise_dropout", x.device.type, Features(x.dtype))
+    return kernel(x.contiguous(), seed, p_threshold, keep_scale)
+
+
+@torch.library.custom_op(f"{_LIB}::elementwise_dropout", mutates_args=())
+def _elementwise_dropout(x: Tensor, seed: Tensor, p_threshold: int, keep_scale: float) -> Tensor:
+    return _run_dropout(x, seed, p_threshold, keep_scale)
+
+
+@_elementwise_dropout.register_fake
+def _(x, seed, p_threshold, keep_scale):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _dropout_setup(ctx, inputs, output) -> None:
+    ctx.seed, ctx.p_threshold, ctx.keep_scale = inputs[1], inputs[2], inputs[3]
+
+
+def _dropout_op_backward(ctx, grad):
+    dx = torch.ops.sparse_kernels.elementwise_dropout(grad, ctx.seed, ctx.p_threshold, ctx.keep_scale)
+    return dx, None, None, None
+
+
+_elementwise_dropout.register_autograd(_dropout_op_backward, setup_context=_dropout_setup)
+
+
+class _EagerDropout(torch.autograd.Function):
+    """The element-wise dropout in eager mode; its backward is itself (so twice differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x, seed, p_threshold, keep_scale):
+        ctx.seed, ctx.p_threshold, ctx.keep_scale = seed, p_threshold, keep_scale
+        return _run_dropout(x, seed, p_threshold, keep_scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _EagerDropout.apply(grad, ctx.seed, ctx.p_threshold, ctx.keep_scale), None, None, None
+
+
+def elementwise_dropout(x: Tensor, p: float, seed: Optional[Tensor] = None) -> Tensor:
+    r"""Dropout of a dense tensor with the engine's counter-based mask: element :math:`t` (row-major index)
+    is kept iff :math:`\operatorname{keep}(\text{seed}, t)` (:mod:`sparse_kernels.dropout`) and scaled by
+    :math:`1 / (1 - p)`, else 0; the backward regenerates the mask from ``seed`` (nothing is saved).
+
+    Args:
+        x: a floating-point tensor of any shape (any device; compiled kernels on the CPU for float32/float64).
+        p: the probability of dropping an element, in :math:`[0, 1]` (1: all zero).
+        seed: one-element int64 tensor on ``x``'s device (default: drawn from PyTorch's generator,
+            :func:`~sparse_kernels.dropout.new_seed`).
+
+    Returns:
+        A new contiguous tensor of ``x``'s shape and dtype.
+    """
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise TypeError(f"x must be a floating-point tensor, got "
+                        f"{x.dtype if isinstance(x, Tensor) else type(x).__name__}")
+    if not (isinstance(p, (int, float)) and 0.0 <= p <= 1.0):
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    p_threshold, keep_scale = (1 << 24, 0.0) if p == 1.0 else (drop.threshold(p), drop.keep_scale(p))
+    if seed is None:
+        seed = drop.new_seed(x.device)
+    if _through_ops():
+        return torch.ops.sparse_kernels.elementwise_dropout(x, seed, p_threshold, keep_scale)
+    return _EagerDropout.apply(x, seed, p_threshold, keep_scale)
+
+
 # --------------------------------------------------------------------------- validation
 def _check_features(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor):
@@ -555,7 +630,7 @@ def edge_softmax(scores: Tensor, csr: CSR, normalizer: str = "softmax") -> Tenso
 REFERENCE_KERNELS: dict[str, Callable] = {
     "attention_fwd": _attention_fwd_reference, "attention_bwd": _attention_bwd_reference,
     "sddmm": _sddmm_reference, "spmm": _spmm_reference, "edge_softmax": _edge_softmax_reference,
-    "edge_softmax_bwd": _edge_softmax_bwd_reference}
+    "edge_softmax_bwd": _edge_softmax_bwd_reference, "elementwise_dropout": drop.elementwise_dropout}
 
 dispatch.register_kernels("reference", None, REFERENCE_KERNELS, priority=-100)
 dispatch.register_path("csr", lambda call: True, lambda call: _csr_attention(call)[0], priority=-100)

@@ -169,3 +169,44 @@ def test_collected_seed_folders_give_the_runs_summary(tmp_path, uninterrupted):
     for key in ("seed", "best_epoch", "valid", "test", "epochs_done", "train_seconds"):
         assert collected["runs"][0][key] == original["runs"][0][key], key
     assert (tmp_path / "collected-seed0-metrics.csv").read_text() == (uninterrupted / "seed0" / "metrics.csv").read_text()
+
+
+def test_checkpoints_record_the_dropout_generator(tmp_path):
+    """rng_state names the dropout generator in use; check_dropout_generator refuses another one (or none: the
+    checkpoints made before the counter dropout drew with PyTorch's bernoulli_) in one line naming both."""
+    from graphattn.checkpoint import CheckpointError, check_dropout_generator, rng_state
+    from graphattn.functional import use_dropout_generator
+
+    path = str(tmp_path / "last.pt")
+    state = {"rng": rng_state()}
+    assert state["rng"]["dropout"] == "counter-v1"
+    check_dropout_generator(state, path)
+    with use_dropout_generator("torch-bernoulli"):
+        old = {"rng": rng_state()}
+        check_dropout_generator(old, path)
+    unrecorded = {"rng": {k: v for k, v in state["rng"].items() if k != "dropout"}}
+    for made in (old, unrecorded):
+        with pytest.raises(CheckpointError) as error:
+            check_dropout_generator(made, path)
+        message = str(error.value)
+        assert len(message.splitlines()) == 1 and path in message and "'torch-bernoulli'" in message
+        assert "'counter-v1'" in message
+
+
+@pytest.mark.slow
+def test_resuming_across_a_dropout_generator_change_is_one_error_line(tmp_path, uninterrupted, monkeypatch):
+    """A checkpoint of another dropout generator is refused in one line; with GRAPHATTN_DROPOUT naming that
+    generator the run resumes."""
+    out = tmp_path / "run"
+    (out / "seed0").mkdir(parents=True)
+    state = torch.load(uninterrupted / "seed0" / "last.pt", weights_only=False)
+    assert state["rng"]["dropout"] == "counter-v1"
+    state["rng"]["dropout"] = "torch-bernoulli"
+    torch.save(state, out / "seed0" / "last.pt")
+    result = _train(tmp_path, out, "--resume")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "dropout generator 'torch-bernoulli'" in lines[0], result.stderr
+    monkeypatch.setenv("GRAPHATTN_DROPOUT", "torch-bernoulli")
+    resumed = _train(tmp_path, out, "--resume")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-3000:]

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..functional import dropout
+
 __all__ = ["GAT", "dropout_nonzero", "resolve_conv"]
 
 #: prefix naming a class of ``torch_geometric.nn`` (``"pyg:GATConv"``)
@@ -43,7 +45,7 @@ def dropout_nonzero(x: Tensor, p: float, training: bool = True) -> Tensor:
     1-2 % nonzero (Cora: 49k of 3.9M entries), where ``F.dropout`` spends half of a GAT epoch drawing masks.
     A sparse CSR ``x`` (see :func:`graphattn.transductive.fit_transductive`) drops its stored values, in the
     same row-major order and with the same draws as the dense path. A dense ``x`` that requires a gradient
-    goes through ``F.dropout`` (its gradient at a zero entry is the mask's)."""
+    goes through :func:`graphattn.functional.dropout` (its gradient at a zero entry is the mask's)."""
     if not training or p == 0.0:
         return x
     if x.layout == torch.sparse_csr:
@@ -52,7 +54,7 @@ def dropout_nonzero(x: Tensor, p: float, training: bool = True) -> Tensor:
         return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values * keep / (1.0 - p), x.shape,
                                        check_invariants=False)   # the indices of a valid x
     if x.requires_grad:
-        return F.dropout(x, p, training)
+        return dropout(x, p, training)
     index = x.nonzero(as_tuple=True)
     values = x[index]
     keep = torch.rand(values.shape, dtype=values.dtype, device=values.device) >= p
@@ -108,5 +110,5 @@ class GAT(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         x = dropout_nonzero(x, self.dropout, self.training)
         x = F.elu(self.conv1(x, edge_index))
-        x = F.dropout(x, self.dropout, self.training)
+        x = dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index)

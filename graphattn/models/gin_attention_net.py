@@ -6,6 +6,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from ..functional import dropout
 from ..graph import AttentionGraph
 from ..nn.gin_attention import GINAttention
 from .base import GraphModel
@@ -54,5 +55,5 @@ class GINAttentionNet(GraphModel):
              num_graphs: int) -> Tensor:
         graph = self._graph(edge_index, batch, h.size(0), num_graphs)
         for layer, norm in zip(self.layers, self.norms):
-            h = norm(h + torch.nn.functional.dropout(layer(h, graph), self.dropout, self.training))
+            h = norm(h + dropout(layer(h, graph), self.dropout, self.training))
         return h

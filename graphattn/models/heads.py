@@ -8,6 +8,7 @@ from torch import Tensor
 from torch_geometric.nn.resolver import activation_resolver
 
 from ..nn._edge_ops import segment_sum
+from ..nn.dropout import Dropout
 
 __all__ = ["PredictionHead"]
 
@@ -60,14 +61,14 @@ class PredictionHead(torch.nn.Module):
         width = channels
         for _ in range(num_layers - 1):
             if style == "mlp":
-                layers += [torch.nn.Linear(width, width), activation_resolver(act), torch.nn.Dropout(dropout)]
+                layers += [torch.nn.Linear(width, width), activation_resolver(act), Dropout(dropout)]
             elif style == "mlp_graph":
-                layers += [torch.nn.Dropout(dropout), torch.nn.Linear(width, width), activation_resolver(act)]
+                layers += [Dropout(dropout), torch.nn.Linear(width, width), activation_resolver(act)]
             else:
                 layers += [torch.nn.Linear(width, width // 2), activation_resolver(act)]
                 width //= 2
         if style == "mlp_graph":
-            layers.append(torch.nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(width, out_channels))
 
     def reset_parameters(self) -> None:

@@ -9,6 +9,7 @@ from torch import Tensor
 from torch_geometric.nn import GCNConv, GINEConv, ResGatedGraphConv
 from torch_geometric.nn.resolver import activation_resolver
 
+from ..nn.dropout import Dropout
 from ..nn.gated_gcn import GatedGCNLayer
 
 __all__ = ["LocalConv", "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS", "EDGE_UPDATING_LOCAL_CONVS"]
@@ -59,7 +60,7 @@ class LocalConv(torch.nn.Module):
             raise ValueError(f"local conv must be one of {LOCAL_CONVS}, got {kind!r}")
         self.kind = kind
         if kind == "gine":
-            drop = [torch.nn.Dropout(dropout)] if dropout > 0 else []
+            drop = [Dropout(dropout)] if dropout > 0 else []
             mlp = torch.nn.Sequential(torch.nn.Linear(channels, channels), activation_resolver(act), *drop,
                                       torch.nn.Linear(channels, channels))
             self.conv = GINEConv(mlp)

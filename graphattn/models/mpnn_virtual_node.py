@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.resolver import activation_resolver
 
+from ..functional import dropout
 from ..nn.virtual_node import VirtualNode
 from .base import GraphModel
 from .encoders import EdgeInputEncoder
@@ -115,7 +115,7 @@ class MPNNVirtualNode(GraphModel):
         return self.act(out) if self.act_after and not (self.block == "ogb" and last) else out
 
     def _residual(self, x: Tensor, out: Tensor) -> Tensor:
-        out = F.dropout(out, p=self.dropout, training=self.training)
+        out = dropout(out, p=self.dropout, training=self.training)
         return x + out if self.residual else out
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,

@@ -3,6 +3,7 @@ r"""PyG-style layers on the graphattn engine (one layer per file).
 Every attention runs through :func:`~graphattn.graph_attention` or the engine's ops: no
 :math:`E \times H \times D` message tensor, no padding to the largest graph.
 """
+from .dropout import Dropout
 from .gat_conv import GATConv
 from .gated_gcn import GatedGCNLayer
 from .gatv2_conv import GATv2Conv
@@ -17,4 +18,4 @@ from .virtual_node import VirtualNode
 
 __all__ = ["GraphAttnConv", "GATConv", "GATv2Conv", "GraphTransformerLayer", "GPSLayer",
            "MultiheadGraphAttention", "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention",
-           "GatedGCNLayer", "AttentionMasks"]
+           "GatedGCNLayer", "AttentionMasks", "Dropout"]

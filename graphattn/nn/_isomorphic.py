@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional import as_attention_graph
+from ..functional import as_attention_graph, dropout
 from ..graph import AttentionGraph
 
 __all__ = ["AttentionAdjacency", "HeadwiseMLP"]
@@ -79,6 +79,6 @@ class HeadwiseMLP(torch.nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.einsum("nhi,hio->nho", x, self.w1) + self.b1
-        h = F.dropout(h, p=self.dropout, training=self.training)
+        h = dropout(h, p=self.dropout, training=self.training)
         h = F.rms_norm(h, (h.size(-1),)) * self.norm_weight
         return torch.einsum("nhi,hio->nho", F.silu(h), self.w2) + self.b2

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 
+from ..functional import dropout
 from ..graph import AttentionGraph
 
 __all__ = ["EngineMessagePassing", "needs_propagate"]
@@ -65,11 +65,11 @@ class EngineMessagePassing(MessagePassing):
         self._alpha = alpha
         try:
             return self.propagate(graph.edge_index, value=value, alpha=alpha, edge_value=edge_value,
-                                  dropout=dropout, size=(graph.num_src_nodes, graph.num_dst_nodes))
+                                  attn_dropout=dropout, size=(graph.num_src_nodes, graph.num_dst_nodes))
         finally:
             self._alpha = None
 
-    def message(self, value_j: Tensor, alpha: Tensor, edge_value: Optional[Tensor], dropout: float) -> Tensor:
-        alpha = F.dropout(alpha, p=dropout, training=self.training)
+    def message(self, value_j: Tensor, alpha: Tensor, edge_value: Optional[Tensor], attn_dropout: float) -> Tensor:
+        alpha = dropout(alpha, p=attn_dropout, training=self.training)
         out = value_j if edge_value is None else value_j + edge_value
         return out * alpha.unsqueeze(-1)

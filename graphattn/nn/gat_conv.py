@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
+from ..functional import dropout
 from ._gat_common import GATBase, Size, returned_attention
 
 __all__ = ["GATConv"]
@@ -170,7 +170,7 @@ class GATConv(GATBase):
         if edge_attr is not None:
             att_edge = (self.lin_edge.weight.view(H, C, -1) * self.att_edge.view(H, C, 1)).sum(dim=1)   # [H, D]
             edge_term = edge_attr @ att_edge.t()                                        # [E', H]
-        value = F.dropout(h_src, self.feature_dropout, self.training) if self.feature_dropout else h_src
+        value = dropout(h_src, self.feature_dropout, self.training) if self.feature_dropout else h_src
         need_weights = bool(return_attention_weights)
         out, alpha = self._attend(score_dst, score_src, value, graph, need_weights, score="gat", bias=edge_term)
         out = self._finish(out, res)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.conv import MessagePassing
 
+from ..functional import dropout
 from ._edge_ops import segment_sum
 from ._message_passing import needs_propagate
 
@@ -98,8 +99,8 @@ class GatedGCNLayer(MessagePassing):
             num = segment_sum(sigma * self.B(x).index_select(0, src), dst, x.size(0))
             den = segment_sum(sigma, dst, x.size(0))
         x_hat = self.A(x) + num / (den + 1e-6)
-        x_out = F.dropout(F.relu(self.bn_node_x(x_hat)), self.dropout, self.training)
-        e_out = F.dropout(F.relu(self.bn_edge_e(e_hat)), self.dropout, self.training)
+        x_out = dropout(F.relu(self.bn_node_x(x_hat)), self.dropout, self.training)
+        e_out = dropout(F.relu(self.bn_edge_e(e_hat)), self.dropout, self.training)
         if self.residual:
             x_out, e_out = x + x_out, edge_attr + e_out
         return x_out, e_out

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Dropout, Linear, Sequential
+from torch.nn import Linear, Sequential
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 
+from ..functional import dropout
 from ..graph import AttentionGraph
+from .dropout import Dropout
 from .linear_attention import LinearGraphAttention
 from .multihead_attention import MultiheadGraphAttention
 
@@ -176,7 +177,7 @@ class GPSLayer(torch.nn.Module):
             h = self.conv(x, edge_index, **kwargs)
             if isinstance(h, tuple):
                 h, edge_update = h
-            h = F.dropout(h, p=self.dropout, training=self.training)
+            h = dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm1, h + x, norm_batch))
         if self.attn is None:
             hs.append(self._norm(self.norm2, x, norm_batch))
@@ -185,13 +186,13 @@ class GPSLayer(torch.nn.Module):
                 h = self._global_attention(x, batch, num_graphs, attn_graph, attn_masks or _NO_MASKS)
             else:
                 h = self.attn(x, batch, num_graphs)
-            h = F.dropout(h, p=self.dropout, training=self.training)
+            h = dropout(h, p=self.dropout, training=self.training)
             hs.append(self._norm(self.norm2, h + x, norm_batch))
         out = sum(hs)
         out = out + self.mlp(out)
         out = self._norm(self.norm3, out, norm_batch)
         if edge_update is not None:
-            edge_attr = edge_attr + F.dropout(edge_update, self.dropout, self.training)
+            edge_attr = edge_attr + dropout(edge_update, self.dropout, self.training)
         return out, edge_attr
 
     def _global_attention(self, x: Tensor, batch: Tensor, num_graphs: Optional[int],

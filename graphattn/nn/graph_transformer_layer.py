@@ -4,12 +4,12 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..functional import aggregate, as_attention_graph, edge_scores, graph_attention, normalize
+from ..functional import aggregate, as_attention_graph, dropout, edge_scores, graph_attention, normalize
 from ..graph import AttentionGraph
 from ._message_passing import EngineMessagePassing
+from .dropout import Dropout
 
 __all__ = ["GraphTransformerLayer"]
 
@@ -24,7 +24,7 @@ def _norm(kind: Optional[str], channels: int) -> Optional[torch.nn.Module]:
 
 def _ffn(channels: int, dropout: float) -> torch.nn.Sequential:
     return torch.nn.Sequential(torch.nn.Linear(channels, 2 * channels), torch.nn.ReLU(),
-                               torch.nn.Dropout(dropout), torch.nn.Linear(2 * channels, channels))
+                               Dropout(dropout), torch.nn.Linear(2 * channels, channels))
 
 
 class GraphTransformerLayer(EngineMessagePassing):
@@ -126,7 +126,7 @@ class GraphTransformerLayer(EngineMessagePassing):
         return out, None if w_hat is None else w_hat.reshape(-1, self.in_channels)
 
     def _post(self, h_in: Tensor, h: Tensor, out: torch.nn.Module, norm1, ffn, norm2) -> Tensor:
-        h = out(F.dropout(h, p=self.dropout, training=self.training))
+        h = out(dropout(h, p=self.dropout, training=self.training))
         h = h_in + h if self.residual else h
         h = norm1(h) if norm1 is not None else h
         h = h + ffn(h) if self.residual else ffn(h)

@@ -11,6 +11,7 @@ from torch_geometric.nn.attention.performer import (PerformerProjection, general
                                                      orthogonal_matrix)
 
 from ._edge_ops import segment_sum
+from .dropout import Dropout
 
 __all__ = ["LinearGraphAttention"]
 
@@ -82,7 +83,7 @@ class LinearGraphAttention(torch.nn.Module):
         self.k = torch.nn.Linear(channels, inner, bias=qkv_bias)
         self.v = torch.nn.Linear(channels, inner, bias=qkv_bias)
         self.attn_out = torch.nn.Linear(inner, channels, bias=attn_out_bias)
-        self.dropout = torch.nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def reset_parameters(self) -> None:
         for lin in (self.q, self.k, self.v, self.attn_out):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
-from ..functional import aggregate, as_attention_graph, edge_scores, graph_attention, normalize
+from ..functional import aggregate, as_attention_graph, dropout, edge_scores, graph_attention, normalize
 
 __all__ = ["MultiheadGraphAttention"]
 
@@ -96,23 +96,23 @@ class MultiheadGraphAttention(torch.nn.Module):
             raise ValueError(f"head_mask must have shape [{self.num_heads}], got {list(head_mask.shape)}")
         n, h = x.size(0), self.num_heads
         q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(n, 3, h, -1).unbind(1)
-        dropout = self.dropout if self.training else 0.0
+        p = self.dropout if self.training else 0.0
         if edge_mask is None:
-            out = graph_attention(q, k, v, graph, dropout=dropout)
+            out = graph_attention(q, k, v, graph, dropout=p)
         else:
-            out = self._masked_attention(q, k, v, as_attention_graph(graph, n, n), edge_mask, dropout)
+            out = self._masked_attention(q, k, v, as_attention_graph(graph, n, n), edge_mask, p)
         if head_mask is not None:
             out = out * head_mask.to(out.dtype).view(1, h, 1)
         return self.out_proj(out.reshape(n, -1))
 
     @staticmethod
-    def _masked_attention(q: Tensor, k: Tensor, v: Tensor, graph: Any, edge_mask: Tensor, dropout: float) -> Tensor:
+    def _masked_attention(q: Tensor, k: Tensor, v: Tensor, graph: Any, edge_mask: Tensor, p: float) -> Tensor:
         """The edge-weighted softmax of :func:`~graphattn.functional.normalize` (``edge_weight``), then
         dropout and aggregation."""
         if edge_mask.shape != (graph.num_edges,):
             raise ValueError(f"edge_mask must have shape [{graph.num_edges}], got {list(edge_mask.shape)}")
         w = normalize(edge_scores(q, k, graph), graph, edge_weight=edge_mask.to(q.dtype))
-        return aggregate(F.dropout(w, p=dropout, training=dropout > 0), v, graph)
+        return aggregate(dropout(w, p=p, training=p > 0), v, graph)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from ..functional import dropout
 from ._edge_ops import segment_sum
 
 __all__ = ["VirtualNode"]
@@ -83,7 +83,7 @@ class VirtualNode(torch.nn.Module):
 
     def update(self, x: Tensor, state: Tensor, batch: Tensor) -> Tensor:
         pooled = segment_sum(x, batch, state.size(0))                        # [G, C]
-        new = torch.stack([F.dropout(mlp(pooled + state[:, k]), p=self.dropout, training=self.training)
+        new = torch.stack([dropout(mlp(pooled + state[:, k]), p=self.dropout, training=self.training)
                            for k, mlp in enumerate(self.mlps)], dim=1)
         return state + new if self.residual else new
 

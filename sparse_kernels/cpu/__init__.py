@@ -34,8 +34,8 @@ from torch import Tensor
 
 from ..call import SCORES, Grads, KernelCall
 
-__all__ = ["available", "load_error", "attention_fwd", "attention_bwd", "dropout_keep", "dropout_blocks", "kernels",
-           "supports", "KERNEL_DTYPES"]
+__all__ = ["available", "load_error", "attention_fwd", "attention_bwd", "dropout_keep", "dropout_blocks",
+           "elementwise_dropout", "kernels", "supports", "KERNEL_DTYPES"]
 
 #: Input dtypes the CPU kernels take.
 KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -125,6 +125,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         blocks = getattr(lib, f"ga_dropout_blocks_{suffix}")
         blocks.argtypes = [i64, i64, i64, ptr, ptr, i64, i64, dbl, ptr]
         blocks.restype = None
+        elementwise = getattr(lib, f"ga_dropout_{suffix}")
+        elementwise.argtypes = [i64, ptr, i64, i64, dbl, ptr, i64]
+        elementwise.restype = None
         for op in ("fwd", "bwd"):
             kernel = getattr(lib, f"ga_attention_{op}_{suffix}")
             kernel.argtypes = [ctypes.POINTER(lib.call_struct)]
@@ -242,12 +245,25 @@ def dropout_keep(edge: Tensor, heads: int, seed: int, threshold: int) -> Tensor:
     return keep.view(torch.bool).view(*edge.shape, heads)
 
 
+def elementwise_dropout(x: Tensor, seed: Tensor, p_threshold: int, keep_scale: float) -> Tensor:
+    """``x * keep * keep_scale`` with the keep mask of the element counters (``ga_dropout``; the oracle is
+    :func:`sparse_kernels.dropout.elementwise_dropout`), a new contiguous tensor of ``x``'s shape."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    getattr(_library(), f"ga_dropout_{_SUFFIX[x.dtype]}")(x.numel(), _p(x), int(seed.reshape(()).item()), p_threshold,
+                                                         float(keep_scale), _p(out), torch.get_num_threads())
+    return out
+
+
 # --------------------------------------------------------------------------- as the engine's "cpu" kernels
+_OPS = ("attention_fwd", "attention_bwd", "elementwise_dropout")
+
+
 def kernels() -> dict:
-    """The ``attention_fwd`` / ``attention_bwd`` op implementations."""
-    return {"attention_fwd": attention_fwd, "attention_bwd": attention_bwd}
+    """The ``attention_fwd`` / ``attention_bwd`` / ``elementwise_dropout`` op implementations."""
+    return {"attention_fwd": attention_fwd, "attention_bwd": attention_bwd, "elementwise_dropout": elementwise_dropout}
 
 
 def supports(op: str, features) -> bool:
-    """float32/float64 attention when the library builds (the other ops stay on the reference)."""
-    return op in ("attention_fwd", "attention_bwd") and features.dtype in KERNEL_DTYPES and available()
+    """float32/float64 attention and dropout when the library builds (the other ops stay on the reference)."""
+    return op in _OPS and features.dtype in KERNEL_DTYPES and available()

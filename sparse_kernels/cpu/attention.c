@@ -25,7 +25,8 @@
  * The dropout mask is the engine's counter hash (sparse_kernels/dropout.py is the reference):
  * the 64-bit counter c = eid * H + h, u = mix32(mix32(lo(c) + key0) ^ key1 ^ mix32(hi(c))), keep iff
  * (u >> 8) >= threshold, with key0 = seed mod 2^32, key1 = mix32(seed >> 32 ^ 0x9E3779B9) (mix32(0) = 0:
- * counters below 2^32 hash as the former 32-bit counter did).
+ * counters below 2^32 hash as the former 32-bit counter did). The element-wise dropout (ga_dropout_f32/_f64)
+ * uses the same hash with the element index as the counter.
  */
 #include <math.h>
 #include <stddef.h>
@@ -35,6 +36,7 @@
 
 #define CHUNK 64
 #define PREFETCH 16        /* edges prefetched ahead in the backward passes */
+#define DROP_BLOCK 4096     /* elements per block of the element-wise dropout (a power of 2 below 2^32) */
 #define GA_INLINE static inline __attribute__((always_inline))
 enum { NORM_SOFTMAX = 0, NORM_SIGMOID = 1, NORM_SOFTPLUS = 2 };
 enum { SCORE_DOT = 0, SCORE_GAT = 1, SCORE_GATV2 = 2 };
@@ -124,6 +126,7 @@ typedef float vec_f32 __attribute__((vector_size(32)));
 typedef double vec_f64 __attribute__((vector_size(32)));
 
 #define T float
+#define BITS uint32_t
 #define VEC vec_f32
 #define VEC_LEN 8
 #define SFX(name) name##_f32
@@ -133,6 +136,7 @@ typedef double vec_f64 __attribute__((vector_size(32)));
 #define FABS fabsf
 #include "attention_impl.h"
 #undef T
+#undef BITS
 #undef VEC
 #undef VEC_LEN
 #undef SFX
@@ -143,6 +147,7 @@ typedef double vec_f64 __attribute__((vector_size(32)));
 #undef GA_WIDTHS
 
 #define T double
+#define BITS uint64_t
 #define VEC vec_f64
 #define VEC_LEN 4
 #define SFX(name) name##_f64

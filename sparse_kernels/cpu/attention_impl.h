@@ -1,6 +1,7 @@
 /*
  * The attention kernels for one scalar type, included by attention.c once per type with
  *   T       the scalar type (float, double)
+ *   BITS    the unsigned integer of its width (uint32_t, uint64_t)
  *   VEC     a vector of VEC_LEN T (32 bytes)
  *   SFX(x)  the name of x for this type (x ## _f32, x ## _f64)
  *   EXP, LOG, LOG1P, FABS  the libm functions of T
@@ -390,4 +391,33 @@ void SFX(ga_dropout_blocks)(int64_t G, int64_t n, int64_t H, const int64_t* row_
                         o[c] = c < valid && dropout_keep_counter(&d, first + (uint64_t)c * (uint64_t)H) ? kept : (T)0;
                 }
             }
+}
+
+/* Element-wise dropout of n contiguous values, out[t] = keep(t) ? x[t] * keep_scale : 0, with t the element
+   index as the 64-bit counter (sparse_kernels/dropout.py: elementwise_keep). The backward is the same call on
+   the gradient with the same seed. Blocks of DROP_BLOCK elements never cross a multiple of 2^32 (DROP_BLOCK
+   divides it), so each folds its counters' high half into key1 once and the inner loop is branch-free: uint32
+   arithmetic, then the bits of x[t] * keep_scale ANDed with an all-ones or all-zeros mask (a select of a
+   product is not if-converted, as the product might trap), which the compiler vectorises; x may be out. */
+void SFX(ga_dropout)(int64_t n, const T* x, int64_t seed, int64_t threshold, double keep_scale, T* out,
+                     int64_t nthreads) {
+    const dropout_t d = dropout_init(seed, threshold);
+    const T kept = (T)keep_scale;
+    const int64_t blocks = (n + DROP_BLOCK - 1) / DROP_BLOCK;
+    _Pragma("omp parallel for schedule(static) num_threads(nthreads) if(nthreads > 1 && n > 4 * DROP_BLOCK)")
+    for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t first = b * DROP_BLOCK, len = n - first < DROP_BLOCK ? n - first : DROP_BLOCK;
+        const uint32_t start = (uint32_t)first + d.key0, key1 = d.key1 ^ mix32((uint32_t)((uint64_t)first >> 32));
+        const uint32_t thr = d.threshold;
+        const T* xs = x + first;
+        T* os = out + first;
+        for (int64_t t = 0; t < len; ++t) {
+            const uint32_t u = mix32(mix32(start + (uint32_t)t) ^ key1);
+            const T scaled = xs[t] * kept;
+            BITS bits;
+            memcpy(&bits, &scaled, sizeof bits);
+            bits &= -(BITS)((u >> 8) >= thr);          /* dropped: +0 */
+            memcpy(os + t, &bits, sizeof bits);
+        }
+    }
 }

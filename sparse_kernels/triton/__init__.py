@@ -1,17 +1,18 @@
 r"""Triton kernels of the engine, registered as the CUDA implementation of the ``sparse_kernels`` ops.
 
-=====================  ==========================================================
-module                 kernels
-=====================  ==========================================================
-``attention_fwd``      fused online-softmax forward on the CSR (split-K for long rows), with the
-                       dot, gat and gatv2 scores, a bias, edge vectors and counter-based dropout
-``attention_bwd``      row pass (``dq``, per-edge gradients, ``ds`` and ``w`` per edge) + column
-                       pass (``dk``, ``dv``), no atomics
-``sddmm``              edge-parallel per-edge dot products
-``spmm``               row-parallel weighted neighbour sums
-``edge_softmax``       per-row statistics + edge-parallel normalisation, and its gradient
-``schedule``           degree-adaptive work plans (cached per graph) and launch configurations
-=====================  ==========================================================
+=======================  ==========================================================
+module                   kernels
+=======================  ==========================================================
+``attention_fwd``        fused online-softmax forward on the CSR (split-K for long rows), with the
+                         dot, gat and gatv2 scores, a bias, edge vectors and counter-based dropout
+``attention_bwd``        row pass (``dq``, per-edge gradients, ``ds`` and ``w`` per edge) + column
+                         pass (``dk``, ``dv``), no atomics
+``sddmm``                edge-parallel per-edge dot products
+``spmm``                 row-parallel weighted neighbour sums
+``edge_softmax``         per-row statistics + edge-parallel normalisation, and its gradient
+``elementwise_dropout``  counter-based dropout of a dense tensor (its own gradient)
+``schedule``             degree-adaptive work plans (cached per graph) and launch configurations
+=======================  ==========================================================
 
 Importing :mod:`sparse_kernels` registers these kernels for ``"cuda"`` when Triton is
 installed (:func:`register`). Float64 inputs fall back to the reference. On the CPU, the
@@ -31,7 +32,7 @@ from .. import dispatch
 from ..call import KernelCall
 from ..dispatch import Features
 from ..bsr import select_bsr
-from . import attention_bwd, attention_fwd, edge_softmax, schedule, sddmm, spmm
+from . import attention_bwd, attention_fwd, edge_softmax, elementwise_dropout, schedule, sddmm, spmm
 from ._common import KERNEL_DTYPES, interpreting
 from .schedule import chunk_override, plan_for
 
@@ -42,7 +43,7 @@ __all__ = ["kernels", "supports", "prepare", "register", "interpreter_backend", 
 _KERNELS: dict[str, Callable] = {
     "attention_fwd": attention_fwd.attention_fwd, "attention_bwd": attention_bwd.attention_bwd,
     "sddmm": sddmm.sddmm, "spmm": spmm.spmm, "edge_softmax": edge_softmax.edge_softmax,
-    "edge_softmax_bwd": edge_softmax.edge_softmax_bwd}
+    "edge_softmax_bwd": edge_softmax.edge_softmax_bwd, "elementwise_dropout": elementwise_dropout.elementwise_dropout}
 
 
 def _device_of(args: tuple) -> torch.device:

@@ -27,7 +27,7 @@ from typing import Iterator
 
 import triton
 
-from . import _common, attention_bwd, attention_fwd, bsr, edge_softmax, sddmm, spmm
+from . import _common, attention_bwd, attention_fwd, bsr, edge_softmax, elementwise_dropout, sddmm, spmm
 
 __all__ = ["kernel_cases", "compile_kernel", "narrow_index_ops", "main"]
 
@@ -105,6 +105,7 @@ def kernel_cases(dtype: str = "bf16") -> Iterator[tuple[object, dict, int]]:
                 yield edge_softmax._row_stat_kernel, dict(NORM=norm, BLOCK_E=64, BLOCK_H=8), 4
             for grad in (False, True):
                 yield edge_softmax._edge_kernel, dict(NORM=_common.SOFTMAX, GRAD=grad, BLOCK_E=256, BLOCK_H=8), 4
+            yield elementwise_dropout._dropout_kernel, dict(BLOCK=elementwise_dropout.BLOCK), 4
     for score, width, norms, inputs, fold in _SCORE_CASES:
         cfg = launch_config(width, 8, 16.0)
         dim = dict(D=1, BLOCK_D=1) if score == _common.GAT else dict(BLOCK_D=width)
