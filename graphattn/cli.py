@@ -13,18 +13,19 @@ USAGE = """usage: graphattn <command> [options]
 
 commands:
   demo               train a graph transformer on the embedded ogbg-molesol (CPU, ~3 minutes)
-  train              train a model on an OGB / LRGB benchmark or a Planetoid graph (`graphattn train --help`)
+  train              train a model on an OGB / LRGB / TU benchmark or a Planetoid graph (`graphattn train --help`)
   bench kernels      kernel benchmark against PyG, FlexAttention and SDPA
   bench seq-patterns sequence attention patterns against FlexAttention and SDPA
   bench models       training-epoch time against the same models built from PyG's GPSConv and TransformerConv
   bench layers       training steps of layer stacks and the core op against the PyG layers they replace
   bench gtsp-export  FLOPs and inference time of a GPS before and after GTSP pruning and export
   bench gat          training steps of GATConv / GATv2Conv against PyG's on Cora and a large random graph
+  bench graphtrans   training steps of GraphTrans-small on NCI1 against the padded model of its code
 """
 
 #: ``graphattn bench <name>`` runs ``main`` of ``graphattn.bench.<module>``.
 BENCHMARKS = {"kernels": "kernels", "seq-patterns": "seq_patterns", "models": "models", "layers": "layers",
-              "gtsp-export": "gtsp_export", "gat": "gat"}
+              "gtsp-export": "gtsp_export", "gat": "gat", "graphtrans": "graphtrans"}
 
 
 @contextlib.contextmanager

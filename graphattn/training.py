@@ -22,7 +22,7 @@ import math
 import os.path as osp
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from torch_geometric.loader import DataLoader
 
 from .checkpoint import atomic_save, atomic_write_text, crash_point, load_checkpoint, rng_state, set_rng_state
 from .config import OptimConfig
-from .data.benchmarks import GraphBenchmark
+from .data.benchmarks import MULTICLASS, GraphBenchmark
 from .distributed import DistContext, gather_objects, shard_indices
 from .models.inputs import model_inputs
 from .progress import track
@@ -45,7 +45,10 @@ SINGLE = DistContext(0, 1, torch.device("cpu"))
 
 
 def masked_loss(pred: Tensor, target: Tensor, task_type: str) -> Tensor:
-    """BCE-with-logits (classification) or MSE (regression) over labelled entries only."""
+    """Cross-entropy of class logits ``[B, C]`` against class ids ``[B]`` (multiclass classification), or
+    BCE-with-logits (classification) or MSE (regression) over labelled entries only."""
+    if task_type == MULTICLASS:
+        return F.cross_entropy(pred, target.view(-1).long())
     target = target.view(pred.shape).to(pred.dtype)
     labelled = ~torch.isnan(target)
     if "classification" in task_type:
@@ -77,7 +80,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
 @torch.no_grad()
 def predict(model: nn.Module, dataset, device: torch.device, batch_size: int,
             ctx: DistContext = SINGLE) -> tuple[Tensor, Tensor]:
-    """``(y_true, y_pred)`` on the CPU for every graph of ``dataset``, in dataset order.
+    """``(y_true, y_pred)`` on the CPU for every graph of ``dataset``, in dataset order (``y_true`` ``[G, T]``:
+    the targets, or ``[G, 1]`` class ids against ``[G, C]`` logits).
 
     Under data parallelism each rank predicts its shard and the shards are gathered, so every
     rank returns the same tensors.
@@ -88,7 +92,7 @@ def predict(model: nn.Module, dataset, device: torch.device, batch_size: int,
     for batch in DataLoader(dataset[index], batch_size=batch_size):
         batch = batch.to(device)
         pred = model(**model_inputs(batch))
-        trues.append(batch.y.view(pred.shape).float().cpu())
+        trues.append(batch.y.view(pred.size(0), -1).float().cpu())
         preds.append(pred.float().cpu())
     shards = gather_objects((index, torch.cat(trues) if trues else None, torch.cat(preds) if preds else None), ctx)
     order = torch.cat([i for i, _, _ in shards]).argsort()
@@ -114,16 +118,19 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimiz
     return cls(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, epochs: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, epochs: int, steps_per_epoch: int = 1):
     """Per-epoch schedule: linear warm-up then cosine decay (GraphGPS's ``cosine_with_warmup``),
-    reduce-on-plateau of the validation metric, or constant."""
+    reduce-on-plateau of the validation metric, or constant. With ``optim.schedule_step == "iteration"`` the
+    cosine schedule counts optimiser steps, ``steps_per_epoch`` per epoch, and is stepped after every one
+    (with no warm-up and ``min_lr`` 0: GraphTrans's ``CosineAnnealingLR(T_max=epochs * len(loader))``)."""
     if optim.scheduler == "cosine":
-        warmup = optim.warmup_epochs
+        unit = steps_per_epoch if optim.schedule_step == "iteration" else 1
+        warmup, total = optim.warmup_epochs * unit, epochs * unit
 
-        def factor(epoch: int) -> float:
-            if epoch < warmup:
-                return (epoch + 1) / (warmup + 1)
-            progress = (epoch - warmup) / max(1, epochs - warmup)
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
             return max(optim.min_lr / optim.lr, 0.5 * (1 + math.cos(math.pi * progress)))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -167,7 +174,8 @@ def _better(record: EpochRecord, best: Optional[EpochRecord], higher_is_better: 
 def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size: int = 128,
         optim: Optional[OptimConfig] = None, ctx: DistContext = SINGLE, out_dir: Optional[str] = None,
         resume: bool = False, progress: bool = True, log: Callable[[str], None] = print, seed: int = 0,
-        num_workers: int = 0, compile_model: bool = False) -> FitResult:
+        num_workers: int = 0, compile_model: bool = False,
+        select_epochs: Optional[Collection[int]] = None) -> FitResult:
     """Trains ``model`` on ``benchmark``'s train split, evaluating valid and test every epoch.
 
     Args:
@@ -175,6 +183,8 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         ctx: the data-parallel context (:func:`graphattn.distributed.init_distributed`).
         out_dir: where ``metrics.csv``, ``last.pt`` (resumable state) and ``best.pt`` go (rank 0).
         resume: continue from ``out_dir/last.pt`` when it exists.
+        select_epochs: the epochs that may be the best-validation epoch (``None``: all; the first of equal
+            validation metrics wins). Every epoch is still evaluated and logged.
 
     Returns:
         The per-epoch history and the best-validation epoch (whose test metric is the result).
@@ -183,9 +193,14 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
     device = ctx.device
     model.to(device)
     optimizer = build_optimizer(model, optim)
-    scheduler = build_scheduler(optimizer, optim, epochs)
-    result, start_epoch = FitResult(), 1
+    train_set = benchmark.subset("train")
+    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.enabled else None
     generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=generator if sampler is None else None, num_workers=num_workers)
+    scheduler = build_scheduler(optimizer, optim, epochs, len(loader))
+    per_step = scheduler is not None and optim.schedule_step == "iteration"
+    result, start_epoch = FitResult(), 1
     last_path = osp.join(out_dir, "last.pt") if out_dir else None
     if resume and last_path and osp.exists(last_path):
         state = load_checkpoint(last_path, device)
@@ -205,10 +220,6 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
     train_model = DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if compile_model:
         train_model = torch.compile(train_model, dynamic=True)
-    train_set = benchmark.subset("train")
-    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.enabled else None
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        generator=generator if sampler is None else None, num_workers=num_workers)
     valid_set, test_set = benchmark.subset("valid"), benchmark.subset("test")
     metric = benchmark.eval_metric
     for epoch in range(start_epoch, epochs + 1):
@@ -217,19 +228,26 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         lr = optimizer.param_groups[0]["lr"]
         begin = time.perf_counter()
         steps = iter(range(1, 1 << 62))
+
+        def after_step() -> None:
+            if per_step:
+                scheduler.step()
+            crash_point(f"step:{epoch}:{next(steps)}")
+
         loss = train_epoch(train_model, loader, optimizer, benchmark.task_type, device,
                            progress and ctx.is_main, f"epoch {epoch}/{epochs}", optim.grad_clip,
-                           step_hook=lambda: crash_point(f"step:{epoch}:{next(steps)}"))
+                           step_hook=after_step)
         seconds = time.perf_counter() - begin
         loss = sum(gather_objects(loss, ctx)) / ctx.world_size
         record = EpochRecord(epoch, loss, evaluate(model, valid_set, benchmark, device, 256, ctx),
                              evaluate(model, test_set, benchmark, device, 256, ctx), seconds, lr)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(record.valid if benchmark.higher_is_better else -record.valid)
-        elif scheduler is not None:
+        elif scheduler is not None and not per_step:
             scheduler.step()
         result.history.append(record)
-        improved = _better(record, result.best, benchmark.higher_is_better)
+        improved = ((select_epochs is None or epoch in select_epochs)
+                    and _better(record, result.best, benchmark.higher_is_better))
         if improved:
             result.best = record
         log(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metric} {record.valid:.4f}  "
