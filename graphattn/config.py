@@ -2,15 +2,18 @@
 
 A config has four sections besides the top-level run settings::
 
-    dataset: ogbg-molhiv          # any ogbg-* name, peptides-func, peptides-struct; cora, citeseer (node-level)
-    model: gps                    # gps | graph-transformer | mpnn-vn | gin-attention; gat (node-level)
+    dataset: ogbg-molhiv          # any ogbg-* name, peptides-func, peptides-struct; mutag, nci1, proteins (TU);
+                                  # cora, citeseer (node-level)
+    model: gps                    # gps | graph-transformer | mpnn-vn | gin-attention | graphtrans; gat (node-level)
     epochs: 100                   # node-level: the most epochs, early stopping ends the run before
+    select_epochs: [1, "16-100"]  # the epochs whose validation metric may select the result (default: all)
     patience: 0                   # node-level: the GAT authors' early stopping (0: none)
     batch_size: 32
     seeds: [0, 1, 2]              # or a range "0-99"
     model_args: {channels: 64, num_layers: 10, heads: 4, local_conv: gatedgcn, attn_dropout: 0.5}
     transforms: {rwse: 16}        # lap_pe: k, rwse: steps, virtual_node: count (LRGB-style); normalize_features
-    optim: {optimizer: adamw, lr: 1.0e-4, weight_decay: 1.0e-5, scheduler: cosine, warmup_epochs: 5}
+    optim: {optimizer: adamw, lr: 1.0e-4, weight_decay: 1.0e-5, scheduler: cosine, warmup_epochs: 5,
+            schedule_step: epoch} # or iteration: the schedule advances after every optimiser step
 
 Unknown keys raise :class:`ConfigError` naming the key and the allowed ones; ``model_args``
 are checked against the model's constructor when the model is built.
@@ -25,11 +28,11 @@ from typing import Any, Optional
 import yaml
 
 __all__ = ["ConfigError", "OptimConfig", "TransformConfig", "TrainConfig", "load_config", "builtin_config_path",
-           "parse_seeds", "MODELS", "NODE_MODELS"]
+           "parse_seeds", "parse_int_ranges", "MODELS", "NODE_MODELS"]
 
 #: models of node-level (transductive) training; the others predict one value per graph
 NODE_MODELS = ("gat",)
-MODELS = ("gps", "graph-transformer", "mpnn-vn", "gin-attention") + NODE_MODELS
+MODELS = ("gps", "graph-transformer", "mpnn-vn", "gin-attention", "graphtrans") + NODE_MODELS
 
 
 class ConfigError(ValueError):
@@ -47,6 +50,7 @@ class OptimConfig:
     plateau_patience: int = 10
     min_lr: float = 1e-6
     grad_clip: float = 0.0            # 0: no clipping
+    schedule_step: str = "epoch"      # epoch | iteration (the cosine schedule after every optimiser step)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class TrainConfig:
     model: str = "gps"
     epochs: int = 50
     patience: int = 0                 # node-level early stopping (GATEarlyStopping); 0: none
+    select_epochs: Optional[list[int]] = None   # epochs eligible as the best-validation epoch (None: all)
     batch_size: int = 128
     seeds: list[int] = field(default_factory=lambda: [0])
     device: str = "auto"
@@ -83,11 +88,22 @@ class TrainConfig:
             raise ConfigError(f"optim.optimizer must be adam or adamw, got {self.optim.optimizer!r}")
         if self.optim.scheduler not in ("none", "cosine", "plateau"):
             raise ConfigError(f"optim.scheduler must be none, cosine or plateau, got {self.optim.scheduler!r}")
+        if self.optim.schedule_step not in ("epoch", "iteration"):
+            raise ConfigError(f"optim.schedule_step must be epoch or iteration, got {self.optim.schedule_step!r}")
+        if self.optim.schedule_step == "iteration" and self.optim.scheduler == "plateau":
+            raise ConfigError("optim.schedule_step iteration needs scheduler cosine (plateau follows the validation "
+                              "metric, once per epoch)")
         if not self.seeds:
             raise ConfigError("seeds must not be empty")
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
         node_level = self.model in NODE_MODELS
+        if self.select_epochs is not None:
+            if node_level:
+                raise ConfigError(f"select_epochs is for graph-level models, not {self.model!r}")
+            if not any(1 <= e <= self.epochs for e in self.select_epochs) or min(self.select_epochs) < 1:
+                raise ConfigError(f"select_epochs must be epochs >= 1 and include one of 1..{self.epochs}, got "
+                                  f"{self.select_epochs}")
         if not node_level and (self.patience or self.transforms.normalize_features):
             raise ConfigError(f"patience and transforms.normalize_features are for node-level models "
                               f"({', '.join(NODE_MODELS)}), not {self.model!r}")
@@ -123,22 +139,32 @@ def parse_seeds(values: Any) -> list[int]:
     Raises:
         ConfigError: anything else, or a range whose end is below its start.
     """
-    seeds: list[int] = []
+    return parse_int_ranges(values, "seeds", "seed")
+
+
+def parse_int_ranges(values: Any, key: str, item: str) -> list[int]:
+    """Integers from an int, a string ``"3"`` or range ``"0-99"`` (both ends included), or a list of those;
+    error messages name the config ``key`` and what an ``item`` is.
+
+    Raises:
+        ConfigError: anything else, a range whose end is below its start, or a number given twice.
+    """
+    numbers: list[int] = []
     for value in values if isinstance(values, (list, tuple)) else [values]:
         if isinstance(value, int) and not isinstance(value, bool):
-            seeds.append(value)
+            numbers.append(value)
             continue
         first, dash, last = str(value).partition("-")
         try:
             start, stop = int(first), int(last if dash else first)
         except ValueError:
-            raise ConfigError(f"seeds: {value!r} is not a seed or a range like 0-99") from None
+            raise ConfigError(f"{key}: {value!r} is not a {item} or a range like 0-99") from None
         if stop < start:
-            raise ConfigError(f"seeds: range {value!r} ends before it starts")
-        seeds.extend(range(start, stop + 1))
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds: {values!r} names a seed twice")
-    return seeds
+            raise ConfigError(f"{key}: range {value!r} ends before it starts")
+        numbers.extend(range(start, stop + 1))
+    if len(set(numbers)) != len(numbers):
+        raise ConfigError(f"{key}: {values!r} names a {item} twice")
+    return numbers
 
 
 def builtin_config_path(name: str) -> str:
@@ -169,4 +195,6 @@ def load_config(path: Optional[str] = None, overrides: Optional[dict[str, Any]] 
             values[key] = value
     config = _build(TrainConfig, values, "config")
     config.seeds = parse_seeds(config.seeds)
+    if config.select_epochs is not None:
+        config.select_epochs = parse_int_ranges(config.select_epochs, "select_epochs", "epoch")
     return config.validate()

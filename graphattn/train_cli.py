@@ -1,12 +1,14 @@
-"""``graphattn train``: a ready-made model on an OGB / LRGB benchmark or a Planetoid graph (Cora, CiteSeer).
+"""``graphattn train``: a ready-made model on an OGB / LRGB / TU benchmark or a Planetoid graph (Cora, CiteSeer).
 
-OGB / LRGB datasets come with their official split and evaluator; Planetoid graphs with the public split, for
-transductive node classification.
+OGB / LRGB datasets come with their official split and evaluator; TU datasets (MUTAG, NCI1, PROTEINS) with
+GraphTrans's random 80/10/10 split, drawn per seed (:func:`graphattn.data.tu.random_split_indices`), and
+accuracy; Planetoid graphs with the public split, for transductive node classification.
 
 Examples::
 
     graphattn train --dataset ogbg-molesol --epochs 2
     graphattn train --config gps-molhiv --root data/ogb --device cuda --seeds 0 1 2 --out runs/molhiv
+    graphattn train --config graphtrans-small-nci1 --root data/tu --seeds 0-19 --out runs/graphtrans-nci1
     torchrun --nproc_per_node=4 -m graphattn.cli train --config mpnn-vn-peptides-func --root data/peptides
     graphattn train --config gat-cora --root data/planetoid --seeds 0-99 --out runs/gat-cora
 
@@ -83,29 +85,30 @@ def _model_class(name: str) -> type:
     from .models.gin_attention_net import GINAttentionNet
 
     return {"gps": models.GPS, "graph-transformer": models.GraphTransformer, "mpnn-vn": models.MPNNVirtualNode,
-            "gin-attention": GINAttentionNet, "gat": models.GAT}[name]
+            "gin-attention": GINAttentionNet, "graphtrans": models.GraphTrans, "gat": models.GAT}[name]
 
 
 def build_model(config: TrainConfig, num_tasks: int, num_features: Optional[int] = None) -> nn.Module:
     """The model named in ``config``, with positional-encoding widths and virtual-node categories
-    taken from ``config.transforms``; ``num_features`` is the input width of node-level models (graph-level
-    models embed OGB's categorical features themselves).
+    taken from ``config.transforms``; ``num_features`` is the input width of the models that take one
+    (``in_channels``: node-level models, GraphTrans; the others embed OGB's categorical features themselves).
 
     Raises:
         ConfigError: a ``model_args`` key the model does not take.
     """
     cls = _model_class(config.model)
-    accepted = set(inspect.signature(cls).parameters) - {"self", "out_channels", "in_channels"}
+    parameters = inspect.signature(cls).parameters
+    accepted = set(parameters) - {"self", "out_channels", "in_channels"}
     unknown = sorted(set(config.model_args) - accepted)
     if unknown:
         raise ConfigError(f"unknown model_args {', '.join(map(repr, unknown))} for model {config.model!r}; "
                           f"allowed: {', '.join(sorted(accepted))}")
     kwargs = dict(config.model_args)
-    if config.node_level:
+    if "in_channels" in parameters:
         if num_features is None:
             raise ConfigError(f"model {config.model!r} needs the number of node features")
         kwargs["in_channels"] = num_features
-    else:
+    if not config.node_level:
         kwargs.setdefault("channels", DEFAULT_CHANNELS)
     derived = {"lap_pe_dim": config.transforms.lap_pe, "rwse_dim": config.transforms.rwse,
                "extra_categories": 1 if config.transforms.virtual_node else 0}
@@ -165,13 +168,14 @@ def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: b
     runs = []
     for seed in config.seeds:
         torch.manual_seed(seed)
-        model = build_model(config, bench.num_tasks)
+        model = build_model(config, bench.num_tasks, bench.dataset.num_features)
         log(f"seed {seed}: {config.model}, {sum(p.numel() for p in model.parameters()):,} parameters")
         out_dir = osp.join(config.out, f"seed{seed}") if config.out else None
         start = time.perf_counter()
-        result = fit(model, bench, epochs=config.epochs, batch_size=config.batch_size, optim=config.optim, ctx=ctx,
-                     out_dir=out_dir, resume=resume, progress=progress, log=log, seed=seed,
-                     num_workers=config.num_workers, compile_model=config.compile, schedule=schedule)
+        result = fit(model, bench.for_run(seed), epochs=config.epochs, batch_size=config.batch_size,
+                     optim=config.optim, ctx=ctx, out_dir=out_dir, resume=resume, progress=progress, log=log,
+                     seed=seed, num_workers=config.num_workers, compile_model=config.compile, schedule=schedule,
+                     select_epochs=config.select_epochs)
         runs.append(run_record(seed, result, time.perf_counter() - start))
     device = str(ctx.device) if ctx.device.type != "cuda" else torch.cuda.get_device_name(ctx.device)
     summary = build_summary(config, bench.name, bench.eval_metric, device, ctx.world_size, runs)
@@ -313,7 +317,8 @@ def run_node_level(config: TrainConfig, device: torch.device, out: str, results:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphattn train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML file, or the name of a shipped config (e.g. gps-molhiv)")
-    p.add_argument("--dataset", help="ogbg-* (OGB layout under --root), peptides-func / peptides-struct, or "
+    p.add_argument("--dataset", help="ogbg-* (OGB layout under --root), peptides-func / peptides-struct, "
+                                     "mutag / nci1 / proteins (TU, <root>/<NAME>/raw/), or "
                                      "cora / citeseer (node-level, <root>/<Name>/raw/ind.<name>.*)")
     p.add_argument("--root", help="folder holding the dataset (omit for the embedded ogbg-molesol)")
     p.add_argument("--model", choices=MODELS)

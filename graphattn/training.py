@@ -27,7 +27,7 @@ import math
 import os.path as osp
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Optional
+from typing import Callable, Collection, Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ from torch_geometric.loader import DataLoader
 from .checkpoint import (atomic_save, atomic_write_text, check_dropout_generator, crash_point, load_checkpoint,
                          rng_state, set_rng_state)
 from .config import OptimConfig
-from .data.benchmarks import GraphBenchmark
+from .data.benchmarks import MULTICLASS, GraphBenchmark
 from .distributed import DistContext, gather_objects, shard_indices
 from .interrupt import CheckpointSchedule
 from .models.inputs import model_inputs
@@ -52,7 +52,10 @@ SINGLE = DistContext(0, 1, torch.device("cpu"))
 
 
 def masked_loss(pred: Tensor, target: Tensor, task_type: str) -> Tensor:
-    """BCE-with-logits (classification) or MSE (regression) over labelled entries only."""
+    """Cross-entropy of class logits ``[B, C]`` against class ids ``[B]`` (multiclass classification), or
+    BCE-with-logits (classification) or MSE (regression) over labelled entries only."""
+    if task_type == MULTICLASS:
+        return F.cross_entropy(pred, target.view(-1).long())
     target = target.view(pred.shape).to(pred.dtype)
     labelled = ~torch.isnan(target)
     if "classification" in task_type:
@@ -101,7 +104,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
 @torch.no_grad()
 def predict(model: nn.Module, dataset, device: torch.device, batch_size: int,
             ctx: DistContext = SINGLE) -> tuple[Tensor, Tensor]:
-    """``(y_true, y_pred)`` on the CPU for every graph of ``dataset``, in dataset order.
+    """``(y_true, y_pred)`` on the CPU for every graph of ``dataset``, in dataset order (``y_true`` ``[G, T]``:
+    the targets, or ``[G, 1]`` class ids against ``[G, C]`` logits).
 
     Under data parallelism each rank predicts its shard and the shards are gathered, so every
     rank returns the same tensors.
@@ -112,7 +116,7 @@ def predict(model: nn.Module, dataset, device: torch.device, batch_size: int,
     for batch in DataLoader(dataset[index], batch_size=batch_size):
         batch = batch.to(device)
         pred = model(**model_inputs(batch))
-        trues.append(batch.y.view(pred.shape).float().cpu())
+        trues.append(batch.y.view(pred.size(0), -1).float().cpu())
         preds.append(pred.float().cpu())
     shards = gather_objects((index, torch.cat(trues) if trues else None, torch.cat(preds) if preds else None), ctx)
     order = torch.cat([i for i, _, _ in shards]).argsort()
@@ -138,16 +142,19 @@ def build_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimiz
     return cls(params, lr=optim.lr, weight_decay=optim.weight_decay, fused=fused or None)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, epochs: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig, epochs: int, steps_per_epoch: int = 1):
     """Per-epoch schedule: linear warm-up then cosine decay (GraphGPS's ``cosine_with_warmup``),
-    reduce-on-plateau of the validation metric, or constant."""
+    reduce-on-plateau of the validation metric, or constant. With ``optim.schedule_step == "iteration"`` the
+    cosine schedule counts optimiser steps, ``steps_per_epoch`` per epoch, and is stepped after every one
+    (with no warm-up and ``min_lr`` 0: GraphTrans's ``CosineAnnealingLR(T_max=epochs * len(loader))``)."""
     if optim.scheduler == "cosine":
-        warmup = optim.warmup_epochs
+        unit = steps_per_epoch if optim.schedule_step == "iteration" else 1
+        warmup, total = optim.warmup_epochs * unit, epochs * unit
 
-        def factor(epoch: int) -> float:
-            if epoch < warmup:
-                return (epoch + 1) / (warmup + 1)
-            progress = (epoch - warmup) / max(1, epochs - warmup)
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
             return max(optim.min_lr / optim.lr, 0.5 * (1 + math.cos(math.pi * progress)))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -191,7 +198,8 @@ def _better(record: EpochRecord, best: Optional[EpochRecord], higher_is_better: 
 def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size: int = 128,
         optim: Optional[OptimConfig] = None, ctx: DistContext = SINGLE, out_dir: Optional[str] = None,
         resume: bool = False, progress: bool = True, log: Callable[[str], None] = print, seed: int = 0,
-        num_workers: int = 0, compile_model: bool = False, schedule: Optional[CheckpointSchedule] = None) -> FitResult:
+        num_workers: int = 0, compile_model: bool = False, schedule: Optional[CheckpointSchedule] = None,
+        select_epochs: Optional[Collection[int]] = None) -> FitResult:
     """Trains ``model`` on ``benchmark``'s train split, evaluating valid and test every epoch.
 
     Args:
@@ -201,6 +209,8 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         resume: continue from ``out_dir/last.pt`` when it exists.
         schedule: when to write ``last.pt`` inside an epoch as well (single process with ``out_dir`` only);
             after ``SIGTERM`` it raises :class:`~graphattn.interrupt.TrainingStopped` once the checkpoint is written.
+        select_epochs: the epochs that may be the best-validation epoch (``None``: all; the first of equal
+            validation metrics wins). Every epoch is still evaluated and logged.
 
     Returns:
         The per-epoch history and the best-validation epoch (whose test metric is the result).
@@ -211,9 +221,14 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
     device = ctx.device
     model.to(device)
     optimizer = build_optimizer(model, optim)
-    scheduler = build_scheduler(optimizer, optim, epochs)
-    result, start_epoch, position = FitResult(), 1, None
+    train_set = benchmark.subset("train")
+    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.enabled else None
     generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
+                        generator=generator if sampler is None else None, num_workers=num_workers)
+    scheduler = build_scheduler(optimizer, optim, epochs, len(loader))
+    per_step = scheduler is not None and optim.schedule_step == "iteration"
+    result, start_epoch, position = FitResult(), 1, None
     last_path = osp.join(out_dir, "last.pt") if out_dir else None
     if resume and last_path and osp.exists(last_path):
         state = load_checkpoint(last_path, device)
@@ -238,10 +253,6 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
     train_model = DistributedDataParallel(model, find_unused_parameters=True) if ctx.enabled else model
     if compile_model:
         train_model = torch.compile(train_model, dynamic=True)
-    train_set = benchmark.subset("train")
-    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=seed) if ctx.enabled else None
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-                        generator=generator if sampler is None else None, num_workers=num_workers)
     valid_set, test_set = benchmark.subset("valid"), benchmark.subset("test")
     metric = benchmark.eval_metric
     for epoch in range(start_epoch, epochs + 1):
@@ -253,6 +264,8 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
 
         def after_step(epoch=epoch, position=position, begin=begin, seconds_before=seconds_before,
                        loader_at_start=loader_at_start) -> None:
+            if per_step:                 # first, so that a mid-epoch checkpoint holds this step's schedule
+                scheduler.step()
             crash_point(f"step:{epoch}:{position.steps}")
             if schedule is not None and schedule.due():
                 done = replace(position, seconds=seconds_before + time.perf_counter() - begin)
@@ -271,10 +284,11 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
                              evaluate(model, test_set, benchmark, device, 256, ctx), seconds, lr)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(record.valid if benchmark.higher_is_better else -record.valid)
-        elif scheduler is not None:
+        elif scheduler is not None and not per_step:
             scheduler.step()
         result.history.append(record)
-        improved = _better(record, result.best, benchmark.higher_is_better)
+        improved = ((select_epochs is None or epoch in select_epochs)
+                    and _better(record, result.best, benchmark.higher_is_better))
         if improved:
             result.best = record
         log(f"epoch {epoch:3d}  loss {loss:.4f}  valid {metric} {record.valid:.4f}  "

@@ -264,3 +264,38 @@ def planetoid_release(root: Path, name: str = "cora", train: int = 4, labelled: 
             pickle.dump(value, f)
     (folder / f"ind.{name}.test.index").write_text("".join(f"{i}\n" for i in test_index))
     return root
+
+
+def tu_release(root: Path, prefix: str = "NCI1", sizes: Sequence[int] = (1, 2, 5, 7, 3, 9, 4, 6, 8, 5),
+               num_labels: int = 5, edge_labels: bool = False, node_attributes: bool = False, seed: int = 0) -> Path:
+    """A small TU dataset in the release layout ``<root>/<prefix>/raw/<prefix>_*.txt`` (what
+    ``torch_geometric.datasets.TUDataset(root, prefix)`` reads): graph ``g`` has ``sizes[g]`` nodes on a path plus
+    a random chord, both directions of every edge listed (``A`` as ``"i, j"``, 1-based), one self-loop in the
+    last graph, node labels ``1..num_labels`` (every label used), graph labels ``0/1`` alternating; optionally
+    edge labels and a continuous node attribute (as MUTAG and PROTEINS have). Returns ``root``."""
+    g = torch.Generator().manual_seed(seed)
+    raw = root / prefix / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    edges, indicator, offset = [], [], 0
+    for graph, n in enumerate(sizes):
+        pairs = [(i, i + 1) for i in range(n - 1)]
+        if n > 3:
+            a, b = sorted(torch.randperm(n, generator=g)[:2].tolist())
+            if b - a > 1:
+                pairs.append((a, b))
+        edges += [(offset + i + 1, offset + j + 1) for i, j in pairs] + [(offset + j + 1, offset + i + 1)
+                                                                        for i, j in pairs]
+        indicator += [graph + 1] * n
+        offset += n
+    edges.append((offset, offset))
+    labels = (torch.randint(1, num_labels + 1, (offset,), generator=g)).tolist()
+    labels[0], labels[-1] = 1, num_labels
+    (raw / f"{prefix}_A.txt").write_text("".join(f"{i}, {j}\n" for i, j in edges))
+    (raw / f"{prefix}_graph_indicator.txt").write_text("".join(f"{i}\n" for i in indicator))
+    (raw / f"{prefix}_node_labels.txt").write_text("".join(f"{v}\n" for v in labels))
+    (raw / f"{prefix}_graph_labels.txt").write_text("".join(f"{i % 2}\n" for i in range(len(sizes))))
+    if edge_labels:
+        (raw / f"{prefix}_edge_labels.txt").write_text("".join(f"{i % 3}\n" for i in range(len(edges))))
+    if node_attributes:
+        (raw / f"{prefix}_node_attributes.txt").write_text("".join(f"{0.5 * i}\n" for i in range(offset)))
+    return root

@@ -8,6 +8,7 @@ updated only when asked, with ``--out-dir benchmarks/results``.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -17,7 +18,8 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["DEFAULT_OUT_DIR", "device_name", "device_tag", "synchronize", "median_ms", "peak_mb", "versions"]
+__all__ = ["DEFAULT_OUT_DIR", "device_name", "device_tag", "synchronize", "median_ms", "peak_mb", "versions",
+           "write_result"]
 
 #: Where the benchmarks write unless told otherwise (``--out-dir benchmarks/results`` updates the tracked results).
 DEFAULT_OUT_DIR = os.path.join("runs", "bench")
@@ -92,3 +94,12 @@ def versions() -> dict[str, Optional[str]]:
         except ImportError:
             out[name] = None
     return out
+
+
+def write_result(result: dict, out_dir: str, name: str, device: torch.device) -> str:
+    """Writes ``result`` to ``<out_dir>/<name>-<device tag>.json`` (creating the folder) and returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{name}-{device_tag(device)}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    return path

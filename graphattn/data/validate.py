@@ -20,12 +20,15 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["CorruptDataError", "OGBRaw", "read_ogb_raw", "read_ogb_split", "read_peptides", "read_peptides_split",
-           "PLANETOID_FILES", "check_planetoid_raw"]
+           "PLANETOID_FILES", "check_planetoid_raw",
+           "TU_FILES", "check_tu_raw"]
 
 #: OGB's split files, in order
 OGB_SPLITS = ("train", "valid", "test")
 #: the suffixes of a Planetoid release's files ``ind.<name>.<suffix>``
 PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+#: the files of a TU dataset ``<NAME>_<suffix>.txt`` that graphattn reads (the optional ones are not read)
+TU_FILES = ("A", "graph_indicator", "graph_labels", "node_labels")
 #: nodes of the public Planetoid split's validation set (they follow the training nodes)
 PLANETOID_VALID = 500
 
@@ -374,3 +377,63 @@ def _text_lines(path: str) -> pd.DataFrame:
         return pd.DataFrame()
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise CorruptDataError(path, f"not one integer per line ({_reason(error)})") from None
+
+
+def _tu_table(path: str, width: Optional[int] = None) -> np.ndarray:
+    """A TU text file of comma-separated integers (``width`` columns, any number when ``None``)."""
+    try:
+        frame = pd.read_csv(path, header=None, sep=",", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise CorruptDataError(path, f"not comma-separated integers ({_reason(error)})") from None
+    if frame.shape[0] == 0:
+        raise CorruptDataError(path, "is empty")
+    return _numeric(frame, path, frame.shape[1] if width is None else width, integer=True)
+
+
+def check_tu_raw(raw_dir: str, prefix: str) -> None:
+    """Checks a TU graph-classification release (``<raw_dir>/<prefix>_{A,graph_indicator,graph_labels,
+    node_labels}.txt``, Morris et al.'s format that ``torch_geometric.io.read_tu_data`` reads) before it is read.
+
+    Checks: every file holds comma-separated integers (``A`` two per line); ``graph_indicator`` numbers the
+    graphs ``1..N`` in non-decreasing order (each graph's nodes consecutive, as the reader assumes) with ``N``
+    the lines of ``graph_labels``, and no graph without nodes; ``node_labels`` has one line per node; every
+    edge of ``A`` joins two nodes ``1..n`` of the same graph.
+
+    Raises:
+        CorruptDataError: the first problem found, naming its file.
+    """
+    def path(name: str) -> str:
+        return osp.join(raw_dir, f"{prefix}_{name}.txt")
+
+    labels = _tu_table(path("graph_labels"), 1)[:, 0]
+    graphs = f"{prefix}_graph_labels.txt has {len(labels):,} graphs"
+    indicator = _tu_table(path("graph_indicator"), 1)[:, 0]
+    if (np.diff(indicator) < 0).any():
+        line = int(np.argmax(np.diff(indicator) < 0)) + 2
+        raise CorruptDataError(path("graph_indicator"), f"line {line}: graph {indicator[line - 1]} after graph "
+                                                        f"{indicator[line - 2]} (the nodes of a graph must be "
+                                                        f"consecutive)")
+    outside = (indicator < 1) | (indicator > len(labels))
+    if outside.any():
+        line = int(np.argmax(outside)) + 1
+        raise CorruptDataError(path("graph_indicator"), f"line {line}: graph {indicator[line - 1]} is outside "
+                                                        f"1..{len(labels):,} ({graphs})")
+    empty = np.setdiff1d(np.arange(1, len(labels) + 1), indicator)
+    if empty.size:
+        raise CorruptDataError(path("graph_indicator"), f"graph {empty[0]} has no node ({graphs})")
+    num_nodes = len(indicator)
+    _rows(_tu_table(path("node_labels")), path("node_labels"), num_nodes,
+          f"{prefix}_graph_indicator.txt has {num_nodes:,} nodes")
+    edges = _tu_table(path("A"), 2)
+    outside = (edges < 1) | (edges > num_nodes)
+    if outside.any():
+        line = int(np.argmax(outside.any(axis=1)))
+        raise CorruptDataError(path("A"), f"line {line + 1}: edge {edges[line, 0]},{edges[line, 1]} names a node "
+                                          f"outside 1..{num_nodes:,} ({prefix}_graph_indicator.txt)")
+    crossing = indicator[edges[:, 0] - 1] != indicator[edges[:, 1] - 1]
+    if crossing.any():
+        line = int(np.argmax(crossing))
+        raise CorruptDataError(path("A"), f"line {line + 1}: edge {edges[line, 0]},{edges[line, 1]} joins graphs "
+                                          f"{indicator[edges[line, 0] - 1]} and {indicator[edges[line, 1] - 1]}")

@@ -1,5 +1,5 @@
-r"""Local message-passing layers of the ready-made models (GINE, OGB's GIN, GatedGCN, ResGatedGCN, GCN)
-with one signature."""
+r"""Local message-passing layers of the ready-made models (GINE, OGB's GIN, GatedGCN, ResGatedGCN, GCN, OGB's
+GCN) with one signature."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -11,12 +11,13 @@ from torch_geometric.nn.resolver import activation_resolver
 
 from ..nn.dropout import Dropout
 from ..nn.gated_gcn import GatedGCNLayer
+from ..nn.ogb_gcn_conv import OGBGCNConv
 
 __all__ = ["LocalConv", "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS", "EDGE_UPDATING_LOCAL_CONVS"]
 
-LOCAL_CONVS = ("gine", "gin", "gatedgcn", "resgatedgcn", "gcn")
-#: The local layers that read edge features (GCN ignores them).
-EDGE_AWARE_LOCAL_CONVS = ("gine", "gin", "gatedgcn", "resgatedgcn")
+LOCAL_CONVS = ("gine", "gin", "gatedgcn", "resgatedgcn", "gcn", "ogb_gcn")
+#: The local layers that read edge features (GCN ignores them; OGB's GIN and GCN also run without).
+EDGE_AWARE_LOCAL_CONVS = ("gine", "gin", "gatedgcn", "resgatedgcn", "ogb_gcn")
 #: The local layers that also compute new edge features (passed on to the next layer).
 EDGE_UPDATING_LOCAL_CONVS = ("gatedgcn",)
 
@@ -30,7 +31,8 @@ class LocalConv(torch.nn.Module):
     * ``"gin"``: OGB's ``GINConv`` (``examples/graphproppred/mol/conv.py``, GIN with bond features):
       :math:`\operatorname{MLP}((1 + \epsilon)\mathbf{x}_i + \sum_j \operatorname{ReLU}(\mathbf{x}_j
       + \mathbf{e}_{ij}))`, :math:`\epsilon` learnable (initially 0), MLP
-      Linear(:math:`C, 2C`)-BN-ReLU-Linear(:math:`2C, C`).
+      Linear(:math:`C, 2C`)-BN-ReLU-Linear(:math:`2C, C`). Without edge features (``edge_attr=None``)
+      :math:`\mathbf{e}_{ij} = 0`, as GraphTrans's TU models (its edge encoder returns 0).
     * ``"gatedgcn"``: Bresson & Laurent's GatedGCN as in GraphGPS
       (:class:`~graphattn.nn.GatedGCNLayer`, built without its dropout and residual): returns
       :math:`\operatorname{ReLU}(\operatorname{BN}(\hat{\mathbf{x}}))` and *updates the edge features*
@@ -40,6 +42,8 @@ class LocalConv(torch.nn.Module):
     * ``"resgatedgcn"``: PyG's :class:`~torch_geometric.nn.ResGatedGraphConv` with ``edge_dim=C``
       (unnormalised gates, edge features read but not updated).
     * ``"gcn"``: :class:`~torch_geometric.nn.GCNConv` (edge features are ignored).
+    * ``"ogb_gcn"``: OGB's GCN (:class:`~graphattn.nn.OGBGCNConv`: a root embedding, degrees plus one),
+      edge features optional.
 
     Args:
         kind: one of :data:`LOCAL_CONVS`.
@@ -72,8 +76,10 @@ class LocalConv(torch.nn.Module):
             self.conv = GatedGCNLayer(channels, channels, dropout=0.0, residual=False)
         elif kind == "resgatedgcn":
             self.conv = ResGatedGraphConv(channels, channels, edge_dim=channels)
-        else:
+        elif kind == "gcn":
             self.conv = GCNConv(channels, channels)
+        else:
+            self.conv = OGBGCNConv(channels)
 
     @property
     def updates_edges(self) -> bool:
@@ -93,6 +99,8 @@ class LocalConv(torch.nn.Module):
         if self.updates_edges:
             return self.conv(x, edge_index, edge_attr)
         if self.kind in EDGE_AWARE_LOCAL_CONVS:
+            if edge_attr is None and self.kind == "gin":        # e_ij = 0: a [E, C] view of one zero
+                edge_attr = x.new_zeros(()).expand(edge_index.size(1), x.size(-1))
             return self.conv(x, edge_index, edge_attr), None
         return self.conv(x, edge_index), None
 

@@ -13,9 +13,12 @@ from .graph_attn_conv import GraphAttnConv
 from .graph_transformer_layer import GraphTransformerLayer
 from .linear_attention import LinearGraphAttention
 from .multihead_attention import MultiheadGraphAttention
+from .ogb_gcn_conv import OGBGCNConv
 from .pna_attention import PNAAttention
+from .transformer_encoder import GraphTransformerEncoder, GraphTransformerEncoderLayer
 from .virtual_node import VirtualNode
 
 __all__ = ["GraphAttnConv", "GATConv", "GATv2Conv", "GraphTransformerLayer", "GPSLayer",
            "MultiheadGraphAttention", "LinearGraphAttention", "VirtualNode", "GINAttention", "PNAAttention",
-           "GatedGCNLayer", "AttentionMasks", "Dropout"]
+           "GatedGCNLayer", "AttentionMasks", "Dropout", "OGBGCNConv", "GraphTransformerEncoderLayer",
+           "GraphTransformerEncoder"]

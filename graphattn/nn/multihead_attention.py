@@ -40,10 +40,15 @@ class MultiheadGraphAttention(torch.nn.Module):
     differentiable, so they carry straight-through gradients. :meth:`prune_heads` removes heads
     from the projections, so that the engine runs with fewer heads.
 
+    ``queries`` ``[M]`` (row indices) computes the output of these rows only (for a model that reads a few rows
+    of its last layer, such as a ``<CLS>`` token): ``graph`` is then an attention graph from the :math:`N` rows
+    (sources: keys and values) to the :math:`M` query rows (destinations), and with the query rows' in-edges of
+    the full graph the result equals the rows ``queries`` of the full output.
+
     Shapes:
         - **input:** ``x`` ``[N, C]``, ``graph`` (anything :func:`~graphattn.graph_attention` takes),
-          ``edge_mask`` ``[E]``, ``head_mask`` ``[H]``.
-        - **output:** ``[N, C]``.
+          ``edge_mask`` ``[E]``, ``head_mask`` ``[H]``, ``queries`` ``[M]``.
+        - **output:** ``[N, C]`` (``[M, C]`` with ``queries``).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -89,21 +94,36 @@ class MultiheadGraphAttention(torch.nn.Module):
         self.out_proj, self.num_heads = out, keep.numel()
 
     def forward(self, x: Tensor, graph: Any, edge_mask: Optional[Tensor] = None,
-                head_mask: Optional[Tensor] = None) -> Tensor:
+                head_mask: Optional[Tensor] = None, queries: Optional[Tensor] = None) -> Tensor:
         if x.dim() != 2 or x.size(-1) != self.embed_dim:
             raise ValueError(f"x must have shape [N, {self.embed_dim}], got {list(x.shape)}")
         if head_mask is not None and head_mask.shape != (self.num_heads,):
             raise ValueError(f"head_mask must have shape [{self.num_heads}], got {list(head_mask.shape)}")
         n, h = x.size(0), self.num_heads
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(n, 3, h, -1).unbind(1)
+        if queries is None:
+            q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(n, 3, h, -1).unbind(1)
+        else:
+            q, k, v = self._project_queries(x, queries)
+        m = q.size(0)
         p = self.dropout if self.training else 0.0
         if edge_mask is None:
             out = graph_attention(q, k, v, graph, dropout=p)
         else:
-            out = self._masked_attention(q, k, v, as_attention_graph(graph, n, n), edge_mask, p)
+            out = self._masked_attention(q, k, v, as_attention_graph(graph, m, n), edge_mask, p)
         if head_mask is not None:
             out = out * head_mask.to(out.dtype).view(1, h, 1)
-        return self.out_proj(out.reshape(n, -1))
+        return self.out_proj(out.reshape(m, -1))
+
+    def _project_queries(self, x: Tensor, queries: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries ``[M, H, d]`` of the rows ``queries`` only; keys and values ``[N, H, d]`` of every row."""
+        if queries.dim() != 1 or queries.dtype.is_floating_point:
+            raise ValueError(f"queries must be a 1-D integer tensor of row indices, got {queries.dtype} "
+                             f"{list(queries.shape)}")
+        split, bias, h = self.in_proj_weight.size(0) // 3, self.in_proj_bias, self.num_heads
+        q = F.linear(x.index_select(0, queries), self.in_proj_weight[:split], None if bias is None else bias[:split])
+        k, v = F.linear(x, self.in_proj_weight[split:], None if bias is None else bias[split:]).view(
+            x.size(0), 2, h, -1).unbind(1)
+        return q.view(queries.numel(), h, -1), k, v
 
     @staticmethod
     def _masked_attention(q: Tensor, k: Tensor, v: Tensor, graph: Any, edge_mask: Tensor, p: float) -> Tensor:
