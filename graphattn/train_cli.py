@@ -235,11 +235,25 @@ def read_seed_record(folder: str, protocol: dict[str, Any]) -> Optional[dict[str
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{path}: unreadable seed record ({type(error).__name__}: {error}); delete it to "
                               f"run this seed again") from None
-    if stored != protocol:
-        changed = sorted(k for k in set(stored) | set(protocol) if stored.get(k) != protocol.get(k))
+    changed = _differences(stored, protocol)
+    if changed:
         raise CheckpointError(f"{path}: written by another config (differs in {', '.join(changed)}); pass another "
                               f"--out or delete {folder}")
     return record
+
+
+def _differences(stored: dict[str, Any], protocol: dict[str, Any], prefix: str = "") -> list[str]:
+    """The settings of ``stored`` (a record's config) that ``protocol`` gives another value. A setting that the
+    record lacks was added to the package after the record was written, with a default that kept the old
+    behaviour, so it is not a difference."""
+    changed = []
+    for key, value in stored.items():
+        mine = protocol.get(key)
+        if isinstance(value, dict) and isinstance(mine, dict):
+            changed += _differences(value, mine, f"{prefix}{key}.")
+        elif key not in protocol or mine != value:
+            changed.append(prefix + key)
+    return sorted(changed)
 
 
 def build_node_summary(config: TrainConfig, device: str, records: list[dict[str, Any]]) -> dict[str, Any]:

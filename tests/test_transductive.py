@@ -204,3 +204,14 @@ def test_seed_killed_halfway_runs_again_to_the_same_record(setup, monkeypatch, c
     main(args + ["--seeds", "0-1", "--out", "runs/whole"])
     assert _records(tmp_path / "runs/killed") == _records(tmp_path / "runs/whole")
     assert _curves(tmp_path / "runs/killed") == _curves(tmp_path / "runs/whole")
+
+
+def test_records_without_a_newer_setting_still_count():
+    """A record written before a setting existed (its default kept the old behaviour) is reused; a setting it
+    has with another value is named with its path."""
+    from graphattn.train_cli import _differences
+
+    protocol = {"epochs": 5, "optim": {"lr": 0.005, "schedule_step": "epoch"}, "select_epochs": None}
+    assert _differences({"epochs": 5, "optim": {"lr": 0.005}}, protocol) == []
+    assert _differences({"epochs": 5, "optim": {"lr": 0.01}}, protocol) == ["optim.lr"]
+    assert _differences({"epochs": 5, "removed": 1}, protocol) == ["removed"]
