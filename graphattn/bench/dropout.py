@@ -14,8 +14,6 @@ time (``torch.profiler``). Writes ``dropout-<device>.json`` into ``--out-dir``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from typing import Callable, Optional
 
@@ -28,7 +26,7 @@ from ..functional import DROPOUT_GENERATORS, use_dropout_generator
 from ..models.inputs import model_inputs
 from ..train_cli import build_model
 from ..training import build_optimizer, masked_loss
-from . import DEFAULT_OUT_DIR, device_name, device_tag, versions
+from . import DEFAULT_OUT_DIR, device_name, versions, write_result
 from .layers import interleaved_ms
 
 __all__ = ["training_step", "profile_step", "main"]
@@ -121,10 +119,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     result = run(args)
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"dropout-{device_tag(torch.device(args.device))}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    path = write_result(result, args.out_dir, "dropout", torch.device(args.device))
     print(f"-> {path}")
 
 

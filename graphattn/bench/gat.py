@@ -25,7 +25,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import subprocess
 import sys
 from typing import Callable, Optional
@@ -39,7 +38,7 @@ from torch_geometric.nn import GATv2Conv as PyGGATv2Conv
 
 from ..data.planetoid import load_planetoid
 from ..nn import GATConv, GATv2Conv
-from . import DEFAULT_OUT_DIR, device_name, device_tag, versions
+from . import DEFAULT_OUT_DIR, device_name, versions, write_result
 from .kernels import uniform_graph
 from .layers import _row, interleaved_ms
 
@@ -194,10 +193,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         _child(args)
         return
     result = run(args, argv)
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"gat-{device_tag(torch.device(args.device))}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    path = write_result(result, args.out_dir, "gat", torch.device(args.device))
     print(f"-> {path}")
 
 

@@ -24,8 +24,6 @@ into ``--out-dir``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
 from typing import Callable, Optional
@@ -36,7 +34,7 @@ from torch_geometric.nn import GINEConv, GPSConv, TransformerConv
 
 from ..functional import graph_attention
 from ..nn import GPSLayer, GraphAttnConv
-from . import DEFAULT_OUT_DIR, device_name, device_tag, synchronize, versions
+from . import DEFAULT_OUT_DIR, device_name, synchronize, versions, write_result
 from .kernels import pyg_attention, uniform_graph
 
 __all__ = ["molecule_batch", "conv_stacks", "gps_stacks", "interleaved_ms", "main"]
@@ -229,8 +227,5 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
     result = run(args)
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"layers-{device_tag(torch.device(args.device))}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    path = write_result(result, args.out_dir, "layers", torch.device(args.device))
     print(f"-> {path}")
