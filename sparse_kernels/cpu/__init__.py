@@ -42,7 +42,7 @@ KERNEL_DTYPES = (torch.float32, torch.float64)
 _FOLDER = os.path.dirname(os.path.abspath(__file__))
 _SOURCE = os.path.join(_FOLDER, "attention.c")
 _SOURCES = (_SOURCE, os.path.join(_FOLDER, "attention_impl.h"))
-_FLAGS = ["-O3", "-fPIC", "-shared", "-fopenmp", "-std=gnu99"]
+_FLAGS = ["-O3", "-fno-trapping-math", "-fPIC", "-shared", "-fopenmp", "-std=gnu99"]
 _NATIVE = ["-march=native"]
 _NORM_CODES = {"softmax": 0, "sigmoid": 1, "softplus": 2}
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}

@@ -61,7 +61,7 @@ GA_INLINE void SFX(scaled)(T alpha, const T* restrict x, T* restrict y, int64_t 
 
 /* A ga_call_t with typed pointers (the kernels' view of one call). */
 typedef struct {
-    int64_t H;
+    int64_t H, nnz;                               /* heads; edges (rowptr[n_dst]) */
     const int64_t *rowptr, *col, *eid, *colptr, *row_t, *perm_t;
     const T *q, *k, *v, *bias, *ek, *ev, *att, *dout, *out, *stat;
     T scale, keep_scale, slope;
@@ -75,7 +75,7 @@ typedef struct {
 
 GA_INLINE SFX(args_t) SFX(args_of)(const ga_call_t* c) {
     SFX(args_t) a = {0};
-    a.H = c->heads; a.rowptr = c->rowptr; a.col = c->col; a.eid = c->eid;
+    a.H = c->heads; a.nnz = c->rowptr[c->n_dst]; a.rowptr = c->rowptr; a.col = c->col; a.eid = c->eid;
     a.colptr = c->colptr; a.row_t = c->row_t; a.perm_t = c->perm_t;
     a.q = (const T*)c->q; a.k = (const T*)c->k; a.v = (const T*)c->v; a.bias = (const T*)c->bias;
     a.ek = (const T*)c->edge_k; a.ev = (const T*)c->edge_v; a.att = (const T*)c->att;
@@ -92,68 +92,81 @@ GA_INLINE SFX(args_t) SFX(args_of)(const ga_call_t* c) {
 GA_INLINE T SFX(leaky)(T x, T slope) { return x > 0 ? x : x * slope; }
 GA_INLINE T SFX(leaky_grad)(T x, T slope) { return x > 0 ? (T)1 : slope; }
 
-/* z = q_i + k_j (+ ek_u), the LeakyReLU input of the gatv2 score, for head h: D values into z (the edge-term
-   branch outside the loop, so that the loops vectorise). */
-GA_INLINE void SFX(gatv2_pre)(const SFX(args_t)* a, const T* restrict qh, int64_t j, int64_t u, int64_t h,
-                              int64_t D, T* restrict z) {
-    const T* restrict kh = a->k + (j * a->H + h) * D;
+/* gatv2's LeakyReLU input z = q_i + k_j (+ ek_u) and its activation lz = LeakyReLU(z) for every head of edge
+   (source j, user id u) at once: H * D contiguous values, one vectorised loop per edge rather than one per head. */
+GA_INLINE void SFX(gatv2_act)(const SFX(args_t)* a, const T* restrict qi, int64_t j, int64_t u, int64_t D,
+                              T* restrict z, T* restrict lz) {
+    const int64_t n = a->H * D;
+    const T* restrict kj = a->k + j * n;
+    const T slope = a->slope;
     if (a->ek) {
-        const T* restrict eh = a->ek + (u * a->H + h) * D;
-        for (int64_t d = 0; d < D; ++d) z[d] = qh[d] + kh[d] + eh[d];
+        const T* restrict e = a->ek + u * n;
+        for (int64_t d = 0; d < n; ++d) z[d] = qi[d] + kj[d] + e[d];
     } else {
-        for (int64_t d = 0; d < D; ++d) z[d] = qh[d] + kh[d];
+        for (int64_t d = 0; d < n; ++d) z[d] = qi[d] + kj[d];
     }
+    for (int64_t d = 0; d < n; ++d) lz[d] = z[d] > 0 ? z[d] : z[d] * slope;
 }
 
-/* Score of an edge (source j, user id u) for head h of destination row qi (sparse_kernels/call.py):
+/* Scores s[H] of edge (source j, user id u) for every head of destination row qi (sparse_kernels/call.py):
    dot   scale * <q_i, k_j + ek_u> + b_u
    gat   LeakyReLU(q_i + k_j + b_u)                      (D = 1)
-   gatv2 sum_d att_d LeakyReLU(q_i + k_j + ek_u)_d + b_u */
-GA_INLINE T SFX(score)(const SFX(args_t)* a, const T* qi, int64_t j, int64_t u, int64_t h, int64_t D) {
+   gatv2 <att, LeakyReLU(q_i + k_j + ek_u)> + b_u        (leaves z and lz of gatv2_act for the backward) */
+GA_INLINE void SFX(edge_scores)(const SFX(args_t)* a, const T* restrict qi, int64_t j, int64_t u, int64_t D,
+                                T* restrict s, T* restrict z, T* restrict lz) {
     const int64_t H = a->H;
-    T s;
-    if (a->score == SCORE_GAT)
-        return SFX(leaky)(qi[h] + a->k[j * H + h] + (a->bias ? a->bias[u * H + h] : (T)0), a->slope);
-    if (a->score == SCORE_GATV2) {
-        const T* restrict at = a->att + h * D;
-        const T slope = a->slope;
-        T z[D];
-        SFX(gatv2_pre)(a, qi + h * D, j, u, h, D, z);
-        s = 0;
-        for (int64_t d = 0; d < D; ++d) s += at[d] * (z[d] > 0 ? z[d] : z[d] * slope);
-    } else {
-        s = SFX(dot)(qi + h * D, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, D) * a->scale;
+    const T* restrict bu = a->bias ? a->bias + u * H : NULL;
+    if (a->score == SCORE_GAT) {
+        const T* restrict kj = a->k + j * H;
+        for (int64_t h = 0; h < H; ++h) s[h] = SFX(leaky)(qi[h] + kj[h] + (bu ? bu[h] : (T)0), a->slope);
+        return;
     }
-    return a->bias ? s + a->bias[u * H + h] : s;
+    if (a->score == SCORE_GATV2) {
+        SFX(gatv2_act)(a, qi, j, u, D, z, lz);
+        for (int64_t h = 0; h < H; ++h) s[h] = SFX(dot)(a->att + h * D, lz + h * D, NULL, D);
+    } else {
+        for (int64_t h = 0; h < H; ++h)
+            s[h] = SFX(dot)(qi + h * D, a->k + (j * H + h) * D, a->ek ? a->ek + (u * H + h) * D : NULL, D) * a->scale;
+    }
+    if (bu)
+        for (int64_t h = 0; h < H; ++h) s[h] += bu[h];
 }
 
-/* Software prefetch of the rows an edge gathers: k_j and v_j (forward, backward row pass), q_i and dO_i
-   (column pass). On graphs whose sources are spread over more memory than the caches hold, these gathers
-   are the kernels' cost; issuing them ahead keeps many loads in flight. */
+/* Software prefetch of the rows an edge gathers, PREFETCH edges ahead: k_j and v_j (forward, backward row
+   pass). On graphs whose sources are spread over more memory than the caches hold, these gathers are the
+   kernels' cost; issuing them ahead keeps many loads in flight. */
 GA_INLINE void SFX(prefetch_edge)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t DV) {
     ga_prefetch(a->k + j * a->H * D, sizeof(T) * a->H * D);
     ga_prefetch(a->v + j * a->H * DV, sizeof(T) * a->H * DV);
 }
 
-GA_INLINE void SFX(prefetch_node)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV) {
-    ga_prefetch(a->q + i * a->H * D, sizeof(T) * a->H * D);
-    ga_prefetch(a->dout + i * a->H * DV, sizeof(T) * a->H * DV);
+/* ... and of the transpose's entry t in the column pass: q_i and dO_i of its row i, and the edge's ds_buf and
+   w_buf entries and user id, which the permutation scatters over [E, H]. */
+GA_INLINE void SFX(prefetch_col_edge)(const SFX(args_t)* a, int64_t t, int64_t D, int64_t DV) {
+    const int64_t H = a->H, i = a->row_t[t], c = a->perm_t[t];
+    ga_prefetch(a->q + i * H * D, sizeof(T) * H * D);
+    ga_prefetch(a->dout + i * H * DV, sizeof(T) * H * DV);
+    ga_prefetch(a->ds_buf + c * H, sizeof(T) * H);
+    ga_prefetch(a->w_buf + c * H, sizeof(T) * H);
+    if (a->eid) ga_prefetch(a->eid + c, sizeof(int64_t));
 }
 
 /* Forward of destination row i: online normalisation over chunks of CHUNK edges. buf holds
-   2 * CHUNK * H + 2 * H + H * DV values. */
+   FWD_BUF(H, D, DV) values. The rows of the edge PREFETCH positions ahead in CSR order (across row ends) are
+   prefetched while an edge is scored. */
+#define FWD_BUF(H, D, DV) (2 * CHUNK * (H) + 2 * (H) + (H) * (DV) + 2 * (H) * (D))
 GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* buf) {
     const int64_t H = a->H, norm = a->norm;
-    T *S = buf, *P = S + CHUNK * H, *m = P + CHUNK * H, *l = m + H, *acc = l + H;
+    T *S = buf, *P = S + CHUNK * H, *m = P + CHUNK * H, *l = m + H, *acc = l + H, *z = acc + H * DV, *lz = z + H * D;
     const T* qi = a->q + i * H * D;
     for (int64_t h = 0; h < H; ++h) { m[h] = -INFINITY; l[h] = 0; }
     memset(acc, 0, sizeof(T) * (size_t)(H * DV));
     for (int64_t c0 = a->rowptr[i]; c0 < a->rowptr[i + 1]; c0 += CHUNK) {
         int64_t n = a->rowptr[i + 1] - c0 < CHUNK ? a->rowptr[i + 1] - c0 : CHUNK;
-        for (int64_t t = 0; t < n; ++t) SFX(prefetch_edge)(a, a->col[c0 + t], D, DV);
         for (int64_t t = 0; t < n; ++t) {
             int64_t c = c0 + t, u = a->eid ? a->eid[c] : c;
-            for (int64_t h = 0; h < H; ++h) S[t * H + h] = SFX(score)(a, qi, a->col[c], u, h, D);
+            if (c + PREFETCH < a->nnz) SFX(prefetch_edge)(a, a->col[c + PREFETCH], D, DV);
+            SFX(edge_scores)(a, qi, a->col[c], u, D, S + t * H, z, lz);
         }
         if (norm == NORM_SOFTPLUS)      /* softplus / sum softplus: a softmax of log softplus */
             for (int64_t t = 0; t < n * H; ++t) S[t] = SFX(log_softplus)(S[t]);
@@ -199,9 +212,9 @@ GA_INLINE void SFX(fwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
 
 /* The score's share of the row pass for edge c (source j, user id u), head h, from its score gradient ds:
    dq_i, dbias_u, dedge_k_u, the per-row att gradient, and what the column pass needs in ds_buf (ds, or for
-   gat the gradient of the LeakyReLU input). */
+   gat the gradient of the LeakyReLU input). zh, lzh: gatv2's z and lz of head h (edge_scores). */
 GA_INLINE void SFX(score_grads)(const SFX(args_t)* a, int64_t i, int64_t j, int64_t u, int64_t c, int64_t h, T ds,
-                                int64_t D) {
+                                int64_t D, const T* restrict zh, const T* restrict lzh) {
     const int64_t H = a->H;
     const T* qi = a->q + i * H * D;
     T* dqi = a->dq + i * H * D;
@@ -219,15 +232,13 @@ GA_INLINE void SFX(score_grads)(const SFX(args_t)* a, int64_t i, int64_t j, int6
         const T slope = a->slope;
         T* restrict datt = a->datt_rows + (i * H + h) * D;
         T* restrict dqh = dqi + h * D;
-        T z[D];
-        SFX(gatv2_pre)(a, qi + h * D, j, u, h, D, z);
+        T* restrict dek = a->dek ? a->dek + (u * H + h) * D : NULL;
         for (int64_t d = 0; d < D; ++d) {
-            const T positive = z[d] > 0, g = ds * at[d] * (positive ? (T)1 : slope);
+            const T g = ds * at[d] * (zh[d] > 0 ? (T)1 : slope);
             dqh[d] += g;
-            datt[d] += ds * (positive ? z[d] : z[d] * slope);
-            z[d] = g;
+            datt[d] += ds * lzh[d];
+            if (dek) dek[d] = g;
         }
-        if (a->dek) memcpy(a->dek + (u * H + h) * D, z, sizeof(T) * (size_t)D);
         return;
     }
     T g = ds * a->scale;
@@ -235,22 +246,24 @@ GA_INLINE void SFX(score_grads)(const SFX(args_t)* a, int64_t i, int64_t j, int6
     if (a->dek) SFX(scaled)(g, qi + h * D, a->dek + (u * H + h) * D, D);
 }
 
-/* Backward row pass of destination row i: dq, the per-edge gradients, ds and w. delta holds H values. */
-GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* delta) {
+/* Backward row pass of destination row i: dq, the per-edge gradients, ds and w. buf holds BWD_BUF(H, D)
+   values. */
+#define BWD_BUF(H, D) (2 * (H) + 2 * (H) * (D))
+GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t DV, T* buf) {
     const int64_t H = a->H, norm = a->norm;
+    T *delta = buf, *scores = delta + H, *z = scores + H, *lz = z + H * D;
     const T *qi = a->q + i * H * D, *doi = a->dout + i * H * DV;
     T* dqi = a->dq + i * H * D;
     memset(dqi, 0, sizeof(T) * (size_t)(H * D));
     if (a->datt_rows) memset(a->datt_rows + i * H * D, 0, sizeof(T) * (size_t)(H * D));
     for (int64_t h = 0; h < H; ++h)
         delta[h] = norm == NORM_SIGMOID ? (T)0 : SFX(dot)(doi + h * DV, a->out + (i * H + h) * DV, NULL, DV);
-    for (int64_t c = a->rowptr[i]; c < a->rowptr[i + 1] && c < a->rowptr[i] + PREFETCH; ++c)
-        SFX(prefetch_edge)(a, a->col[c], D, DV);
     for (int64_t c = a->rowptr[i]; c < a->rowptr[i + 1]; ++c) {
-        if (c + PREFETCH < a->rowptr[i + 1]) SFX(prefetch_edge)(a, a->col[c + PREFETCH], D, DV);
+        if (c + PREFETCH < a->nnz) SFX(prefetch_edge)(a, a->col[c + PREFETCH], D, DV);
         int64_t u = a->eid ? a->eid[c] : c, j = a->col[c];
+        SFX(edge_scores)(a, qi, j, u, D, scores, z, lz);
         for (int64_t h = 0; h < H; ++h) {
-            T s = SFX(score)(a, qi, j, u, h, D), st = a->stat[i * H + h], w, ds;
+            T s = scores[h], st = a->stat[i * H + h], w, ds;
             if (norm == NORM_SOFTMAX) w = EXP(s - st);
             else if (norm == NORM_SOFTPLUS) w = EXP(SFX(log_softplus)(s) - st);
             else w = SFX(sigmoid)(s);
@@ -264,44 +277,43 @@ GA_INLINE void SFX(bwd_row)(const SFX(args_t)* a, int64_t i, int64_t D, int64_t 
             else ds = da * prob * ((T)1 - prob);
             w = prob * mult;
             a->w_buf[c * H + h] = w;
-            SFX(score_grads)(a, i, j, u, c, h, ds, D);
+            SFX(score_grads)(a, i, j, u, c, h, ds, D, z + h * D, lz + h * D);
             if (a->dev == a->dek && a->dek) SFX(axpy)(w, doi + h * DV, NULL, a->dek + (u * H + h) * D, D);  /* folded */
             else if (a->dev) SFX(scaled)(w, doi + h * DV, a->dev + (u * H + h) * DV, DV);
         }
     }
 }
 
-/* dk_j (head h) += the key gradient of edge (i, j, user id u) from its ds_buf entry ds. */
-GA_INLINE void SFX(key_grad)(const SFX(args_t)* a, int64_t i, int64_t j, int64_t u, int64_t h, T ds, T* dkjh,
-                             int64_t D) {
+/* dk_j (head h) += the key gradient of an edge from destination row i from its ds_buf entry ds. zh: gatv2's z
+   of head h. */
+GA_INLINE void SFX(key_grad)(const SFX(args_t)* a, int64_t i, int64_t h, T ds, T* restrict dkjh, int64_t D,
+                             const T* restrict zh) {
     const T* qih = a->q + (i * a->H + h) * D;
     if (a->score == SCORE_GAT) {
         dkjh[0] += ds;                  /* ds_buf holds the LeakyReLU input's gradient */
     } else if (a->score == SCORE_GATV2) {
         const T* restrict at = a->att + h * D;
         const T slope = a->slope;
-        T z[D];
-        SFX(gatv2_pre)(a, qih, j, u, h, D, z);
-        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * (z[d] > 0 ? (T)1 : slope);
+        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * (zh[d] > 0 ? (T)1 : slope);
     } else {
         SFX(axpy)(ds * a->scale, qih, NULL, dkjh, D);
     }
 }
 
-/* Backward column pass of source j over the transpose: dk_j, dv_j. */
-GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t DV) {
+/* Backward column pass of source j over the transpose: dk_j, dv_j. buf holds 2 * H * D values (gatv2's z and
+   lz of an edge, for every head at once). */
+GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t DV, T* buf) {
     const int64_t H = a->H;
-    T *dkj = a->dk + j * H * D, *dvj = a->dv + j * H * DV;
+    T *dkj = a->dk + j * H * D, *dvj = a->dv + j * H * DV, *z = buf, *lz = buf + H * D;
     memset(dkj, 0, sizeof(T) * (size_t)(H * D));
     memset(dvj, 0, sizeof(T) * (size_t)(H * DV));
-    for (int64_t t = a->colptr[j]; t < a->colptr[j + 1] && t < a->colptr[j] + PREFETCH; ++t)
-        SFX(prefetch_node)(a, a->row_t[t], D, DV);
     for (int64_t t = a->colptr[j]; t < a->colptr[j + 1]; ++t) {
-        if (t + PREFETCH < a->colptr[j + 1]) SFX(prefetch_node)(a, a->row_t[t + PREFETCH], D, DV);
+        if (t + PREFETCH < a->nnz) SFX(prefetch_col_edge)(a, t + PREFETCH, D, DV);
         int64_t c = a->perm_t[t], i = a->row_t[t];
+        if (a->score == SCORE_GATV2) SFX(gatv2_act)(a, a->q + i * H * D, j, a->eid ? a->eid[c] : c, D, z, lz);
         for (int64_t h = 0; h < H; ++h) {
             T ds = a->ds_buf[c * H + h], w = a->w_buf[c * H + h];
-            if (ds != (T)0) SFX(key_grad)(a, i, j, a->eid ? a->eid[c] : c, h, ds, dkj + h * D, D);
+            if (ds != (T)0) SFX(key_grad)(a, i, h, ds, dkj + h * D, D, z + h * D);
             if (w != (T)0) SFX(axpy)(w, a->dout + (i * H + h) * DV, NULL, dvj + h * DV, DV);
         }
     }
@@ -328,7 +340,7 @@ void SFX(ga_attention_fwd)(ga_call_t* c) {
     int failed = 0;
     _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1) reduction(|:failed)")
     {
-        T* buf = (T*)malloc(sizeof(T) * (size_t)(2 * CHUNK * H + 2 * H + H * DV));
+        T* buf = (T*)malloc(sizeof(T) * (size_t)FWD_BUF(H, D, DV));
         failed |= buf == NULL;
         _Pragma("omp for schedule(dynamic, 32)")
         for (int64_t i = 0; i < n_dst; ++i)
@@ -345,17 +357,26 @@ void SFX(ga_attention_bwd)(ga_call_t* c) {
     int failed = 0;
     _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1) reduction(|:failed)")
     {
-        T* delta = (T*)malloc(sizeof(T) * (size_t)H);
-        failed |= delta == NULL;
+        T* buf = (T*)malloc(sizeof(T) * (size_t)BWD_BUF(H, D));
+        failed |= buf == NULL;
         _Pragma("omp for schedule(dynamic, 32)")
         for (int64_t i = 0; i < n_dst; ++i)
-            if (delta) GA_WIDTHS(SFX(bwd_row), &a, i, D, DV, delta);
-        free(delta);
+            if (buf) GA_WIDTHS(SFX(bwd_row), &a, i, D, DV, buf);
+        free(buf);
     }
     c->error = failed;
     if (failed) return;
-    _Pragma("omp parallel for schedule(dynamic, 32) num_threads(nthreads) if(nthreads > 1)")
-    for (int64_t j = 0; j < n_src; ++j) GA_WIDTHS(SFX(bwd_col), &a, j, D, DV);
+    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1) reduction(|:failed)")
+    {
+        T* buf = (T*)malloc(sizeof(T) * (size_t)(2 * H * D));
+        failed |= buf == NULL;
+        _Pragma("omp for schedule(dynamic, 32)")
+        for (int64_t j = 0; j < n_src; ++j)
+            if (buf) GA_WIDTHS(SFX(bwd_col), &a, j, D, DV, buf);
+        free(buf);
+    }
+    c->error = failed;
+    if (failed) return;
     if (a.datt) {                       /* att's gradient: the per-row sums, in row order (deterministic) */
         memset(a.datt, 0, sizeof(T) * (size_t)(H * D));
         for (int64_t i = 0; i < n_dst; ++i)
