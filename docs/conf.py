@@ -1,7 +1,7 @@
 """Sphinx configuration of graphattn's documentation (``make docs``).
 
 The build is offline: MathJax comes from ``sphinx-mathjax-offline`` and the intersphinx inventories of
-Python, PyTorch and PyG are vendored in ``docs/inventories/`` (see ``docs/inventories/README.md``).
+Python, PyTorch and PyG are vendored in ``docs/inventories/`` (written by ``docs/inventories/make_inventories.py``).
 Every public name (``__all__``) of the documented modules must appear in the API reference: the
 ``build-finished`` check below emits a warning for each one missing, which ``-W`` turns into an error.
 """
