@@ -45,7 +45,7 @@ GraphLike = Union[AttentionGraph, Tensor, Any]
 
 def as_attention_graph(graph: GraphLike, num_dst_nodes: int, num_src_nodes: int) -> AttentionGraph:
     """Turns an ``AttentionGraph``, an ``edge_index`` ``[2, E]`` (built once per tensor, see
-    :func:`~graphattn.graph.cached_graph`) or a sparse ``[N_dst, N_src]`` adjacency (torch.sparse or
+    ``cached_graph``) or a sparse ``[N_dst, N_src]`` adjacency (torch.sparse or
     ``SparseTensor``) into an :class:`AttentionGraph`."""
     if isinstance(graph, AttentionGraph):
         return graph

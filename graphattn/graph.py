@@ -91,7 +91,7 @@ def self_loop_graph(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optio
     the input edges :math:`j \to i` with :math:`j \ne i` in their order, then one loop :math:`i \to i` for
     every :math:`i < \min(N_{src}, N_{dst})`.
 
-    Like :func:`cached_graph`, the result (edge list, kept positions and CSR) is built and validated once
+    Like ``cached_graph``, the result (edge list, kept positions and CSR) is built and validated once
     per ``edge_index`` tensor and cached on it, keyed by the node counts and the tensor's version counter:
     later calls are a lookup, with no E-sized work and no host synchronisation. Inside ``torch.compile``
     nothing is cached (and :attr:`SelfLoopGraph.kept` is always given)."""
@@ -135,7 +135,7 @@ class AttentionGraph:
             engine's (not checked; :meth:`from_sorted_rows` checks it).
 
     The CSR is built on first use and cached on the graph; layers given a raw ``edge_index`` share
-    one graph per tensor (:func:`cached_graph`).
+    one graph per tensor (``cached_graph``).
     """
 
     def __init__(self, edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional[int] = None,
@@ -272,7 +272,7 @@ class AttentionGraph:
 
         The graph has :math:`\sum_g n_g^2` edges, built directly in CSR order (no sort), and is
         marked block-diagonal full, so that the engine may run it as dense blocks. Built once per
-        ``batch`` tensor (cached on it like :func:`cached_graph`).
+        ``batch`` tensor (cached on it like ``cached_graph``).
         """
         if not isinstance(batch, Tensor) or batch.dim() != 1 or batch.dtype.is_floating_point:
             raise TypeError("batch must be a 1-D integer tensor of graph ids")

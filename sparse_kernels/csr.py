@@ -21,7 +21,7 @@ is built lazily once and kept: :meth:`CSR.transpose` gives ``colptr [N_src + 1]`
 All index tensors are ``int64`` on the device of the inputs. Construction validates the
 ``edge_index`` before anything else runs and raises ``TypeError``/``ValueError`` naming
 the offending argument. It is also where the engine's size limits are enforced, once for every
-kernel: at most :data:`MAX_NODES` nodes per side and :data:`MAX_EDGES` edges (the kernels' work
+kernel: at most :data:`MAX_NODES` nodes per side and ``MAX_EDGES`` edges (the kernels' work
 schedules and edge tiles hold node and edge positions in 32 bits; every product of a position with a
 size, such as ``edge * H * D``, is formed in 64 bits).
 """
@@ -62,7 +62,7 @@ def node_count(name: str, value: object) -> int:
 
 def edge_count(name: str, count: int) -> int:
     """``count`` edges of the graph given as ``name``, if the kernels can index them (at most
-    :data:`MAX_EDGES`); a ``ValueError`` naming ``name`` and the limit otherwise. Not checked while
+    ``MAX_EDGES``); a ``ValueError`` naming ``name`` and the limit otherwise. Not checked while
     ``torch.compile`` traces (a count read from the data cannot be guarded on; the graph-building checks
     run eagerly outside compiled code)."""
     if torch.compiler.is_compiling():
@@ -79,7 +79,7 @@ def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: i
 
     Raises:
         TypeError: ``edge_index`` is not an integer tensor.
-        ValueError: wrong shape, more than :data:`MAX_EDGES` edges, negative indices, or indices out of range.
+        ValueError: wrong shape, more than ``MAX_EDGES`` edges, negative indices, or indices out of range.
     """
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")

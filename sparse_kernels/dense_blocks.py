@@ -1,7 +1,7 @@
 r"""Dense blocks: block-diagonal *full* attention as batched dense attention.
 
 A batch of small graphs with full attention inside each graph (GPS's global attention,
-:func:`~sparse_kernels.csr.block_diagonal_full`) is a block-diagonal attention matrix whose blocks
+``sparse_kernels.csr.block_diagonal_full``) is a block-diagonal attention matrix whose blocks
 are dense. This path runs it as dense attention per block instead of one edge at a time:
 
 * **size buckets.** Blocks are sorted by size and grouped into buckets; the blocks of a bucket are

@@ -3,7 +3,7 @@ r"""FLOP formulas of the engine's custom ops for :class:`torch.utils.flop_counte
 Registered with :func:`torch.utils.flop_counter.register_flop_formula` when :mod:`sparse_kernels` is
 imported, so that ``FlopCounterMode`` counts the fused attention and the unfused ops like PyTorch's own
 matmuls and SDPA. Eager calls reach the counter too: under a ``TorchDispatchMode`` the CSR path runs
-the custom ops instead of calling the kernels directly (:func:`sparse_kernels.ops._through_ops`). The
+the custom ops instead of calling the kernels directly (``sparse_kernels.ops._through_ops``). The
 dense-blocks path runs matmuls (or SDPA), which PyTorch counts itself.
 
 Conventions: a multiply and an add are two FLOPs, so a length-:math:`D` dot product costs :math:`2D`;

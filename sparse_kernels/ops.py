@@ -3,24 +3,24 @@ r"""The engine's public ops, their ``torch.library`` custom ops, fake kernels an
 Public functions (per-edge tensors always in the **user's edge order**, the order of the
 ``edge_index`` the :class:`~sparse_kernels.csr.CSR` was built from; the CSR order is internal):
 
-* :func:`attention` — :math:`o_i = \sum_j w_{ij} (v_j + e^v_{ij})`,
+* ``attention`` — :math:`o_i = \sum_j w_{ij} (v_j + e^v_{ij})`,
   :math:`w = \operatorname{dropout}(\operatorname{normalise}_j(\text{scale}\,\langle q_i, k_j + e^k_{ij}\rangle
   + b_{ij}))`, run on the path the dispatcher picks (:mod:`sparse_kernels.dispatch`);
-* :func:`attention_with_stats` — the CSR path, also returning the per-row statistic;
-* :func:`sddmm` — per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`;
-* :func:`edge_softmax` — per-destination normalisation of edge scores;
-* :func:`spmm` — :math:`o_i = \sum_{j} w_{ij} x_j`;
-* :func:`elementwise_dropout` — counter-based dropout of a dense tensor (:mod:`sparse_kernels.dropout`),
+* ``attention_with_stats`` — the CSR path, also returning the per-row statistic;
+* ``sddmm`` — per-edge dot products :math:`s_{ij} = \langle a_i, b_j\rangle`;
+* ``edge_softmax`` — per-destination normalisation of edge scores;
+* ``spmm`` — :math:`o_i = \sum_{j} w_{ij} x_j`;
+* ``elementwise_dropout`` — counter-based dropout of a dense tensor (:mod:`sparse_kernels.dropout`),
   the mask regenerated from the seed in the backward, never stored.
 
 The CSR path runs the custom ops ``torch.ops.sparse_kernels.attention_fwd``/``attention_bwd`` under
 ``torch.compile`` and under a ``TorchDispatchMode`` such as ``FlopCounterMode`` (fake kernels, so
 ``torch.compile(fullgraph=True)`` traces through them with symbolic sizes) and, in eager mode, the same
-kernels through a lean :class:`torch.autograd.Function`; both share one backward (:func:`_backward`).
+kernels through a lean :class:`torch.autograd.Function`; both share one backward (``_backward``).
 A call is one :class:`~sparse_kernels.call.KernelCall` (typed records of the inputs, the graph index and
 the options), flattened only into the custom ops' arguments. Each implementation asks the dispatcher
 for the kernel of its device, dtype and features: the plain-PyTorch reference
-(:mod:`sparse_kernels.reference`, registered here as ``"reference"`` for every device), the compiled CPU
+(``sparse_kernels.reference``, registered here as ``"reference"`` for every device), the compiled CPU
 kernels, the Triton kernels. Kernels take ``attention_fwd(call) -> (out, stat)`` and
 ``attention_bwd(call, out, stat, grad_out) -> Grads``. The unfused ops' index tensors of an edge list
 travel as ``(ptr, gather, segment)``: offsets, the node read by each edge and the node it reduces into;
@@ -163,7 +163,7 @@ torch.library.register_autograd(f"{_LIB}::attention_fwd", _op_backward, setup_co
 
 
 class _EagerAttention(torch.autograd.Function):
-    """The fused kernels with :func:`_backward`, without the custom-op dispatch (eager mode: the op
+    """The fused kernels with ``_backward``, without the custom-op dispatch (eager mode: the op
     machinery costs about half a millisecond per call in Python, more than the kernels on a batch of
     molecules). Differentiable inputs are arguments; the rest of the call travels in ``meta``."""
 
@@ -560,7 +560,7 @@ def attention_with_stats(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Option
                          edge_k: Optional[Tensor] = None, edge_v: Optional[Tensor] = None, dropout: float = 0.0,
                          seed: Optional[Tensor] = None, score: str = "dot", negative_slope: float = 0.2,
                          att: Optional[Tensor] = None, validate: bool = True) -> tuple[Tensor, Tensor]:
-    """Like :func:`attention` on the CSR path, also returning the per-(row, head) statistic ``[N_dst, H]``
+    """Like ``attention`` on the CSR path, also returning the per-(row, head) statistic ``[N_dst, H]``
     (log-sum-exp for softmax, :math:`\\log Z` for softplus, zeros for sigmoid; ``+inf`` for empty rows)."""
     return _csr_attention(_make_call(q, k, v, csr, bias, edge_k, edge_v, scale, normalizer, dropout, seed, score,
                                      negative_slope, att, validate))
@@ -569,7 +569,7 @@ def attention_with_stats(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Option
 def explain(q: Tensor, k: Tensor, v: Tensor, csr: CSR, bias: Optional[Tensor] = None,
             scale: Optional[float] = None, normalizer: str = "softmax", **options) -> dict[str, str]:
     """``{"path": ..., "kernel": ...}``: the path (and, for the CSR path, the kernel set) that
-    :func:`attention` with the same arguments runs."""
+    ``attention`` with the same arguments runs."""
     options.setdefault("seed", None)
     call = _make_call(q, k, v, csr, bias, options.get("edge_k"), options.get("edge_v"), scale, normalizer,
                       options.get("dropout", 0.0), options["seed"], options.get("score", "dot"),

@@ -212,7 +212,9 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 
 def print_trainable_parameters(model: nn.Module) -> tuple[int, int]:
-    """Prints ``trainable params: ... || all params: ... || trainable%: ...`` as ``peft`` does."""
+    """Prints the trainable and total parameter counts as ``peft`` does.
+
+    The line reads ``trainable params: ... || all params: ... || trainable%: ...``."""
     trainable, total = count_parameters(model)
     print(f"trainable params: {trainable:,d} || all params: {total:,d} || "
           f"trainable%: {100 * trainable / max(total, 1):.4f}")

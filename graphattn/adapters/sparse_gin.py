@@ -56,7 +56,9 @@ class RMSNorm(nn.Module):
 
 def sharpened_attention_graph(capture: AttentionCapture, sharpness: float = 10.0, shift: float = 0.1,
                               cutoff: float = 0.6) -> AttentionGraph:
-    r"""The head-summed attention graph, sharpened :math:`\sigma(k(a - s))` and cut at ``cutoff``.
+    r"""The head-summed attention graph, sharpened and cut at ``cutoff``.
+
+    The sharpened weight of an edge with head-summed attention :math:`a` is :math:`\sigma(k(a - s))`.
 
     Returns an :class:`AttentionGraph` over the ``B * L`` tokens with ``edge_weight`` ``[E, 1]``.
     """

@@ -119,7 +119,7 @@ def load_dataset(name: str, root: Optional[str] = None, *, cache_dir: Optional[s
     """Loads ``ogbg-*`` (OGB layout under ``root``), ``peptides-func``/``peptides-struct``
     (LRGB raw files in ``root``) or the TU datasets ``mutag``/``nci1``/``proteins`` (``<root>/<NAME>/raw/``,
     :class:`~graphattn.data.tu.TUGraphDataset`; ``split`` is run 0's, :meth:`GraphBenchmark.for_run` gives
-    run ``r``'s, :func:`~graphattn.data.tu.random_split_indices`). ``root=None`` uses the copy embedded in the
+    run ``r``'s, ``random_split_indices``). ``root=None`` uses the copy embedded in the
     package (``ogbg-molesol`` only).
 
     Raises:

@@ -195,7 +195,7 @@ class OGBGraphDataset(InMemoryDataset):
         raise MissingDataError(f"{self.name}: raw files missing under {self.raw_dir}")
 
     def process(self) -> None:
-        """Checks the raw files (:func:`~graphattn.data.validate.read_ogb_raw`) and builds the
+        """Checks the raw files (``read_ogb_raw``) and builds the
         graphs as ``ogb.io.read_graph_pyg`` does: with ``add_inverse_edge``, each edge is
         followed by its reverse, which repeats its features."""
         raw = read_ogb_raw(self.raw_dir, self.num_tasks, node_feat=self.meta["has_node_attr"] == "True",

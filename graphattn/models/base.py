@@ -66,7 +66,7 @@ class GraphModel(torch.nn.Module):
                 virtual_mask: Optional[Tensor] = None, *, masks: Optional[Callable[..., Any]] = None) -> Tensor:
         """Arguments as given by :func:`graphattn.models.model_inputs`; returns ``[G, out]``
         (graph level) or ``[N, out]`` (node level). ``masks``: a per-layer mask provider for a body
-        that takes one (:data:`graphattn.models.gps.MaskProvider` for GPS; ``None``: no masks)."""
+        that takes one (``graphattn.models.gps.MaskProvider`` for GPS; ``None``: no masks)."""
         if masks is not None and not self.takes_masks:
             raise ValueError(f"masks: {type(self).__name__} takes no per-layer masks")
         h = self.encoder(x, lap_pe, rwse)

@@ -74,7 +74,7 @@ class InputEncoder(torch.nn.Module):
         channels: output width :math:`C`.
         node_encoder: ``"ogb"`` (atom categories) or the float input width.
         lap_pe_dim: number of Laplacian eigenvectors (0: none); in training every batch
-            gets a random sign per eigenvector (:func:`~graphattn.data.positional.random_sign_flip`).
+            gets a random sign per eigenvector (``random_sign_flip``).
         rwse_dim: random-walk steps (0: none).
         extra_categories: extra rows per atom column (virtual-node transform).
         rwse_concat_dim: :math:`d` (0: the RWSE is projected to :math:`C` and added).

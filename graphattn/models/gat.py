@@ -79,9 +79,9 @@ class GAT(nn.Module):
         hidden_channels, heads: layer 1's features per head and heads.
         out_heads: layer 2's heads (averaged).
         dropout: :math:`p`, on the input of both layers (on the nonzero input features only:
-            :func:`dropout_nonzero`, the same distribution).
+            ``dropout_nonzero``, the same distribution).
         attn_dropout: dropout on the attention coefficients of both layers.
-        conv: the layer class (see :func:`resolve_conv`), constructed as PyG's ``GATConv``
+        conv: the layer class (see ``resolve_conv``), constructed as PyG's ``GATConv``
             (``in_channels, out_channels, heads, concat, dropout``).
         conv_args: further keyword arguments of both layers (e.g. ``feature_dropout``,
             ``attention_bias`` of :class:`graphattn.nn.GATConv`).

@@ -25,10 +25,13 @@ class GINAttentionNet(GraphModel):
     (:class:`~graphattn.nn.GINAttention`). Bond features are not used by this layer.
 
     Args:
-        channels; out_channels; num_layers; heads; mlp_ratio (per-head MLP width);
-        attention: ``"edges"`` or ``"full"``; eps_form: ``"gin"`` or ``"released"``;
-        dropout; head_layers; level; pool; node_encoder, lap_pe_dim, rwse_dim, extra_categories,
-        rwse_concat_dim: see :class:`~graphattn.models.GraphTransformer`.
+        channels, out_channels, num_layers, heads: hidden width, targets, depth, attention heads.
+        mlp_ratio: per-head MLP width.
+        attention: ``"edges"`` or ``"full"``.
+        eps_form: ``"gin"`` or ``"released"``.
+        dropout, head_layers, level, pool: see :class:`~graphattn.models.GraphTransformer`.
+        node_encoder, lap_pe_dim, rwse_dim, extra_categories, rwse_concat_dim: see
+            :class:`~graphattn.models.GraphTransformer`.
     """
 
     def __init__(self, channels: int, out_channels: int, num_layers: int = 4, heads: int = 4, mlp_ratio: int = 2,

@@ -31,7 +31,7 @@ class GPS(GraphModel):
     layers. Pass ``num_graphs`` (as :func:`model_inputs` does) to keep the model free of
     device syncs; then it compiles with ``torch.compile(fullgraph=True)``. ``model(..., masks=provider)``
     runs every layer with the attention graph and :class:`~graphattn.nn.AttentionMasks` that the
-    per-layer provider gives (:data:`MaskProvider`; GTSP, :mod:`graphattn.sparsify`, is one).
+    per-layer provider gives (``MaskProvider``; GTSP, :mod:`graphattn.sparsify`, is one).
 
     With ``local_conv="gatedgcn"`` (GraphGPS's ``CustomGatedGCN``) the edge features are updated
     by every layer and passed to the next, as in GraphGPS's ``GPSLayer``:
@@ -42,15 +42,16 @@ class GPS(GraphModel):
     (\hat{\mathbf{e}})))`, with the layer's ``dropout``; see :class:`~graphattn.nn.GatedGCNLayer`.
 
     Args:
-        channels: hidden width; out_channels: targets; num_layers; heads.
+        channels, out_channels, num_layers, heads: hidden width, targets, depth, attention heads.
         local_conv: one of :data:`~graphattn.models.LOCAL_CONVS` (see :class:`LocalConv`) or ``None``
             (global attention only).
-        attn_type: ``"multihead"``, ``"performer"`` or ``"linear"``; attn_dropout: attention dropout
-            (``multihead``) or output dropout (linear kinds); attn_kwargs: more :class:`GPSLayer` kwargs.
+        attn_type: ``"multihead"``, ``"performer"`` or ``"linear"``.
+        attn_dropout: attention dropout (``multihead``) or output dropout (linear kinds).
+        attn_kwargs: more :class:`~graphattn.nn.GPSLayer` kwargs.
         node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories, rwse_concat_dim: see
             :class:`GraphTransformer`.
-        norm; dropout; act (feed-forward blocks, GINE's MLP and the head); head_layers; head_style
-        (see :class:`PredictionHead`); level; pool.
+        norm, dropout, act: of the feed-forward blocks, GINE's MLP and the head.
+        head_layers, head_style, level, pool: see :class:`PredictionHead`.
     """
 
     takes_masks = True

@@ -19,16 +19,18 @@ class GraphTransformer(GraphModel):
     edges, optional edge stream) -> :class:`PredictionHead`.
 
     Args:
-        channels: hidden width; out_channels: targets; num_layers; heads.
+        channels, out_channels, num_layers, heads: hidden width, targets, depth, attention heads.
         node_encoder: ``"ogb"`` (atom categories) or the float input width.
         edge_encoder: ``"ogb"``, a float input width, or ``None`` (no edge features).
         lap_pe_dim, rwse_dim: positional encodings added to the input (0: none).
         rwse_concat_dim: width of the RWSE concatenated instead (GraphGPS's ``Atom+RWSE``; 0: added), see
             :class:`~graphattn.models.InputEncoder`.
-        norm: ``"batch_norm"``/``"layer_norm"``; clamp: ``None`` or the paper's ``5.0``.
-        dropout; head_layers; head_style (see :class:`PredictionHead`; the official code's ``MLPReadout`` is
-        ``head_layers=3, head_style="san_graph"``); level (``"graph"``/``"node"``); pool; extra_categories
-        (virtual-node transform).
+        norm: ``"batch_norm"``/``"layer_norm"``.
+        clamp: ``None`` or the paper's ``5.0``.
+        dropout: dropout probability.
+        head_layers, head_style, level, pool: see :class:`PredictionHead` (the official code's ``MLPReadout``
+            is ``head_layers=3, head_style="san_graph"``; level ``"graph"``/``"node"``).
+        extra_categories: categories of the virtual-node transform.
 
     Forward: see :func:`graphattn.models.model_inputs`; returns ``[G, out]`` or ``[N, out]``.
     """

@@ -66,7 +66,7 @@ class GraphTrans(MPNNVirtualNode):
 
     GraphTrans pads each batch to its largest graph and masks the padding (``src_key_padding_mask``); here the
     attention runs on the engine over :meth:`~graphattn.AttentionGraph.full_per_graph` of the token sequence
-    (:func:`with_cls_tokens`): full attention within each graph and its ``<CLS>`` token, no padding, the same
+    (``with_cls_tokens``): full attention within each graph and its ``<CLS>`` token, no padding, the same
     result; the last layer is computed for the ``<CLS>`` tokens only (the only outputs read). Also unlike the
     code: graphs are never cut to ``max_input_len`` = 1000 nodes (TU graphs have at most 620). Parameter count (GCN, 5 layers, width 128, 37 inputs, 2 classes, 3 layers of 4 heads and
     feed-forward 256): 504,194, as the repository's model.
@@ -103,7 +103,7 @@ class GraphTrans(MPNNVirtualNode):
         return super().body(h, edge_index, None, batch, num_graphs)
 
     def tokens(self, h: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The transformer's input from the GNN's node states: :func:`with_cls_tokens` of the projected states,
+        """The transformer's input from the GNN's node states: ``with_cls_tokens`` of the projected states,
         through the input LayerNorm."""
         tokens, token_batch, cls_rows = with_cls_tokens(self.gnn2transformer(h), self.cls_embedding, batch,
                                                         num_graphs)

@@ -53,14 +53,16 @@ class MPNNVirtualNode(GraphModel):
     vn_residual=False`` (``graphattn/configs/gin-vn-molhiv.yaml``).
 
     Args:
-        channels; out_channels; num_layers; local_conv (see :class:`LocalConv`);
-        num_virtual_nodes (0: no virtual node); residual; dropout;
-        block: ``"ogb"`` or ``"graphgps"`` (above);
+        channels, out_channels, num_layers: hidden width, targets, depth.
+        local_conv: see :class:`LocalConv`.
+        num_virtual_nodes: 0: no virtual node.
+        residual, dropout: residual connections, dropout probability.
+        block: ``"ogb"`` or ``"graphgps"`` (above).
         act: activation :math:`\sigma` (a PyG activation resolver name), also of GINE's MLP and the head;
         edge_encoder_per_layer: one edge encoder per layer instead of one shared;
         vn_hidden_factor: hidden width of the virtual-node MLP in multiples of ``channels`` (OGB: 2);
         vn_residual: :math:`\mathbf{v} \leftarrow \mathbf{v} + \dots` (OGB: only in its residual model);
-        head_layers; head_style (see :class:`PredictionHead`); level; pool;
+        head_layers, head_style, level, pool: see :class:`PredictionHead`.
         node_encoder, edge_encoder, lap_pe_dim, rwse_dim, extra_categories, rwse_concat_dim: see
             :class:`GraphTransformer`.
     """

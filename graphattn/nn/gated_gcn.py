@@ -50,8 +50,8 @@ class GatedGCNLayer(MessagePassing):
     It is a :class:`~torch_geometric.nn.conv.MessagePassing` (``aggr="add"``, ``node_dim=0``) whose
     message is :math:`[\sigma_{ij} \odot \mathbf{B}\mathbf{x}_j \,\|\, \sigma_{ij}]` ``[E, 2 out]``
     (numerator and denominator in one sum). In explain mode or with a registered propagate /
-    message / aggregate hook (:func:`~graphattn.nn._message_passing.needs_propagate`) the sums run
-    through PyG's :meth:`propagate`, so an explainer's edge mask :math:`m_{ij}` multiplies both,
+    message / aggregate hook (``needs_propagate``) the sums run
+    through PyG's ``propagate``, so an explainer's edge mask :math:`m_{ij}` multiplies both,
     :math:`\sum_j m_{ij}\sigma_{ij} \odot \mathbf{B}\mathbf{x}_j / (\sum_j m_{ij}\sigma_{ij} + 10^{-6})`
     (mask 0 takes the edge out of the node update; :math:`\mathbf{e}'` is not masked), and hooks see
     the messages; otherwise the same sums run without the message tensor (the same values).

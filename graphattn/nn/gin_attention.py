@@ -35,7 +35,7 @@ class GINAttention(EngineMessagePassing):
     edges) or any sequence pattern (full, causal, windowed ``AttentionGraph``). The weighted sum
     is one fused engine call (attention with the head slices as values); in PyG's explain mode or
     with message hooks the messages :math:`a_{ij,h}\,\mathbf{x}_{j,h}` go through ``propagate``
-    (:class:`~graphattn.nn._message_passing.EngineMessagePassing`).
+    (``EngineMessagePassing``).
 
     Args:
         channels: channels :math:`C` (in = out); heads: :math:`H` (divides ``C``).

@@ -157,7 +157,7 @@ class GPSLayer(torch.nn.Module):
                            attn_graph: Optional[AttentionGraph] = None, num_graphs: Optional[int] = None, *,
                            attn_masks: Optional[AttentionMasks] = None,
                            **kwargs: Any) -> Tuple[Tensor, Optional[Tensor]]:
-        r""":meth:`forward` that also returns the edge features for the next layer, ``(x', e')``.
+        r"""``forward`` that also returns the edge features for the next layer, ``(x', e')``.
         When ``conv`` returns new edge features :math:`\hat{\mathbf{e}}` (GatedGCN),
         :math:`\mathbf{e}' = \mathbf{e} + \operatorname{Dropout}(\hat{\mathbf{e}})` (GraphGPS's
         residual, ``e`` = ``kwargs["edge_attr"]``); otherwise ``e'`` is ``kwargs.get("edge_attr")``."""

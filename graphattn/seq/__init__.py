@@ -1,8 +1,8 @@
 r"""Sequence models as graphs: attention patterns over token positions and models on them.
 
-A sparse-attention scheme is an attention graph (:mod:`.patterns`: static, cached per length;
-:mod:`.content`: built per input from q and k) plus a normaliser plus optional edge biases
-(:mod:`.positions`), run by :func:`graphattn.graph_attention`; :mod:`.model` stacks it into
+A sparse-attention scheme is an attention graph (``patterns``: static, cached per length;
+``content``: built per input from q and k) plus a normaliser plus optional edge biases
+(``positions``), run by :func:`graphattn.graph_attention`; ``model`` stacks it into
 :class:`SeqGraphTransformer`.
 """
 from .content import (ContentPattern, ContentUnion, KMeansRouting, RegionRouting, TopK, region_routing_graph,

@@ -62,7 +62,7 @@ class SeqGraphAttention(nn.Module):
         dropout: attention-weight dropout in training.
         use_sdpa: run full / causal patterns through fused SDPA (one call per sequence) when possible:
             softmax, no relative bias. Otherwise long full / causal patterns are refused above
-            :data:`~graphattn.seq.patterns.MAX_DENSE_EDGES` edges instead of being materialised.
+            ``MAX_DENSE_EDGES`` edges instead of being materialised.
 
     Shapes: ``x`` ``[N, dim]`` (packed sequences) -> ``[N, dim]``.
     """

@@ -18,30 +18,54 @@ class GTSPConfig:
     Transformers", 2024), each off at its default (ratio/density ``1.0``) and usable alone or together.
 
     Input data (:class:`~graphattn.sparsify.TokenMask`, :class:`~graphattn.sparsify.EdgeMask`):
-        token_ratio: fraction of the tokens (nodes) of *each graph* kept for global attention,
-            :math:`k_g = \lceil r\, n_g\rceil`.
-        edge_ratio: fraction of the attention-graph edges of each graph kept (among the edges
-            between kept tokens).
-        edge_rank: rank of the bilinear edge scorer.
-        tau: Gumbel-softmax temperature.
+
+    ``token_ratio``
+        fraction of the tokens (nodes) of *each graph* kept for global attention,
+        :math:`k_g = \lceil r\, n_g\rceil`.
+    ``edge_ratio``
+        fraction of the attention-graph edges of each graph kept (among the edges
+        between kept tokens).
+    ``edge_rank``
+        rank of the bilinear edge scorer.
+    ``tau``
+        Gumbel-softmax temperature.
+
     Heads (:class:`~graphattn.sparsify.HeadPruner`):
-        head_density: fraction of the heads of each layer kept (at least one).
-        head_update_frequency: optimiser steps between prune-and-regrow updates.
-        head_death_rate: fraction of the active heads replaced at an update.
-        head_stop_epoch: no head updates after this epoch (``None``: ``3/4`` of ``epochs``).
+
+    ``head_density``
+        fraction of the heads of each layer kept (at least one).
+    ``head_update_frequency``
+        optimiser steps between prune-and-regrow updates.
+    ``head_death_rate``
+        fraction of the active heads replaced at an update.
+    ``head_stop_epoch``
+        no head updates after this epoch (``None``: ``3/4`` of ``epochs``).
+
     Layers (:class:`~graphattn.sparsify.LayerPruner`):
-        layer_keep: fraction of the global-attention blocks kept (at least one).
-        drop_path: drop-path probability of the global-attention branch during training (when
-            ``layer_keep < 1``).
-        layer_prune_epoch: epoch after which the lowest-importance blocks are removed
-            (``None``: half of ``epochs``).
+
+    ``layer_keep``
+        fraction of the global-attention blocks kept (at least one).
+    ``drop_path``
+        drop-path probability of the global-attention branch during training (when
+        ``layer_keep < 1``).
+    ``layer_prune_epoch``
+        epoch after which the lowest-importance blocks are removed
+        (``None``: half of ``epochs``).
+
     Weights (:class:`~graphattn.sparsify.WeightPruner`):
-        weight_density: final fraction of the prunable weights kept (global magnitude pruning).
-        weight_start_epoch, weight_end_epoch: the cubic schedule runs between these epochs
-            (``None`` end: ``3/4`` of ``epochs``).
-        weight_regrow: fraction of the kept weights pruned and regrown (largest gradient) at each update.
-        sparse_storage_density: exported linear layers at or below this density are stored sparse (CSR).
-    epochs: the length of training, for the schedules.
+
+    ``weight_density``
+        final fraction of the prunable weights kept (global magnitude pruning).
+    ``weight_start_epoch, weight_end_epoch``
+        the cubic schedule runs between these epochs
+        (``None`` end: ``3/4`` of ``epochs``).
+    ``weight_regrow``
+        fraction of the kept weights pruned and regrown (largest gradient) at each update.
+    ``sparse_storage_density``
+        exported linear layers at or below this density are stored sparse (CSR).
+
+    ``epochs``
+        the length of training, for the schedules.
     """
 
     token_ratio: float = 1.0

@@ -32,8 +32,8 @@ class EdgeMask(torch.nn.Module):
     (:class:`BilinearEdgeScore`) and keeps the top :math:`\lceil \rho\, E_g\rceil` edges of every
     graph :math:`g` (the graph of the destination node), among the ``valid`` edges.
 
-    :meth:`forward` gives the straight-through Gumbel-softmax mask ``[E]`` (user edge order),
-    :meth:`select` the boolean selection of the exported model.
+    ``forward`` gives the straight-through Gumbel-softmax mask ``[E]`` (user edge order),
+    ``select`` the boolean selection of the exported model.
 
     Args:
         channels: node width :math:`C`; ratio: keep ratio :math:`\rho`; rank: :math:`r`; tau: temperature.

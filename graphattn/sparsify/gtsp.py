@@ -31,7 +31,7 @@ class GTSP(torch.nn.Module):
             gtsp.epoch_end()
         small = gtsp.export()                                     # a SparseGPS in structural mode
 
-    :meth:`forward` is the masked model (:class:`SparseGPS`, masked mode). :meth:`step` (after
+    ``forward`` is the masked model (:class:`SparseGPS`, masked mode). :meth:`step` (after
     every optimiser step) accumulates head and layer importances from the mask gradients, runs
     the head prune-and-regrow schedule and re-applies the weight masks; :meth:`epoch_end` runs
     the layer removal and the cubic weight schedule. :meth:`export` returns a deep copy with

@@ -26,7 +26,7 @@ class LayerPruner:
     Args:
         keep: :math:`\kappa`; prune_epoch: see :class:`~graphattn.sparsify.GTSPConfig`.
 
-    The ``[L]`` 0/1 gate is passed to :meth:`epoch_end` and :meth:`prune`, which update it in place.
+    The ``[L]`` 0/1 gate is passed to :meth:`epoch_end` and ``prune``, which update it in place.
     """
 
     def __init__(self, keep: float, prune_epoch: int):

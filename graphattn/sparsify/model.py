@@ -33,7 +33,7 @@ class SparseGPS(torch.nn.Module):
     edge mask :math:`e`), head mask :math:`\mathbf{m}^{(l)}_{head}`, and output scale
     :math:`g_l \cdot t_i \cdot \text{drop-path}` (layer gate :math:`g_l`). The masks carry
     straight-through gradients; ``head_mask`` and ``layer_gate`` also receive gradients (their
-    importance scores) through :attr:`live_head_mask` and :attr:`live_layer_gate`.
+    importance scores) through ``live_head_mask`` and ``live_layer_gate``.
 
     **Structural mode** (``structural=True``, what :meth:`GTSP.export` returns): pruned tokens and
     edges are not in the attention graph (``full_per_graph`` over the kept tokens, then a smaller
@@ -41,7 +41,7 @@ class SparseGPS(torch.nn.Module):
     Evaluation outputs equal the masked mode's.
 
     It runs the GPS model's own forward with itself as the per-layer mask provider
-    (:meth:`masks_for_batch`, a :data:`~graphattn.models.gps.MaskProvider`): ``self(...)`` is
+    (:meth:`masks_for_batch`, a ``MaskProvider``): ``self(...)`` is
     ``model(..., masks=self.masks_for_batch)``.
 
     Args:

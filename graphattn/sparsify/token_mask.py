@@ -13,8 +13,8 @@ class TokenMask(torch.nn.Module):
     r"""Scores every token, :math:`s_i = \mathbf{w}^\top \mathbf{h}_i + b`, and keeps the top
     :math:`k_g = \lceil r\, n_g \rceil` of every graph :math:`g` of the batch (no padding).
 
-    :meth:`forward` gives the straight-through Gumbel-softmax mask (training: noisy; evaluation:
-    deterministic), :meth:`select` the boolean selection of the exported model (the evaluation
+    ``forward`` gives the straight-through Gumbel-softmax mask (training: noisy; evaluation:
+    deterministic), ``select`` the boolean selection of the exported model (the evaluation
     mask without its autograd graph).
 
     Args:

@@ -24,7 +24,7 @@ def prunable_weights(module: torch.nn.Module) -> Dict[str, torch.nn.Parameter]:
 
 class WeightPruner:
     r"""Global magnitude pruning of ``weights`` (one threshold over all of them) to the sparsity of
-    :func:`cubic_sparsity` at the end of every epoch; :meth:`apply` re-zeroes the pruned entries
+    :func:`cubic_sparsity` at the end of every epoch; ``apply`` re-zeroes the pruned entries
     after every optimiser step. With ``regrow`` :math:`> 0`, each update also prunes that fraction
     of the kept weights (smallest magnitude) and regrows as many pruned ones with the largest
     gradient magnitude (from zero), as GTSP's optional regrowth.

@@ -186,7 +186,7 @@ def count_flops(model: torch.nn.Module, batch: Any, *, backward: bool = False) -
         model: any module (e.g. :class:`~graphattn.models.GPS`, :class:`~graphattn.sparsify.GTSP`).
         batch: a PyG ``Data``/``Batch`` (called as ``model(**model_inputs(batch))``) or a mapping of
             keyword arguments.
-        backward: also run the backward of the summed output and count it (:attr:`FlopCount.backward`).
+        backward: also run the backward of the summed output and count it (``FlopCount.backward``).
 
     Returns:
         :class:`FlopCount`.

@@ -1,6 +1,6 @@
 r"""Fused CPU kernels of the engine: ``attention.c``, compiled on first use and called through ctypes.
 
-The kernels compute the fused attention of :mod:`sparse_kernels.reference` (the oracle they are
+The kernels compute the fused attention of ``sparse_kernels.reference`` (the oracle they are
 tested against) — scores, normalisation, counter-based dropout and aggregation in one pass per
 destination row, with edge-vector terms (``edge_k``, ``edge_v``) and a per-edge bias — and its
 backward (a row pass for ``dq`` and the per-edge gradients, a column pass over the cached
@@ -11,7 +11,7 @@ The C source (``attention.c`` with ``attention_impl.h``, included once per scala
 (no PyTorch headers) and compiles in about a second with the system
 C compiler (``$CC`` or ``cc``) into a cache folder (``$GRAPHATTN_CACHE`` or
 ``~/.cache/graphattn``), keyed by the source, the flags, the compiler and the machine. Where no
-compiler works, :func:`available` is ``False`` and the engine runs the plain-PyTorch reference, after one
+compiler works, ``available`` is ``False`` and the engine runs the plain-PyTorch reference, after one
 ``RuntimeWarning`` that carries the compiler's message.
 ``GRAPHATTN_CPU_KERNELS=0`` switches these kernels off.
 """

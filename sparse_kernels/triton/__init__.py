@@ -15,9 +15,9 @@ module                   kernels
 =======================  ==========================================================
 
 Importing :mod:`sparse_kernels` registers these kernels for ``"cuda"`` when Triton is
-installed (:func:`register`). Float64 inputs fall back to the reference. On the CPU, the
+installed (``register``). Float64 inputs fall back to the reference. On the CPU, the
 same kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is
-imported) through the same op dispatch inside :func:`interpreter_backend`; that is how the
+imported) through the same op dispatch inside ``interpreter_backend``; that is how the
 tests check them without a GPU.
 """
 from __future__ import annotations
