@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing
 
 from graphattn.bench.graphtrans import PaddedGraphTrans
@@ -23,7 +23,7 @@ from graphattn.nn import GraphTransformerEncoderLayer, OGBGCNConv
 from graphattn.train_cli import build_model
 from graphattn.training import build_scheduler
 
-from helpers import tu_release
+from helpers import labelled_paths as _graphs, tu_release
 
 
 class RepoGCNConv(MessagePassing):
@@ -44,18 +44,6 @@ class RepoGCNConv(MessagePassing):
 
     def message(self, x_j, edge_attr, norm):
         return norm.view(-1, 1) * F.relu(x_j + edge_attr)
-
-
-def _graphs(sizes, features=7, seed=0):
-    """A batch of graphs of ``sizes`` nodes (a path, a chord, both directions; a 1-node graph has no edge)."""
-    g = torch.Generator().manual_seed(seed)
-    graphs = []
-    for i, n in enumerate(sizes):
-        pairs = [(a, a + 1) for a in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
-        edge_index = torch.tensor(pairs + [(b, a) for a, b in pairs], dtype=torch.long).t().reshape(2, -1)
-        x = F.one_hot(torch.randint(0, features, (n,), generator=g), features).double()
-        graphs.append(Data(x=x, edge_index=edge_index, y=torch.tensor([i % 2])))
-    return Batch.from_data_list(graphs)
 
 
 def test_ogb_gcn_is_graphtrans_gcn_with_and_without_edge_features():

@@ -1,0 +1,171 @@
+"""GTSP on GraphTrans (graphattn.sparsify.SparseGraphTrans), float64: keep ratio 1 is the dense model exactly,
+the <CLS> token is never pruned, pruned tokens are out of the transformer (fewer FLOPs), the exported model equals
+the masked model on the kept tokens, head pruning, resumable pruner state, and config errors."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import Batch
+
+from graphattn.models import GPS, GraphTrans, model_inputs
+from graphattn.models.graphtrans import TokenMasks
+from graphattn.sparsify import GTSP, GTSPConfig, SparseGraphTrans
+from graphattn.utils import count_flops
+from helpers import labelled_paths
+
+SIZES = [5, 1, 9, 2, 13, 3, 0, 7]                        # a single-node and an empty graph among them
+
+
+def _graphs() -> Batch:
+    return labelled_paths(SIZES)
+
+
+def _model(**kwargs) -> GraphTrans:
+    torch.manual_seed(0)
+    model = GraphTrans(7, 2, channels=16, gnn_layers=3, d_model=12, num_layers=3, heads=4, dim_feedforward=20,
+                       **kwargs)
+    with torch.no_grad():                                # distinct layers (they start as copies of one)
+        for p in model.transformer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.double()
+
+
+def _train_few_steps(gtsp: GTSP, batch: Batch, epochs: int = 2, steps: int = 2) -> None:
+    optimizer = torch.optim.Adam(gtsp.parameters(), lr=1e-2)
+    gtsp.train()
+    for _ in range(epochs):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.cross_entropy(gtsp(**model_inputs(batch)), batch.y).backward()
+            optimizer.step()
+            gtsp.step()
+        gtsp.epoch_end()
+    gtsp.eval()
+
+
+def _transformer_tokens(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens the transformer of ``model`` receives on ``batch`` (after the input LayerNorm) and the graph
+    of each."""
+    graphtrans = model.sparse.model if isinstance(model, GTSP) else model.model
+    seen = {}
+    original = graphtrans.tokens
+
+    def spy(h, batch_, num_graphs):
+        out = original(h, batch_, num_graphs)
+        seen["tokens"], seen["batch"] = out[0], out[1]
+        return out
+
+    graphtrans.tokens = spy
+    try:
+        model(**model_inputs(batch))
+    finally:
+        del graphtrans.tokens
+    return seen["tokens"], seen["batch"]
+
+
+def test_keep_ratio_one_is_the_dense_model_exactly():
+    batch = _graphs()
+    dense = _model().eval()
+    expected = dense(**model_inputs(batch))
+    for ratio in (1.0, 0.999):                           # 0.999: a scorer, but ceil(0.999 n) = n keeps all
+        gtsp = GTSP(_model(), GTSPConfig(token_ratio=ratio)).double().eval()
+        assert torch.equal(gtsp(**model_inputs(batch)), expected)
+    no_dropout = dict(gnn_dropout=0.0, dropout=0.0)     # the Gumbel noise draws from the generator dropout uses
+    gtsp = GTSP(_model(**no_dropout), GTSPConfig(token_ratio=0.999)).double().train()
+    out = gtsp(**model_inputs(batch))                    # training: every kept node scaled by its mask (1)
+    torch.testing.assert_close(out, _model(**no_dropout).train()(**model_inputs(batch)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("ratio", [0.75, 0.5, 0.1])
+@pytest.mark.parametrize("training", [False, True])
+def test_each_graph_keeps_ceil_ratio_of_its_nodes_and_its_cls_token(ratio, training):
+    batch = _graphs()
+    gtsp = GTSP(_model(), GTSPConfig(token_ratio=ratio)).double().train(training)
+    tokens, token_batch = _transformer_tokens(gtsp, batch)
+    counts = torch.bincount(token_batch, minlength=len(SIZES)).tolist()
+    assert counts == [(max(1, math.ceil(ratio * n)) if n else 0) + 1 for n in SIZES]
+    graphtrans = gtsp.sparse.model
+    cls_rows = torch.tensor(counts).cumsum(0) - 1                  # the <CLS> token is each graph's last
+    cls = graphtrans.norm_input(graphtrans.cls_embedding).expand(len(SIZES), -1)
+    torch.testing.assert_close(tokens[cls_rows], cls, rtol=1e-14, atol=1e-14)
+
+
+def test_the_scorer_never_sees_the_cls_token_and_learns():
+    batch = _graphs()
+    gtsp = GTSP(_model(), GTSPConfig(token_ratio=0.5)).double().train()
+    seen = []
+    gtsp.sparse.token_mask.score.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    F.cross_entropy(gtsp(**model_inputs(batch)), batch.y).backward()
+    assert seen == [sum(SIZES)]                                     # the nodes only
+    grad = gtsp.sparse.token_mask.score.weight.grad
+    assert grad is not None and grad.abs().sum() > 0 and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("components", [{"token_ratio": 0.5}, {"token_ratio": 0.75, "head_density": 0.5},
+                                        {"head_density": 0.5}])
+def test_exported_model_equals_the_masked_model_and_computes_less(components):
+    batch = _graphs()
+    dense_flops = count_flops(_model(), batch)
+    gtsp = GTSP(_model(), GTSPConfig(epochs=2, head_update_frequency=1, **components)).double()
+    _train_few_steps(gtsp, batch)
+    masked = gtsp(**model_inputs(batch))
+    small = gtsp.export()
+    assert isinstance(small, SparseGraphTrans) and small.structural
+    torch.testing.assert_close(small(**model_inputs(batch)), masked, rtol=1e-10, atol=1e-10)
+    if "token_ratio" in components:                # the same kept tokens go into both transformers
+        for a, b in zip(_transformer_tokens(gtsp, batch), _transformer_tokens(small, batch)):
+            assert torch.equal(a, b)
+    if "head_density" in components:
+        assert gtsp.heads.updates > 0
+        assert all(layer.self_attn.num_heads == 2 for layer in small.model.transformer.layers)
+    flops = count_flops(small, batch)
+    assert flops.attention_proj < dense_flops.attention_proj and flops.total < dense_flops.total
+    if components == {"token_ratio": 0.5}:         # the transformer's per-token work scales with the kept tokens
+        kept = sum(max(1, math.ceil(0.5 * n)) for n in SIZES if n)
+        dense_flops_proj = dense_flops.by_module["GraphTrans.gnn2transformer"]
+        assert flops.by_module["SparseGraphTrans.model.gnn2transformer"] * sum(SIZES) == dense_flops_proj * kept
+
+
+def test_masked_head_mask_equals_pruned_heads_and_gets_importance():
+    batch = _graphs()
+    gtsp = GTSP(_model(), GTSPConfig(head_density=0.5, token_ratio=0.5)).double().train()
+    F.cross_entropy(gtsp(**model_inputs(batch)), batch.y).backward()
+    live = gtsp.sparse.live_head_mask
+    assert live.grad is not None and live.grad[gtsp.sparse.head_mask > 0].abs().sum() > 0
+    assert gtsp.sparse.head_mask.sum(1).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_pruner_state_is_in_the_state_dict():
+    batch = _graphs()
+    config = GTSPConfig(token_ratio=0.5, head_density=0.5, head_update_frequency=3, epochs=4)
+    gtsp = GTSP(_model(), config).double()
+    _train_few_steps(gtsp, batch, epochs=1, steps=2)              # 2 of the 3 steps before an update
+    copy = GTSP(_model(), config, seed=5).double()
+    copy.load_state_dict(gtsp.state_dict())
+    assert copy.epoch == 1 and copy.heads.steps == 2 and torch.equal(copy.heads.importance, gtsp.heads.importance)
+    assert torch.equal(copy.sparse.head_mask, gtsp.sparse.head_mask)
+    with pytest.raises(ValueError, match="heads pruner"):
+        GTSP(_model(), GTSPConfig(token_ratio=0.5)).double().load_state_dict(gtsp.state_dict(), strict=False)
+
+
+@pytest.mark.parametrize("name", ["edge_ratio", "layer_keep", "weight_density"])
+def test_components_that_do_not_apply_to_graphtrans_raise_naming_the_argument(name):
+    with pytest.raises(ValueError, match=name):
+        GTSP(_model(), GTSPConfig(**{name: 0.5}))
+
+
+@pytest.mark.parametrize("name, value", [("token_ratio", 0.0), ("token_ratio", 1.5), ("head_density", 0.0),
+                                         ("tau", 0.0)])
+def test_bad_config_values_raise_naming_the_argument(name, value):
+    with pytest.raises(ValueError, match=name):
+        GTSPConfig(**{name: value})
+
+
+def test_wrong_model_or_masks_raise():
+    with pytest.raises(TypeError, match="model"):
+        GTSP(torch.nn.Linear(2, 2), GTSPConfig())
+    with pytest.raises(TypeError, match="model"):
+        SparseGraphTrans(GPS(8, 2, num_layers=1, node_encoder=4, edge_encoder=None), GTSPConfig())
+    with pytest.raises(ValueError, match="head_masks"):
+        _model()(**model_inputs(_graphs()), masks=lambda h, b, g: TokenMasks(head_masks=torch.ones(2, 4)))
