@@ -169,3 +169,22 @@ def test_wrong_model_or_masks_raise():
         SparseGraphTrans(GPS(8, 2, num_layers=1, node_encoder=4, edge_encoder=None), GTSPConfig())
     with pytest.raises(ValueError, match="head_masks"):
         _model()(**model_inputs(_graphs()), masks=lambda h, b, g: TokenMasks(head_masks=torch.ones(2, 4)))
+
+
+def test_bench_gtsp_graphtrans_smoke(tmp_path):
+    import json
+
+    from graphattn.bench.gtsp_graphtrans import main as bench_main
+    from helpers import tu_release
+
+    tu_release(tmp_path / "tu", sizes=[3 + i % 9 for i in range(30)], num_labels=37)
+    bench_main(["--root", str(tmp_path / "tu"), "--device", "cpu", "--graphs", "6", "--batches", "2", "--reps", "2",
+                "--head-density", "0.5", "--out-dir", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "gtsp-nci1-cpu.json").read_text())
+    rows = {row["arm"]: row for row in result["rows"]}
+    assert list(rows) == ["dense", "keep0.75", "keep0.5", "keep0.5-heads0.5"]
+    assert rows["dense"]["forward_vs_dense"] == 1.0 and result["label"].startswith("our GTSP")
+    assert 1.0 > rows["keep0.75"]["forward_vs_dense"] > rows["keep0.5"]["forward_vs_dense"]
+    assert rows["keep0.5-heads0.5"]["forward_vs_dense"] < rows["keep0.5"]["forward_vs_dense"]
+    assert rows["keep0.5"]["train_vs_dense"] < 1.0 and all(row["train_step_ms"] > 0 for row in rows.values())
+    assert 0 < result["gnn_flops"] < rows["dense"]["forward_flops"]
