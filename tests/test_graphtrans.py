@@ -192,12 +192,12 @@ optim: {optimizer: adamw, lr: 1.0e-3, weight_decay: 1.0e-4, scheduler: cosine, s
 """
 
 
-def _train(tmp_path, out, *args, crash_at=None):
+def _train(tmp_path, out, *args, crash_at=None, config=CONFIG):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("GRAPHATTN_CRASH_AT", None)
     if crash_at:
         env["GRAPHATTN_CRASH_AT"] = crash_at
-    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "config.yaml").write_text(config)
     return subprocess.run([sys.executable, "-m", "graphattn.cli", "train", "--no-progress", "--config",
                            str(tmp_path / "config.yaml"), "--root", str(tmp_path / "tu"), "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600, env=env)

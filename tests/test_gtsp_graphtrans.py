@@ -188,3 +188,46 @@ def test_bench_gtsp_graphtrans_smoke(tmp_path):
     assert rows["keep0.5-heads0.5"]["forward_vs_dense"] < rows["keep0.5"]["forward_vs_dense"]
     assert rows["keep0.5"]["train_vs_dense"] < 1.0 and all(row["train_step_ms"] > 0 for row in rows.values())
     assert 0 < result["gnn_flops"] < rows["dense"]["forward_flops"]
+
+
+def test_gtsp_configs_are_the_dense_config_plus_gtsp_on_the_dense_splits():
+    from graphattn.config import load_config
+    from graphattn.targets import TARGETS
+
+    dense = load_config("graphtrans-small-nci1")
+    for arm, gtsp in [("keep0.75", {"token_ratio": 0.75}), ("keep0.5", {"token_ratio": 0.5}),
+                      ("keep0.5-heads0.5", {"token_ratio": 0.5, "head_density": 0.5})]:
+        target = TARGETS[f"gtsp-graphtrans-small-nci1-{arm}"]
+        config = target.load()
+        assert target.published is None and "not a reproduction" in target.source
+        assert config.gtsp == gtsp and config.seeds == list(range(10)) == list(target.seeds)
+        assert {**vars(config), "gtsp": None, "seeds": dense.seeds} == vars(dense)
+
+
+def test_train_gtsp_graphtrans_resumes_exactly(tmp_path):
+    from test_graphtrans import CONFIG, _curve, _train
+    from helpers import tu_release
+
+    config = CONFIG + "gtsp: {token_ratio: 0.5, head_density: 0.5, head_update_frequency: 2}\n"
+    tu_release(tmp_path / "tu", sizes=[3 + i % 9 for i in range(60)])
+    whole = _train(tmp_path, tmp_path / "whole", config=config)
+    assert whole.returncode == 0, whole.stderr
+    curves = [_curve(tmp_path / "whole", seed) for seed in (0, 1)]
+    killed = _train(tmp_path, tmp_path / "resumed", "--checkpoint-every", "0", crash_at="step:2:3", config=config)
+    assert killed.returncode == 137                                # after a checkpoint inside epoch 2
+    resumed = _train(tmp_path, tmp_path / "resumed", "--resume", config=config)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "after epoch 1 and 2 steps of epoch 2" in resumed.stdout
+    assert [_curve(tmp_path / "resumed", seed) for seed in (0, 1)] == curves
+    state = torch.load(tmp_path / "whole" / "seed0" / "last.pt", weights_only=False)["model"]
+    assert state["_extra_state"]["epoch"] == 3 and state["_extra_state"]["heads"]["updates"] > 0
+
+
+def test_bad_gtsp_sections_are_config_errors():
+    from graphattn.config import ConfigError, load_config
+    from graphattn.train_cli import build_model
+
+    for section, message in [({"token_ratio": 0.5, "epochs": 3}, "epochs"), ({"tokens": 0.5}, "tokens"),
+                             ({"token_ratio": 2.0}, "token_ratio"), ({"edge_ratio": 0.5}, "edge_ratio")]:
+        with pytest.raises(ConfigError, match=message):
+            build_model(load_config("graphtrans-small-nci1", {"gtsp": section}), 2, 37)
