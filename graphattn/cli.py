@@ -23,11 +23,13 @@ commands:
   bench gat          training steps of GATConv / GATv2Conv against PyG's on Cora and a large random graph
   bench dropout      training steps of a model with PyTorch's dropout masks against the counter-based ones
   bench graphtrans   training steps of GraphTrans-small on NCI1 against the padded model of its code
+  bench gtsp-graphtrans  FLOPs and training-step time of GraphTrans-small on NCI1, dense against our GTSP
 """
 
 #: ``graphattn bench <name>`` runs ``main`` of ``graphattn.bench.<module>``.
 BENCHMARKS = {"kernels": "kernels", "seq-patterns": "seq_patterns", "models": "models", "layers": "layers",
-              "gtsp-export": "gtsp_export", "gat": "gat", "dropout": "dropout", "graphtrans": "graphtrans"}
+              "gtsp-export": "gtsp_export", "gat": "gat", "dropout": "dropout", "graphtrans": "graphtrans",
+              "gtsp-graphtrans": "gtsp_graphtrans"}
 
 
 @contextlib.contextmanager

@@ -14,6 +14,8 @@ A config has four sections besides the top-level run settings::
     transforms: {rwse: 16}        # lap_pe: k, rwse: steps, virtual_node: count (LRGB-style); normalize_features
     optim: {optimizer: adamw, lr: 1.0e-4, weight_decay: 1.0e-5, scheduler: cosine, warmup_epochs: 5,
             schedule_step: epoch} # or iteration: the schedule advances after every optimiser step
+    gtsp: {token_ratio: 0.5}      # optional: train the model wrapped in GTSP (graphattn.sparsify.GTSPConfig's
+                                  # fields but epochs, which is the run's; models gps and graphtrans)
 
 Unknown keys raise :class:`ConfigError` naming the key and the allowed ones; ``model_args``
 are checked against the model's constructor when the model is built.
@@ -78,6 +80,7 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
     transforms: TransformConfig = field(default_factory=TransformConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    gtsp: Optional[dict[str, Any]] = None   # GTSPConfig fields (checked when the model is built)
 
     def validate(self) -> "TrainConfig":
         if self.model not in MODELS:
@@ -98,6 +101,9 @@ class TrainConfig:
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0, got {self.patience}")
         node_level = self.model in NODE_MODELS
+        if self.gtsp is not None and (not isinstance(self.gtsp, dict) or "epochs" in self.gtsp):
+            raise ConfigError(f"gtsp must be a mapping of GTSPConfig fields without epochs (the run's), got "
+                              f"{self.gtsp!r}")
         if self.select_epochs is not None:
             if node_level:
                 raise ConfigError(f"select_epochs is for graph-level models, not {self.model!r}")

@@ -62,6 +62,12 @@ _GRAPHTRANS = ("Wu et al., Representing Long-Range Context for Graph Neural Netw
                "(GraphTrans), NeurIPS 2021; the authors' ucbrise/graphtrans README, NCI1 row (test accuracy, "
                "mean ± std over 20 runs, each on its own random 80/10/10 split)")
 _NO_TARGET = "no published number for this protocol; compare with the GAT row of the same dataset"
+_GTSP = ("our GTSP measurement, not a reproduction (Liu et al., Exploring Sparsity in Graph Transformers, Neural "
+         "Networks 2024, on GraphTrans-small; their NCI1 tables are not available offline): {arm}, 10 runs on the "
+         "splits of graphtrans-small-nci1 runs 0-9; compare with those runs")
+#: our GTSP arms on GraphTrans-small, NCI1: target name suffix -> what is pruned
+_GTSP_ARMS = {"keep0.75": "token keep ratio 0.75", "keep0.5": "token keep ratio 0.5",
+              "keep0.5-heads0.5": "token keep ratio 0.5 and head density 0.5"}
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("gin-vn-molhiv", "gin-vn-molhiv", (0, 1, 2), 100, "rocauc", (0.7707, 0.0149),
@@ -78,4 +84,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            f"{_GRAPHTRANS}: GraphTrans (small) 81.3 ± 1.9 %", "nci1-graphtrans-small"),
     Target("graphtrans-large-nci1", "graphtrans-large-nci1", tuple(range(20)), 100, "accuracy", (0.826, 0.012),
            f"{_GRAPHTRANS}: GraphTrans (large) 82.6 ± 1.2 %", "nci1-graphtrans-large"),
+    *(Target(f"gtsp-graphtrans-small-nci1-{arm}", f"gtsp-graphtrans-small-nci1-{arm}", tuple(range(10)), 100,
+             "accuracy", None, _GTSP.format(arm=what), f"nci1-gtsp-graphtrans-small-{arm}")
+      for arm, what in _GTSP_ARMS.items()),
 ]}

@@ -54,6 +54,7 @@ from .data.benchmarks import GraphBenchmark
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .interrupt import CheckpointSchedule, TrainingStopped
 from .progress import track
+from .sparsify import GTSP, GTSPConfig
 from .training import FitResult, fit
 from .transductive import NodeEpoch, SeedResult, fit_transductive
 
@@ -88,10 +89,12 @@ def _model_class(name: str) -> type:
             "gin-attention": GINAttentionNet, "graphtrans": models.GraphTrans, "gat": models.GAT}[name]
 
 
-def build_model(config: TrainConfig, num_tasks: int, num_features: Optional[int] = None) -> nn.Module:
+def build_model(config: TrainConfig, num_tasks: int, num_features: Optional[int] = None, seed: int = 0) -> nn.Module:
     """The model named in ``config``, with positional-encoding widths and virtual-node categories
     taken from ``config.transforms``; ``num_features`` is the input width of the models that take one
     (``in_channels``: node-level models, GraphTrans; the others embed OGB's categorical features themselves).
+    With a ``gtsp`` section the model is wrapped in :class:`~graphattn.sparsify.GTSP` (built after the model, so
+    the model's initial weights are those of the same seed without GTSP; ``seed``: GTSP's initial head subset).
 
     Raises:
         ConfigError: a ``model_args`` key the model does not take.
@@ -116,9 +119,23 @@ def build_model(config: TrainConfig, num_tasks: int, num_features: Optional[int]
         if key in accepted and value:
             kwargs.setdefault(key, value)
     try:
-        return cls(out_channels=num_tasks, **kwargs)
+        model = cls(out_channels=num_tasks, **kwargs)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model {config.model!r}: {error}") from None
+    return model if config.gtsp is None else _with_gtsp(model, config, seed)
+
+
+def _with_gtsp(model: nn.Module, config: TrainConfig, seed: int) -> GTSP:
+    """``model`` wrapped in GTSP with ``config.gtsp`` (and the run's epochs)."""
+    fields = {f.name for f in dataclasses.fields(GTSPConfig)} - {"epochs"}
+    unknown = sorted(set(config.gtsp) - fields)
+    if unknown:
+        raise ConfigError(f"unknown gtsp key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                          f"allowed: {', '.join(sorted(fields))}")
+    try:
+        return GTSP(model, GTSPConfig(**config.gtsp, epochs=config.epochs), seed=seed)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"gtsp: {error}") from None
 
 
 def _config_values(config: TrainConfig) -> dict[str, Any]:
@@ -168,7 +185,7 @@ def run(config: TrainConfig, ctx: DistContext, resume: bool = False, progress: b
     runs = []
     for seed in config.seeds:
         torch.manual_seed(seed)
-        model = build_model(config, bench.num_tasks, bench.dataset.num_features)
+        model = build_model(config, bench.num_tasks, bench.dataset.num_features, seed)
         log(f"seed {seed}: {config.model}, {sum(p.numel() for p in model.parameters()):,} parameters")
         out_dir = osp.join(config.out, f"seed{seed}") if config.out else None
         start = time.perf_counter()

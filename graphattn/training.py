@@ -44,6 +44,7 @@ from .distributed import DistContext, gather_objects, shard_indices
 from .interrupt import CheckpointSchedule
 from .models.inputs import model_inputs
 from .progress import track
+from .sparsify import GTSP
 
 __all__ = ["masked_loss", "train_epoch", "predict", "evaluate", "EpochPosition", "EpochRecord", "FitResult", "fit",
            "build_optimizer", "build_scheduler"]
@@ -66,12 +67,14 @@ def masked_loss(pred: Tensor, target: Tensor, task_type: str) -> Tensor:
 @dataclass
 class EpochPosition:
     """How far an epoch's training pass got: the optimiser steps taken, the sum of loss x graphs over them
-    and the graphs seen (the running mean of :func:`train_epoch`), and the seconds spent."""
+    and the graphs seen (the running mean of :func:`train_epoch`), the seconds spent, and the learning rate at
+    the epoch's start (what its record logs; ``None``: not yet known)."""
 
     steps: int = 0
     loss_sum: float = 0.0
     graphs: int = 0
     seconds: float = 0.0
+    lr: Optional[float] = None
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, task_type: str,
@@ -200,7 +203,9 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         resume: bool = False, progress: bool = True, log: Callable[[str], None] = print, seed: int = 0,
         num_workers: int = 0, compile_model: bool = False, schedule: Optional[CheckpointSchedule] = None,
         select_epochs: Optional[Collection[int]] = None) -> FitResult:
-    """Trains ``model`` on ``benchmark``'s train split, evaluating valid and test every epoch.
+    """Trains ``model`` on ``benchmark``'s train split, evaluating valid and test every epoch. A
+    :class:`~graphattn.sparsify.GTSP` model gets its hooks: :meth:`~graphattn.sparsify.GTSP.step` after every
+    optimiser step, :meth:`~graphattn.sparsify.GTSP.epoch_end` after every training epoch.
 
     Args:
         optim: optimiser and schedule (default: Adam, lr 1e-3, constant).
@@ -255,17 +260,22 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
         train_model = torch.compile(train_model, dynamic=True)
     valid_set, test_set = benchmark.subset("valid"), benchmark.subset("test")
     metric = benchmark.eval_metric
+    gtsp = model if isinstance(model, GTSP) else None
     for epoch in range(start_epoch, epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
         position = position or EpochPosition()
+        if position.lr is None:          # a per-step schedule has moved on when an epoch resumes mid-way
+            position.lr = optimizer.param_groups[0]["lr"]
+        lr = position.lr
         begin, seconds_before, loader_at_start = time.perf_counter(), position.seconds, generator.get_state()
 
         def after_step(epoch=epoch, position=position, begin=begin, seconds_before=seconds_before,
                        loader_at_start=loader_at_start) -> None:
             if per_step:                 # first, so that a mid-epoch checkpoint holds this step's schedule
                 scheduler.step()
+            if gtsp is not None:         # GTSP's pruners after every optimiser step (their state is checkpointed)
+                gtsp.step()
             crash_point(f"step:{epoch}:{position.steps}")
             if schedule is not None and schedule.due():
                 done = replace(position, seconds=seconds_before + time.perf_counter() - begin)
@@ -279,6 +289,8 @@ def fit(model: nn.Module, benchmark: GraphBenchmark, *, epochs: int, batch_size:
                            step_hook=after_step, position=position)
         seconds = seconds_before + time.perf_counter() - begin
         position = None
+        if gtsp is not None:
+            gtsp.epoch_end()
         loss = sum(gather_objects(loss, ctx)) / ctx.world_size
         record = EpochRecord(epoch, loss, evaluate(model, valid_set, benchmark, device, 256, ctx),
                              evaluate(model, test_set, benchmark, device, 256, ctx), seconds, lr)

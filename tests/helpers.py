@@ -63,6 +63,19 @@ def random_batch(sizes: Sequence[int], channels: int, edge_dim: Optional[int] = 
     return Batch.from_data_list([random_data(n, 3 * n, channels, edge_dim, dtype) for n in sizes])
 
 
+def labelled_paths(sizes: Sequence[int], features: int = 7, seed: int = 0) -> Batch:
+    """A batch of graphs of ``sizes`` nodes (a path, a chord, both directions; a 1-node graph has no edge, a
+    0-node graph nothing), one-hot float64 node labels of ``features`` kinds, class ``i % 2`` for graph ``i``."""
+    g = torch.Generator().manual_seed(seed)
+    graphs = []
+    for i, n in enumerate(sizes):
+        pairs = [(a, a + 1) for a in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
+        edge_index = torch.tensor(pairs + [(b, a) for a, b in pairs], dtype=torch.long).t().reshape(2, -1)
+        x = F.one_hot(torch.randint(0, features, (n,), generator=g), features).double()
+        graphs.append(Data(x=x, edge_index=edge_index, y=torch.tensor([i % 2]), num_nodes=n))
+    return Batch.from_data_list(graphs)
+
+
 def permute(data: Data, perm: Tensor) -> Data:
     """Relabels node ``perm[k]`` as ``k``: node features ``x[perm]``, edges mapped, edge order kept."""
     inv = torch.empty_like(perm)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from torch_geometric.nn import MessagePassing
 
 from graphattn.bench.graphtrans import PaddedGraphTrans
@@ -23,7 +23,7 @@ from graphattn.nn import GraphTransformerEncoderLayer, OGBGCNConv
 from graphattn.train_cli import build_model
 from graphattn.training import build_scheduler
 
-from helpers import tu_release
+from helpers import labelled_paths as _graphs, tu_release
 
 
 class RepoGCNConv(MessagePassing):
@@ -44,18 +44,6 @@ class RepoGCNConv(MessagePassing):
 
     def message(self, x_j, edge_attr, norm):
         return norm.view(-1, 1) * F.relu(x_j + edge_attr)
-
-
-def _graphs(sizes, features=7, seed=0):
-    """A batch of graphs of ``sizes`` nodes (a path, a chord, both directions; a 1-node graph has no edge)."""
-    g = torch.Generator().manual_seed(seed)
-    graphs = []
-    for i, n in enumerate(sizes):
-        pairs = [(a, a + 1) for a in range(n - 1)] + ([(0, n - 1)] if n > 2 else [])
-        edge_index = torch.tensor(pairs + [(b, a) for a, b in pairs], dtype=torch.long).t().reshape(2, -1)
-        x = F.one_hot(torch.randint(0, features, (n,), generator=g), features).double()
-        graphs.append(Data(x=x, edge_index=edge_index, y=torch.tensor([i % 2])))
-    return Batch.from_data_list(graphs)
 
 
 def test_ogb_gcn_is_graphtrans_gcn_with_and_without_edge_features():
@@ -204,12 +192,12 @@ optim: {optimizer: adamw, lr: 1.0e-3, weight_decay: 1.0e-4, scheduler: cosine, s
 """
 
 
-def _train(tmp_path, out, *args, crash_at=None):
+def _train(tmp_path, out, *args, crash_at=None, config=CONFIG):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("GRAPHATTN_CRASH_AT", None)
     if crash_at:
         env["GRAPHATTN_CRASH_AT"] = crash_at
-    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "config.yaml").write_text(config)
     return subprocess.run([sys.executable, "-m", "graphattn.cli", "train", "--no-progress", "--config",
                            str(tmp_path / "config.yaml"), "--root", str(tmp_path / "tu"), "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600, env=env)

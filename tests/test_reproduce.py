@@ -26,7 +26,9 @@ from test_resume import CONFIG, EPOCHS, assert_same_run, uninterrupted  # noqa: 
 #: name: published mean, std (None: no published target) and runs of the published protocol
 EXPECTED = {"gin-vn-molhiv": (0.7707, 0.0149, 3), "gat-cora": (0.830, 0.007, 100), "gat-citeseer": (0.725, 0.007, 100),
             "gatv2-cora": (None, None, 100), "gatv2-citeseer": (None, None, 100),
-            "graphtrans-small-nci1": (0.813, 0.019, 20), "graphtrans-large-nci1": (0.826, 0.012, 20)}
+            "graphtrans-small-nci1": (0.813, 0.019, 20), "graphtrans-large-nci1": (0.826, 0.012, 20),
+            "gtsp-graphtrans-small-nci1-keep0.75": (None, None, 10), "gtsp-graphtrans-small-nci1-keep0.5": (None, None, 10),
+            "gtsp-graphtrans-small-nci1-keep0.5-heads0.5": (None, None, 10)}
 
 
 def test_registry_names_configs_and_published_values():
@@ -132,10 +134,11 @@ def test_verdicts_and_report(tmp_path):
     rows = write_report(str(tmp_path))
     by_target = {r["target"]: r for r in rows}
     assert len(rows) == len(TARGETS) == len(by_target)
-    assert {k: r["verdict"] for k, r in by_target.items() if not k.startswith("graphtrans")} == {
+    assert {k: r["verdict"] for k, r in by_target.items() if not k.startswith(("graphtrans", "gtsp"))} == {
         "gin-vn-molhiv": "partial", "gat-cora": "within one std", "gat-citeseer": "outside one std",
         "gatv2-cora": "no target", "gatv2-citeseer": "no target (partial)"}
     assert by_target["graphtrans-small-nci1"]["verdict"] in ("not run", "unavailable")
+    assert by_target["gtsp-graphtrans-small-nci1-keep0.5"]["verdict"] == "not run"
     assert by_target["gat-citeseer"]["difference"] == pytest.approx(-0.025)
     assert by_target["gin-vn-molhiv"]["runs_done"] == 0 and by_target["gatv2-citeseer"]["device"] == "cpu"
     table = (tmp_path / "reproductions.md").read_text()

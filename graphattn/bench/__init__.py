@@ -1,5 +1,6 @@
 """The benchmarks, run as ``graphattn bench <name>`` (``kernels``, ``seq-patterns``, ``models``, ``layers``,
-``gtsp-export``, ``gat``, ``dropout``; see :data:`graphattn.cli.BENCHMARKS`), and their timing helpers.
+``gtsp-export``, ``gat``, ``dropout``, ``graphtrans``, ``gtsp-graphtrans``; see :data:`graphattn.cli.BENCHMARKS`),
+and their timing helpers.
 
 Every benchmark compares against its baselines in the same run on the same device, records the
 device and library versions, and writes ``<out-dir>/<name>-<device>.json`` plus a plot. The default

@@ -1,7 +1,8 @@
 r"""GraphTrans (Wu et al., NeurIPS 2021): a GNN, then a transformer over each graph's nodes and a ``<CLS>`` token."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -11,10 +12,37 @@ from ..nn.transformer_encoder import GraphTransformerEncoder
 from .heads import PredictionHead
 from .mpnn_virtual_node import MPNNVirtualNode
 
-__all__ = ["GraphTrans", "with_cls_tokens", "GNNS"]
+__all__ = ["GraphTrans", "TokenMasks", "TokenMaskProvider", "with_cls_tokens", "GNNS"]
 
 #: GraphTrans's ``gnn_type`` -> the :class:`~graphattn.models.LocalConv` kind of its ``modules/conv.py`` layer
 GNNS = {"gcn": "ogb_gcn", "gin": "gin"}
+
+
+@dataclass(frozen=True)
+class TokenMasks:
+    r"""What restricts and weights the transformer of a :class:`GraphTrans` for one batch, all optional:
+
+    .. math::
+        \mathbf{t}_g = \big[s_i\, \mathbf{W}_{g2t}\mathbf{h}_i\big]_{i \in g \cap \mathcal T} \,\|\, \mathbf{c}
+
+    (before the input LayerNorm); the ``<CLS>`` token :math:`\mathbf{c}` is always in the sequence.
+
+    Attributes:
+        nodes: ``[N']`` the node tokens :math:`\mathcal T` that enter the transformer (sorted; ``None``: all);
+            the others are not computed at all.
+        scale: ``[N']`` :math:`s_i`, multiplying the kept nodes' GNN states (GTSP's straight-through token mask,
+            1 in value; ``None``: none).
+        head_masks: ``[L, H]`` the head mask of every transformer layer (``None``: all heads).
+    """
+
+    nodes: Optional[Tensor] = None
+    scale: Optional[Tensor] = None
+    head_masks: Optional[Tensor] = None
+
+
+#: A provider of :class:`TokenMasks`: called once per forward with the GNN's node states ``h`` ``[N, channels]``,
+#: ``batch`` ``[N]`` and the number of graphs. GTSP's :class:`~graphattn.sparsify.SparseGraphTrans` is one.
+TokenMaskProvider = Callable[[Tensor, Tensor, int], TokenMasks]
 
 
 def with_cls_tokens(h: Tensor, cls: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -79,8 +107,12 @@ class GraphTrans(MPNNVirtualNode):
             dim_feedforward; dropout (``transformer_dropout``); norm_input: the input LayerNorm.
 
     Forward: as every ready-made model (:func:`~graphattn.models.model_inputs`), without edge features;
-    returns ``[G, out_channels]`` logits.
+    returns ``[G, out_channels]`` logits. ``model(..., masks=provider)`` runs the transformer on the node tokens
+    and with the head masks that the provider gives (:data:`TokenMaskProvider`; GTSP, :mod:`graphattn.sparsify`,
+    is one).
     """
+
+    takes_masks = True
 
     def __init__(self, in_channels: int, out_channels: int, channels: int = 128, gnn: str = "gcn",
                  gnn_layers: int = 5, gnn_dropout: float = 0.1, d_model: int = 128, num_layers: int = 3,
@@ -110,11 +142,17 @@ class GraphTrans(MPNNVirtualNode):
         return (tokens if self.norm_input is None else self.norm_input(tokens)), token_batch, cls_rows
 
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
-             num_graphs: int) -> Tensor:
+             num_graphs: int, masks: Optional[TokenMaskProvider] = None) -> Tensor:
         """The ``<CLS>`` outputs ``[G, d_model]`` (one row per graph, which the per-row head classifies);
-        ``edge_attr`` is always ``None`` (no edge encoder)."""
-        tokens, token_batch, cls_rows = self.tokens(self.gnn_nodes(h, edge_index, batch, num_graphs), batch,
-                                                    num_graphs)
+        ``edge_attr`` is always ``None`` (no edge encoder); ``masks``: see :class:`TokenMasks`."""
+        h = self.gnn_nodes(h, edge_index, batch, num_graphs)
+        selection = masks(h, batch, num_graphs) if masks is not None else TokenMasks()
+        if selection.nodes is not None:
+            h, batch = h.index_select(0, selection.nodes), batch.index_select(0, selection.nodes)
+        if selection.scale is not None:
+            h = h * selection.scale.unsqueeze(-1)
+        tokens, token_batch, cls_rows = self.tokens(h, batch, num_graphs)
         to_cls = AttentionGraph.from_sorted_rows(token_batch, torch.arange(tokens.size(0), device=tokens.device),
                                                  tokens.size(0), num_graphs, validate=False)
-        return self.transformer(tokens, AttentionGraph.full_per_graph(token_batch, num_graphs), (cls_rows, to_cls))
+        return self.transformer(tokens, AttentionGraph.full_per_graph(token_batch, num_graphs), (cls_rows, to_cls),
+                                head_masks=selection.head_masks)

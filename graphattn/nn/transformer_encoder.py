@@ -37,11 +37,12 @@ class GraphTransformerEncoderLayer(torch.nn.Module):
         activation: :math:`\sigma` (a PyG activation resolver name; ``TransformerEncoderLayer``'s default ReLU).
 
     ``queries`` ``[M]`` computes the rows ``queries`` of the output only, ``graph`` then going from the
-    :math:`N` rows to these :math:`M` (see :class:`~graphattn.nn.MultiheadGraphAttention`).
+    :math:`N` rows to these :math:`M` (see :class:`~graphattn.nn.MultiheadGraphAttention`). ``head_mask`` ``[H]``
+    scales each head's output before the output projection (GTSP's head masks; ``None``: all heads).
 
     Shapes:
         - **input:** ``x`` ``[N, C]``, ``graph`` (anything :func:`~graphattn.graph_attention` takes),
-          ``queries`` ``[M]``.
+          ``queries`` ``[M]``, ``head_mask`` ``[H]``.
         - **output:** ``[N, C]`` (``[M, C]`` with ``queries``).
     """
 
@@ -58,8 +59,9 @@ class GraphTransformerEncoderLayer(torch.nn.Module):
         self.dropout2 = Dropout(dropout)
         self.activation = activation_resolver(activation)
 
-    def forward(self, x: Tensor, graph: Any, queries: Optional[Tensor] = None) -> Tensor:
-        attended = self.self_attn(x, graph, queries=queries)
+    def forward(self, x: Tensor, graph: Any, queries: Optional[Tensor] = None,
+                head_mask: Optional[Tensor] = None) -> Tensor:
+        attended = self.self_attn(x, graph, head_mask=head_mask, queries=queries)
         x = self.norm1((x if queries is None else x.index_select(0, queries)) + self.dropout1(attended))
         return self.norm2(x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x))))))
 
@@ -79,11 +81,12 @@ class GraphTransformerEncoder(torch.nn.Module):
 
     ``outputs=(rows, rows_graph)`` computes only the rows ``rows`` ``[M]`` of the output: the last layer runs
     for these rows, attending through ``rows_graph`` (the in-edges of these rows in ``graph``, as a graph from
-    the :math:`N` rows to the :math:`M`), the earlier layers for all rows, as they must.
+    the :math:`N` rows to the :math:`M`), the earlier layers for all rows, as they must. ``head_masks``
+    ``[L, H]``: the head mask of every layer (see :class:`GraphTransformerEncoderLayer`; ``None``: all heads).
 
     Shapes:
         - **input:** ``x`` ``[N, C]``, ``graph`` (anything :func:`~graphattn.graph_attention` takes),
-          ``outputs`` (``[M]``, a graph from :math:`N` to :math:`M` rows).
+          ``outputs`` (``[M]``, a graph from :math:`N` to :math:`M` rows), ``head_masks`` ``[L, H]``.
         - **output:** ``[N, C]`` (``[M, C]`` with ``outputs``).
     """
 
@@ -96,8 +99,16 @@ class GraphTransformerEncoder(torch.nn.Module):
         self.layers = torch.nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
         self.norm = torch.nn.LayerNorm(d_model) if norm else None
 
-    def forward(self, x: Tensor, graph: Any, outputs: Optional[tuple[Tensor, Any]] = None) -> Tensor:
-        for layer in self.layers[:-1]:
-            x = layer(x, graph)
-        x = self.layers[-1](x, graph) if outputs is None else self.layers[-1](x, outputs[1], outputs[0])
+    def forward(self, x: Tensor, graph: Any, outputs: Optional[tuple[Tensor, Any]] = None,
+                head_masks: Optional[Tensor] = None) -> Tensor:
+        if head_masks is not None and head_masks.size(0) != len(self.layers):
+            raise ValueError(f"head_masks must have one row per layer ({len(self.layers)}), got "
+                             f"{list(head_masks.shape)}")
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            mask = None if head_masks is None else head_masks[i]
+            if i < last or outputs is None:
+                x = layer(x, graph, head_mask=mask)
+            else:
+                x = layer(x, outputs[1], outputs[0], head_mask=mask)
         return x if self.norm is None else self.norm(x)

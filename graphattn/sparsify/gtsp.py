@@ -2,14 +2,17 @@ r"""GTSP: the sparsification wrapper (training hooks, export of the smaller mode
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import Tensor
 
 from ..models.gps import GPS
+from ..models.graphtrans import GraphTrans
+from .base import SparseModel
 from .config import GTSPConfig
 from .export import shrink_mlp, store_sparse
+from .graphtrans import SparseGraphTrans
 from .heads import HeadPruner
 from .layers import LayerPruner
 from .model import SparseGPS
@@ -19,8 +22,10 @@ __all__ = ["GTSP"]
 
 
 class GTSP(torch.nn.Module):
-    r"""Graph Transformer SParsification (Liu et al., 2024) of a :class:`~graphattn.models.GPS`,
-    with the pruned parts *removed* from the computation of the exported model.
+    r"""Graph Transformer SParsification (Liu et al., 2024) of a :class:`~graphattn.models.GPS` (all four
+    components, :class:`SparseGPS`) or a :class:`~graphattn.models.GraphTrans` (tokens and heads,
+    :class:`~graphattn.sparsify.SparseGraphTrans`), with the pruned parts *removed* from the computation of
+    the exported model.
 
     Usage::
 
@@ -38,18 +43,23 @@ class GTSP(torch.nn.Module):
     pruned tokens and edges out of the attention graph, pruned heads out of the projections,
     removed attention blocks gone, dead MLP units removed and very sparse linears stored as CSR.
 
+    The pruners' state (epoch, accumulated importances, weight masks) is part of :meth:`state_dict` (as extra
+    state), so a training run resumes exactly from a checkpoint.
+
     Args:
-        model: the GPS model (modified in place: it is the wrapped model's body).
+        model: the GPS or GraphTrans model (modified in place: it is the wrapped model's body).
         config: :class:`GTSPConfig`.
         seed: seed of the initial random head subset.
     """
 
-    def __init__(self, model: GPS, config: GTSPConfig, seed: int = 0):
+    def __init__(self, model: Union[GPS, GraphTrans], config: GTSPConfig, seed: int = 0):
         super().__init__()
         if not isinstance(config, GTSPConfig):
             raise TypeError(f"config must be a GTSPConfig, got {type(config).__name__}")
+        if not isinstance(model, (GPS, GraphTrans)):
+            raise TypeError(f"model must be a graphattn.models.GPS or GraphTrans, got {type(model).__name__}")
         self.config = config
-        self.sparse = SparseGPS(model, config)
+        self.sparse: SparseModel = SparseGPS(model, config) if isinstance(model, GPS) else SparseGraphTrans(model, config)
         self.epoch = 0
         self.heads = (HeadPruner(config.head_density, config.head_update_frequency, config.head_death_rate,
                                  config.head_stop_epoch) if config.prunes_heads else None)
@@ -66,11 +76,12 @@ class GTSP(torch.nn.Module):
 
     def step(self) -> None:
         """Call after every optimiser step (e.g. ``train_epoch(..., step_hook=gtsp.step)``)."""
-        heads, gates = self.sparse.live_head_mask, self.sparse.live_layer_gate
         if self.heads is not None:
+            heads = self.sparse.live_head_mask
             self.heads.accumulate(None if heads is None else heads.grad)
             self.heads.step(self.epoch, self.sparse.head_mask)
         if self.layers is not None:
+            gates = self.sparse.live_layer_gate
             self.layers.accumulate(None if gates is None else gates.grad)
         if self.weights is not None:
             self.weights.apply()
@@ -85,14 +96,37 @@ class GTSP(torch.nn.Module):
 
     def state(self) -> Dict[str, float]:
         """What is pruned now: kept fractions of heads, attention blocks and weights."""
-        out = {"epoch": self.epoch, "heads": float(self.sparse.head_mask.mean()),
-               "attention_blocks": float(self.sparse.layer_gate.mean())}
+        out = {"epoch": self.epoch, "heads": float(self.sparse.head_mask.mean())}
+        if isinstance(self.sparse, SparseGPS):
+            out["attention_blocks"] = float(self.sparse.layer_gate.mean())
         if self.weights is not None:
             out["weights"] = self.weights.density
         return out
 
+    def get_extra_state(self) -> Dict[str, Any]:
+        """The pruners' state between steps (what :meth:`state_dict` stores besides parameters and buffers)."""
+        state: Dict[str, Any] = {"epoch": self.epoch}
+        if self.heads is not None:
+            state["heads"] = {"importance": self.heads.importance, "steps": self.heads.steps,
+                              "updates": self.heads.updates}
+        if self.layers is not None:
+            state["layers"] = {"importance": self.layers.importance, "pruned": self.layers.pruned}
+        if self.weights is not None:
+            state["weights"] = {"masks": dict(self.weights.masks), "sparsity": self.weights.sparsity}
+        return state
+
+    def set_extra_state(self, state: Dict[str, Any]) -> None:
+        self.epoch = state["epoch"]
+        for name in ("heads", "layers", "weights"):
+            pruner = getattr(self, name)
+            if (pruner is None) != (name not in state):
+                raise ValueError(f"state: the checkpoint's GTSP {'has' if name in state else 'lacks'} a {name} "
+                                 f"pruner, this one {'lacks' if pruner is None else 'has'} one")
+            for key, value in state.get(name, {}).items():
+                setattr(pruner, key, value)
+
     @torch.no_grad()
-    def export(self, sparse_storage_density: Optional[float] = None) -> SparseGPS:
+    def export(self, sparse_storage_density: Optional[float] = None) -> SparseModel:
         """A smaller copy for inference (eval mode) with the pruned parts removed."""
         if self.weights is not None:
             self.weights.apply()

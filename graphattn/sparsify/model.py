@@ -2,7 +2,7 @@ r"""SparseGPS: a :class:`~graphattn.models.GPS` run with GTSP's masks (training)
 pruned parts removed (the exported model)."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -11,9 +11,9 @@ from ..graph import AttentionGraph
 from ..models.gps import GPS, LayerMasks
 from ..nn.gps_layer import AttentionMasks
 from ..nn.multihead_attention import MultiheadGraphAttention
+from .base import SparseModel
 from .config import GTSPConfig
 from .edge_mask import EdgeMask
-from .token_mask import TokenMask
 
 __all__ = ["SparseGPS"]
 
@@ -24,7 +24,7 @@ def _edge_subgraph(graph: AttentionGraph, keep: Tensor) -> AttentionGraph:
     return AttentionGraph.from_sorted_rows(row, col, graph.num_src_nodes, graph.num_dst_nodes, validate=False)
 
 
-class SparseGPS(torch.nn.Module):
+class SparseGPS(SparseModel):
     r"""A GPS model with the four GTSP components (:class:`~graphattn.sparsify.GTSPConfig`).
 
     **Masked mode** (``structural=False``, training and the reference): everything is computed and
@@ -42,7 +42,8 @@ class SparseGPS(torch.nn.Module):
 
     It runs the GPS model's own forward with itself as the per-layer mask provider
     (:meth:`masks_for_batch`, a ``MaskProvider``): ``self(...)`` is
-    ``model(..., masks=self.masks_for_batch)``.
+    ``model(..., masks=self.masks_for_batch)``. The token scorer and head masks are
+    :class:`~graphattn.sparsify.SparseModel`'s.
 
     Args:
         model: the :class:`~graphattn.models.GPS` (``attn_type="multihead"``), used in place.
@@ -50,21 +51,19 @@ class SparseGPS(torch.nn.Module):
     """
 
     def __init__(self, model: GPS, config: GTSPConfig):
-        super().__init__()
         if not isinstance(model, GPS):
             raise TypeError(f"model must be a graphattn.models.GPS, got {type(model).__name__}")
         if model.attn_type != "multihead":
             raise ValueError(f"GTSP needs attn_type='multihead', got {model.attn_type!r}")
-        self.model, self.config, self.structural = model, config, False
         channels = model.layers[0].channels
-        heads = model.layers[0].attn.num_heads
-        self.token_mask = TokenMask(channels, config.token_ratio, config.tau) if config.prunes_tokens else None
+        super().__init__(model, config, channels, len(model.layers), model.layers[0].attn.num_heads)
         self.edge_mask = (EdgeMask(channels, config.edge_ratio, config.edge_rank, config.tau)
                           if config.prunes_edges else None)
-        self.register_buffer("head_mask", torch.ones(len(model.layers), heads))
         self.register_buffer("layer_gate", torch.ones(len(model.layers)))
-        self.live_head_mask: Optional[Tensor] = None
         self.live_layer_gate: Optional[Tensor] = None
+
+    def attention_blocks(self) -> List[Optional[MultiheadGraphAttention]]:
+        return [layer.attn for layer in self.model.layers]
 
     def attention_inputs(self, h: Tensor, batch: Tensor, num_graphs: int
                          ) -> Tuple[Optional[Tensor], AttentionGraph, Optional[Tensor], Optional[Tensor]]:
@@ -105,22 +104,14 @@ class SparseGPS(torch.nn.Module):
         """The masks of the batch whose encoded node states are ``h`` ``[N, C]``, layer by layer
         (the GPS body calls the result with each layer's index just before the layer runs)."""
         nodes, graph, edges, tokens = self.attention_inputs(h, batch, num_graphs)
-        if not self.structural and self.training:
-            self.live_head_mask = self.head_mask.clone().requires_grad_(True)
-            self.live_layer_gate = self.layer_gate.clone().requires_grad_(True)
-        else:
-            self.live_head_mask = self.live_layer_gate = None
+        heads = self.heads_for_batch()
+        self.live_layer_gate = (self.layer_gate.clone().requires_grad_(True) if self.live_head_mask is not None
+                                else None)
         if self.structural:
             masks = None if nodes is None else AttentionMasks(nodes=nodes)
             return lambda layer: (graph, masks)
-        heads = self.live_head_mask if self.live_head_mask is not None else self.head_mask
         return lambda layer: (graph, AttentionMasks(edge_mask=edges, head_mask=heads[layer],
                                                     scale=self._attn_scale(layer, tokens, batch, num_graphs)))
-
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        """The GPS model's forward (arguments of :meth:`graphattn.models.GraphModel.forward`) with
-        GTSP's masks."""
-        return self.model(*args, masks=self.masks_for_batch, **kwargs)
 
     @torch.no_grad()
     def make_structural(self) -> None:
@@ -128,8 +119,8 @@ class SparseGPS(torch.nn.Module):
         for i, layer in enumerate(self.model.layers):
             if float(self.layer_gate[i]) == 0.0:
                 layer.attn, layer.heads = None, 0
-            elif isinstance(layer.attn, MultiheadGraphAttention) and bool((self.head_mask[i] == 0).any()):
-                layer.attn.prune_heads(self.head_mask[i].nonzero().view(-1))
+        super().make_structural()
+        for layer in self.model.layers:
+            if layer.attn is not None:
                 layer.heads = layer.attn.num_heads
-        self.structural = True
-        self.live_head_mask = self.live_layer_gate = None
+        self.live_layer_gate = None
