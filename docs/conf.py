@@ -68,7 +68,8 @@ napoleon_custom_sections = [("Shapes", "params_style")]
 
 nitpicky = True
 #: private names in public signatures (type aliases and an internal class), shown as written
-nitpick_ignore = [("py:class", "PatternLike"), ("py:class", "graphattn.adapters.capture.CaptureStore")]
+nitpick_ignore = [("py:class", "PatternLike"), ("py:class", "graphattn.adapters.capture.CaptureStore"),
+                  ("py:class", "graphattn.models.graphtrans.TokenMasks")]
 
 # Offline cross-links: inventories vendored in docs/inventories/ (no network at build time).
 intersphinx_mapping = {

@@ -189,7 +189,8 @@ class FitResult:
     @classmethod
     def from_checkpoint(cls, state: dict) -> "FitResult":
         """The history and best epoch saved in a ``last.pt`` (:func:`graphattn.checkpoint.load_checkpoint`)."""
-        return cls([EpochRecord(**r) for r in state["history"]], EpochRecord(**state["best"]) if state["best"] else None)
+        best = EpochRecord(**state["best"]) if state["best"] else None
+        return cls([EpochRecord(**r) for r in state["history"]], best)
 
 
 def _better(record: EpochRecord, best: Optional[EpochRecord], higher_is_better: bool) -> bool:

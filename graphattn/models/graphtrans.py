@@ -40,7 +40,7 @@ class TokenMasks:
     head_masks: Optional[Tensor] = None
 
 
-#: A provider of :class:`TokenMasks`: called once per forward with the GNN's node states ``h`` ``[N, channels]``,
+#: A provider of ``TokenMasks``: called once per forward with the GNN's node states ``h`` ``[N, channels]``,
 #: ``batch`` ``[N]`` and the number of graphs. GTSP's :class:`~graphattn.sparsify.SparseGraphTrans` is one.
 TokenMaskProvider = Callable[[Tensor, Tensor, int], TokenMasks]
 
@@ -96,8 +96,9 @@ class GraphTrans(MPNNVirtualNode):
     attention runs on the engine over :meth:`~graphattn.AttentionGraph.full_per_graph` of the token sequence
     (``with_cls_tokens``): full attention within each graph and its ``<CLS>`` token, no padding, the same
     result; the last layer is computed for the ``<CLS>`` tokens only (the only outputs read). Also unlike the
-    code: graphs are never cut to ``max_input_len`` = 1000 nodes (TU graphs have at most 620). Parameter count (GCN, 5 layers, width 128, 37 inputs, 2 classes, 3 layers of 4 heads and
-    feed-forward 256): 504,194, as the repository's model.
+    code: graphs are never cut to ``max_input_len`` = 1000 nodes (TU graphs have at most 620). Parameter count (GCN, 5
+    layers, width 128, 37 inputs, 2 classes, 3 layers of 4 heads and feed-forward 256): 504,194, as the repository's
+    model.
 
     Args:
         in_channels: node input width (one-hot labels); out_channels: classes (logits).
@@ -108,7 +109,7 @@ class GraphTrans(MPNNVirtualNode):
 
     Forward: as every ready-made model (:func:`~graphattn.models.model_inputs`), without edge features;
     returns ``[G, out_channels]`` logits. ``model(..., masks=provider)`` runs the transformer on the node tokens
-    and with the head masks that the provider gives (:data:`TokenMaskProvider`; GTSP, :mod:`graphattn.sparsify`,
+    and with the head masks that the provider gives (``TokenMaskProvider``; GTSP, :mod:`graphattn.sparsify`,
     is one).
     """
 
@@ -144,7 +145,7 @@ class GraphTrans(MPNNVirtualNode):
     def body(self, h: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], batch: Tensor,
              num_graphs: int, masks: Optional[TokenMaskProvider] = None) -> Tensor:
         """The ``<CLS>`` outputs ``[G, d_model]`` (one row per graph, which the per-row head classifies);
-        ``edge_attr`` is always ``None`` (no edge encoder); ``masks``: see :class:`TokenMasks`."""
+        ``edge_attr`` is always ``None`` (no edge encoder); ``masks``: see ``TokenMasks``."""
         h = self.gnn_nodes(h, edge_index, batch, num_graphs)
         selection = masks(h, batch, num_graphs) if masks is not None else TokenMasks()
         if selection.nodes is not None:

@@ -22,6 +22,6 @@ from .token_mask import TokenMask
 from .topk import group_topk, group_topk_mask
 from .weights import WeightPruner, cubic_sparsity, prunable_weights
 
-__all__ = ["GTSPConfig", "GTSP", "SparseModel", "SparseGPS", "SparseGraphTrans", "TokenMask", "EdgeMask", "BilinearEdgeScore", "HeadPruner", "LayerPruner",
-           "WeightPruner", "SparseLinear", "shrink_mlp", "store_sparse", "group_topk", "group_topk_mask",
-           "cubic_sparsity", "prunable_weights"]
+__all__ = ["GTSPConfig", "GTSP", "SparseModel", "SparseGPS", "SparseGraphTrans", "TokenMask", "EdgeMask",
+           "BilinearEdgeScore", "HeadPruner", "LayerPruner", "WeightPruner", "SparseLinear", "shrink_mlp",
+           "store_sparse", "group_topk", "group_topk_mask", "cubic_sparsity", "prunable_weights"]

@@ -21,7 +21,7 @@ class SparseModel(torch.nn.Module):
     It holds the token scorer (:class:`~graphattn.sparsify.TokenMask`, when ``config`` prunes tokens), the
     ``[L, H]`` 0/1 head mask of the model's attention blocks (a buffer, updated by
     :class:`~graphattn.sparsify.HeadPruner`) and, during masked training, its live copy
-    :attr:`live_head_mask` whose gradient is the heads' importance :math:`|\partial\mathcal L/\partial m|`.
+    ``live_head_mask`` whose gradient is the heads' importance :math:`|\partial\mathcal L/\partial m|`.
     :meth:`make_structural` removes the pruned heads from the projections
     (:meth:`~graphattn.nn.MultiheadGraphAttention.prune_heads`).
 
@@ -43,7 +43,7 @@ class SparseModel(torch.nn.Module):
         self.live_head_mask: Optional[Tensor] = None
 
     def attention_blocks(self) -> List[Optional[MultiheadGraphAttention]]:
-        """The attention block of every row of :attr:`head_mask` (``None``: removed)."""
+        """The attention block of every row of ``head_mask`` (``None``: removed)."""
         raise NotImplementedError
 
     def masks_for_batch(self, h: Tensor, batch: Tensor, num_graphs: int) -> Any:
@@ -51,8 +51,8 @@ class SparseModel(torch.nn.Module):
         raise NotImplementedError
 
     def heads_for_batch(self) -> Tensor:
-        """The ``[L, H]`` head mask of this batch: in masked training a fresh leaf copy of :attr:`head_mask`
-        (kept as :attr:`live_head_mask`, whose gradient GTSP reads after the step), else the buffer."""
+        """The ``[L, H]`` head mask of this batch: in masked training a fresh leaf copy of ``head_mask``
+        (kept as ``live_head_mask``, whose gradient GTSP reads after the step), else the buffer."""
         if not self.structural and self.training:
             self.live_head_mask = self.head_mask.clone().requires_grad_(True)
             return self.live_head_mask

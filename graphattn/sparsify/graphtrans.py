@@ -34,8 +34,8 @@ class SparseGraphTrans(SparseModel):
     In evaluation the selection is deterministic (no noise, no scaling).
 
     **Heads.** ``head_mask`` ``[L, H]`` scales the heads of the transformer's layers
-    (:class:`~graphattn.sparsify.HeadPruner` updates it; masked model); :meth:`make_structural` removes the
-    pruned heads from the projections.
+    (:class:`~graphattn.sparsify.HeadPruner` updates it; masked model);
+    :meth:`~graphattn.sparsify.SparseModel.make_structural` removes the pruned heads from the projections.
 
     Edge masks, layer removal and weight pruning (GTSP's other components) are not offered for GraphTrans:
     their config values must stay 1.

@@ -43,8 +43,8 @@ class GTSP(torch.nn.Module):
     pruned tokens and edges out of the attention graph, pruned heads out of the projections,
     removed attention blocks gone, dead MLP units removed and very sparse linears stored as CSR.
 
-    The pruners' state (epoch, accumulated importances, weight masks) is part of :meth:`state_dict` (as extra
-    state), so a training run resumes exactly from a checkpoint.
+    The pruners' state (epoch, accumulated importances, weight masks) is part of :meth:`~torch.nn.Module.state_dict`
+    (as extra state), so a training run resumes exactly from a checkpoint.
 
     Args:
         model: the GPS or GraphTrans model (modified in place: it is the wrapped model's body).
@@ -59,7 +59,8 @@ class GTSP(torch.nn.Module):
         if not isinstance(model, (GPS, GraphTrans)):
             raise TypeError(f"model must be a graphattn.models.GPS or GraphTrans, got {type(model).__name__}")
         self.config = config
-        self.sparse: SparseModel = SparseGPS(model, config) if isinstance(model, GPS) else SparseGraphTrans(model, config)
+        self.sparse: SparseModel = (SparseGPS(model, config) if isinstance(model, GPS)
+                                    else SparseGraphTrans(model, config))
         self.epoch = 0
         self.heads = (HeadPruner(config.head_density, config.head_update_frequency, config.head_death_rate,
                                  config.head_stop_epoch) if config.prunes_heads else None)
@@ -104,7 +105,8 @@ class GTSP(torch.nn.Module):
         return out
 
     def get_extra_state(self) -> Dict[str, Any]:
-        """The pruners' state between steps (what :meth:`state_dict` stores besides parameters and buffers)."""
+        """The pruners' state between steps (what :meth:`~torch.nn.Module.state_dict` stores besides parameters and
+        buffers)."""
         state: Dict[str, Any] = {"epoch": self.epoch}
         if self.heads is not None:
             state["heads"] = {"importance": self.heads.importance, "steps": self.heads.steps,
