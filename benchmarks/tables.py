@@ -146,9 +146,33 @@ def moleculenet() -> str:
                   ["l", "l", "l", "r", "r"], rows)
 
 
+GTSP_NCI1_TARGETS = {"dense": "graphtrans-small-nci1", "keep0.75": "gtsp-graphtrans-small-nci1-keep0.75",
+                     "keep0.5": "gtsp-graphtrans-small-nci1-keep0.5",
+                     "keep0.5-heads0.5": "gtsp-graphtrans-small-nci1-keep0.5-heads0.5"}
+
+
+def gtsp_nci1() -> str:
+    """GTSP on GraphTrans-small, NCI1: FLOPs and training-step time per arm (``graphattn bench gtsp-graphtrans``)
+    beside each arm's test accuracy from its ``graphattn reproduce`` target (runs done so far)."""
+    bench = _load("gtsp-nci1-cpu.json")
+    targets = {t["target"]: t for t in _load("train/reproductions.json")["targets"]}
+    rows = []
+    for r in bench["rows"]:
+        t = targets.get(GTSP_NCI1_TARGETS[r["arm"]])
+        accuracy = "—" if t is None or t["mean"] is None else (
+            f"{_score(t['mean'], 'accuracy')} ± {_score(t['std'], 'accuracy')} ({t['runs_done']} of {t['runs']})")
+        rows.append([r["arm"], f"{r['token_ratio']:g}", f"{r['head_density']:g}",
+                     f"{r['forward_flops'] / 1e9:.2f} G ({r['forward_vs_dense']:.2f})",
+                     f"{r['train_flops'] / 1e9:.2f} G ({r['train_vs_dense']:.2f})",
+                     f"{_ms(r['train_step_ms'])} ({r['train_time_vs_dense']:.2f})", accuracy])
+    return _table(["arm", "tokens kept", "heads kept", "forward FLOPs (vs dense)", "training-step FLOPs (vs dense)",
+                   "training step (vs dense)", "test accuracy % (runs done)"],
+                  ["l", "r", "r", "r", "r", "r", "l"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {"layer-stacks": layer_stacks, "core-op": core_op, "gat": gat,
                                         "models": models, "reproductions": reproductions,
-                                        "moleculenet": moleculenet}
+                                        "moleculenet": moleculenet, "gtsp-nci1": gtsp_nci1}
 
 
 def pages() -> list[Path]:
