@@ -263,7 +263,8 @@ def reproduction_curves(results: Path, out: Path) -> list[Figure]:
         seeds = f"{len(curves)} seed{'s' if len(curves) != 1 else ''}"
         fig.suptitle(f"{target['target']}: {seeds}, {target['verdict']} "
                      f"({target['runs_done']} of {target['runs']} runs done)", fontsize=10)
-        ax_test.legend(fontsize=7, loc="lower right")
+        if ax_test.get_legend_handles_labels()[0]:        # seeds (at most 10) or the published band
+            ax_test.legend(fontsize=7, loc="lower right")
         figures.append(_finish(fig, None, figure, out))
     return figures
 
