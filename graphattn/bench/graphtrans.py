@@ -111,15 +111,22 @@ def run(args: argparse.Namespace) -> dict:
             "threads": torch.get_num_threads(), "versions": versions(), "args": vars(args), "rows": [row]}
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="graphattn bench graphtrans", description=__doc__.splitlines()[0])
+def nci1_parser(prog: str, description: str, rounds: str) -> argparse.ArgumentParser:
+    """The arguments the NCI1 GraphTrans benches share (data, device, batches, timing; ``rounds`` names a timed
+    unit in the help: ``"pairs"``, ``"rounds"``)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--root", required=True, help="folder holding NCI1/raw/ (the TU release files)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--graphs", type=int, default=128, help="graphs per batch (the config's batch size)")
     p.add_argument("--batches", type=int, default=8, help="distinct batches, used in turn")
-    p.add_argument("--reps", type=int, default=30, help="timed pairs (after 3 warm-up pairs)")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="stop timing after this long (>= 5 pairs)")
+    p.add_argument("--reps", type=int, default=30, help=f"timed {rounds} (after 3 warm-up {rounds})")
+    p.add_argument("--max-seconds", type=float, default=600.0, help=f"stop timing after this long (>= 5 {rounds})")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    p = nci1_parser("graphattn bench graphtrans", __doc__.splitlines()[0], "pairs")
     p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
                    help="folder of the results (benchmarks/results updates the tracked ones)")
     args = p.parse_args(argv)

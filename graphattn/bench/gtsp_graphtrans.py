@@ -30,7 +30,7 @@ from ..models import GraphTrans
 from ..sparsify import GTSP, GTSPConfig
 from ..utils.flops import count_flops
 from . import DEFAULT_OUT_DIR, device_name, versions, write_result
-from .graphtrans import CONFIG, _batches, _train_steps
+from .graphtrans import CONFIG, _batches, _train_steps, nci1_parser
 from .layers import interleaved_ms
 
 __all__ = ["ARMS", "main", "run"]
@@ -98,14 +98,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="graphattn bench gtsp-graphtrans", description=__doc__.splitlines()[0])
-    p.add_argument("--root", required=True, help="folder holding NCI1/raw/ (the TU release files)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--graphs", type=int, default=128, help="graphs per batch (the config's batch size)")
-    p.add_argument("--batches", type=int, default=8, help="distinct batches, used in turn")
-    p.add_argument("--reps", type=int, default=30, help="timed rounds (after 3 warm-up rounds)")
-    p.add_argument("--max-seconds", type=float, default=600.0, help="stop timing after this long (>= 5 rounds)")
+    p = nci1_parser("graphattn bench gtsp-graphtrans", __doc__.splitlines()[0], "rounds")
     p.add_argument("--head-density", type=float, nargs="*", default=[],
                    help="also arms with keep ratio 0.5 and these head densities")
     p.add_argument("--loaded", action="store_true", help="record that the machine was busy (timing indicative)")
