@@ -92,26 +92,24 @@ GA_INLINE SFX(args_t) SFX(args_of)(const ga_call_t* c) {
 GA_INLINE T SFX(leaky)(T x, T slope) { return x > 0 ? x : x * slope; }
 GA_INLINE T SFX(leaky_grad)(T x, T slope) { return x > 0 ? (T)1 : slope; }
 
-/* gatv2's LeakyReLU input z = q_i + k_j (+ ek_u) and its activation lz = LeakyReLU(z) for every head of edge
-   (source j, user id u) at once: H * D contiguous values, one vectorised loop per edge rather than one per head. */
-GA_INLINE void SFX(gatv2_act)(const SFX(args_t)* a, const T* restrict qi, int64_t j, int64_t u, int64_t D,
-                              T* restrict z, T* restrict lz) {
+/* gatv2's LeakyReLU input z = q_i + k_j (+ ek_u) for every head of edge (source j, user id u) at once: H * D
+   contiguous values, one vectorised loop per edge rather than one per head. */
+GA_INLINE void SFX(gatv2_pre)(const SFX(args_t)* a, const T* restrict qi, int64_t j, int64_t u, int64_t D,
+                              T* restrict z) {
     const int64_t n = a->H * D;
     const T* restrict kj = a->k + j * n;
-    const T slope = a->slope;
     if (a->ek) {
         const T* restrict e = a->ek + u * n;
         for (int64_t d = 0; d < n; ++d) z[d] = qi[d] + kj[d] + e[d];
     } else {
         for (int64_t d = 0; d < n; ++d) z[d] = qi[d] + kj[d];
     }
-    for (int64_t d = 0; d < n; ++d) lz[d] = z[d] > 0 ? z[d] : z[d] * slope;
 }
 
 /* Scores s[H] of edge (source j, user id u) for every head of destination row qi (sparse_kernels/call.py):
    dot   scale * <q_i, k_j + ek_u> + b_u
    gat   LeakyReLU(q_i + k_j + b_u)                      (D = 1)
-   gatv2 <att, LeakyReLU(q_i + k_j + ek_u)> + b_u        (leaves z and lz of gatv2_act for the backward) */
+   gatv2 <att, LeakyReLU(q_i + k_j + ek_u)> + b_u        (leaves z and lz = LeakyReLU(z) for the backward) */
 GA_INLINE void SFX(edge_scores)(const SFX(args_t)* a, const T* restrict qi, int64_t j, int64_t u, int64_t D,
                                 T* restrict s, T* restrict z, T* restrict lz) {
     const int64_t H = a->H;
@@ -122,7 +120,9 @@ GA_INLINE void SFX(edge_scores)(const SFX(args_t)* a, const T* restrict qi, int6
         return;
     }
     if (a->score == SCORE_GATV2) {
-        SFX(gatv2_act)(a, qi, j, u, D, z, lz);
+        const T slope = a->slope;
+        SFX(gatv2_pre)(a, qi, j, u, D, z);
+        for (int64_t d = 0; d < H * D; ++d) lz[d] = z[d] > 0 ? z[d] : z[d] * slope;
         for (int64_t h = 0; h < H; ++h) s[h] = SFX(dot)(a->att + h * D, lz + h * D, NULL, D);
     } else {
         for (int64_t h = 0; h < H; ++h)
@@ -300,17 +300,17 @@ GA_INLINE void SFX(key_grad)(const SFX(args_t)* a, int64_t i, int64_t h, T ds, T
     }
 }
 
-/* Backward column pass of source j over the transpose: dk_j, dv_j. buf holds 2 * H * D values (gatv2's z and
-   lz of an edge, for every head at once). */
+/* Backward column pass of source j over the transpose: dk_j, dv_j. buf holds H * D values (gatv2's z of an
+   edge, for every head at once). */
 GA_INLINE void SFX(bwd_col)(const SFX(args_t)* a, int64_t j, int64_t D, int64_t DV, T* buf) {
     const int64_t H = a->H;
-    T *dkj = a->dk + j * H * D, *dvj = a->dv + j * H * DV, *z = buf, *lz = buf + H * D;
+    T *dkj = a->dk + j * H * D, *dvj = a->dv + j * H * DV, *z = buf;
     memset(dkj, 0, sizeof(T) * (size_t)(H * D));
     memset(dvj, 0, sizeof(T) * (size_t)(H * DV));
     for (int64_t t = a->colptr[j]; t < a->colptr[j + 1]; ++t) {
         if (t + PREFETCH < a->nnz) SFX(prefetch_col_edge)(a, t + PREFETCH, D, DV);
         int64_t c = a->perm_t[t], i = a->row_t[t];
-        if (a->score == SCORE_GATV2) SFX(gatv2_act)(a, a->q + i * H * D, j, a->eid ? a->eid[c] : c, D, z, lz);
+        if (a->score == SCORE_GATV2) SFX(gatv2_pre)(a, a->q + i * H * D, j, a->eid ? a->eid[c] : c, D, z);
         for (int64_t h = 0; h < H; ++h) {
             T ds = a->ds_buf[c * H + h], w = a->w_buf[c * H + h];
             if (ds != (T)0) SFX(key_grad)(a, i, h, ds, dkj + h * D, D, z + h * D);
@@ -368,7 +368,7 @@ void SFX(ga_attention_bwd)(ga_call_t* c) {
     if (failed) return;
     _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1) reduction(|:failed)")
     {
-        T* buf = (T*)malloc(sizeof(T) * (size_t)(2 * H * D));
+        T* buf = (T*)malloc(sizeof(T) * (size_t)(H * D));
         failed |= buf == NULL;
         _Pragma("omp for schedule(dynamic, 32)")
         for (int64_t j = 0; j < n_src; ++j)
