@@ -9,6 +9,7 @@ updated only when asked, with ``--out-dir benchmarks/results``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -19,11 +20,30 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["DEFAULT_OUT_DIR", "device_name", "device_tag", "synchronize", "median_ms", "peak_mb", "versions",
-           "write_result"]
+__all__ = ["DEFAULT_OUT_DIR", "bench_parser", "parse_bench_args", "device_name", "device_tag", "synchronize",
+           "median_ms", "peak_mb", "versions", "write_result", "report_result"]
 
 #: Where the benchmarks write unless told otherwise (``--out-dir benchmarks/results`` updates the tracked results).
 DEFAULT_OUT_DIR = os.path.join("runs", "bench")
+
+
+def bench_parser(prog: str, description: str, device: Optional[str] = None) -> argparse.ArgumentParser:
+    """A parser with the arguments of every training-step benchmark: ``--device`` (default ``device``, or
+    ``cuda`` where available and ``cpu`` otherwise), ``--threads`` and ``--out-dir``; the benchmark adds its own."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--device", default=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
+                   help="folder of the results (benchmarks/results updates the tracked ones)")
+    return p
+
+
+def parse_bench_args(parser: argparse.ArgumentParser, argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """``parser``'s arguments (of :func:`bench_parser`), with the CPU thread count applied on the CPU."""
+    args = parser.parse_args(argv)
+    if args.device == "cpu":
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def device_name(device: torch.device) -> str:
@@ -104,3 +124,8 @@ def write_result(result: dict, out_dir: str, name: str, device: torch.device) ->
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     return path
+
+
+def report_result(result: dict, args: argparse.Namespace, name: str) -> None:
+    """Writes ``result`` as :func:`write_result` does into ``args.out_dir`` and prints the path."""
+    print(f"-> {write_result(result, args.out_dir, name, torch.device(args.device))}", flush=True)

@@ -14,7 +14,6 @@ time (``torch.profiler``). Writes ``dropout-<device>.json`` into ``--out-dir``.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable, Optional
 
 import torch
@@ -26,7 +25,7 @@ from ..functional import DROPOUT_GENERATORS, use_dropout_generator
 from ..models.inputs import model_inputs
 from ..train_cli import build_model
 from ..training import build_optimizer, masked_loss
-from . import DEFAULT_OUT_DIR, device_name, versions, write_result
+from . import bench_parser, device_name, parse_bench_args, report_result, versions
 from .layers import interleaved_ms
 
 __all__ = ["training_step", "profile_step", "main"]
@@ -101,26 +100,17 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="graphattn bench dropout", description=__doc__.splitlines()[0])
+    p = bench_parser("graphattn bench dropout", __doc__.splitlines()[0], device="cpu")
     p.add_argument("--config", default="gin-vn-molhiv", help="a shipped config or a YAML file (model and optimiser)")
     p.add_argument("--dataset", default="ogbg-molesol", help="an ogbg-* dataset (OGB layout under --root)")
     p.add_argument("--root", default=None, help="folder holding the dataset (omit for the embedded ogbg-molesol)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batches", type=int, default=8, help="distinct training batches, used in turn")
     p.add_argument("--reps", type=int, default=30, help="interleaved timing pairs (after warm-up)")
     p.add_argument("--warmup", type=int, default=3, help="untimed pairs first")
     p.add_argument("--profile", type=int, default=0, help="also profile one step per side: this many ops (0: no)")
-    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                   help="folder of the results (benchmarks/results updates the tracked ones)")
-    args = p.parse_args(argv)
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
-    result = run(args)
-    path = write_result(result, args.out_dir, "dropout", torch.device(args.device))
-    print(f"-> {path}")
+    args = parse_bench_args(p, argv)
+    report_result(run(args), args, "dropout")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from torch_geometric.nn import GATv2Conv as PyGGATv2Conv
 
 from ..data.planetoid import load_planetoid
 from ..nn import GATConv, GATv2Conv
-from . import DEFAULT_OUT_DIR, device_name, versions, write_result
+from . import bench_parser, device_name, parse_bench_args, report_result, versions
 from .kernels import uniform_graph
 from .layers import _row, interleaved_ms
 
@@ -167,9 +167,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="graphattn bench gat", description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    p = bench_parser("graphattn bench gat", __doc__.splitlines()[0], device="cpu")
     p.add_argument("--datasets", nargs="+", default=["cora", "random"], choices=("cora", "random"))
     p.add_argument("--layers", nargs="+", default=["gat", "gatv2"], choices=tuple(LAYERS))
     p.add_argument("--planetoid", default=None, help="folder holding Cora/raw (Planetoid's raw files)")
@@ -182,19 +180,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--reps", type=int, default=30, help="interleaved timing pairs (after warm-up)")
     p.add_argument("--rss-steps", type=int, default=3, help="steps of each memory subprocess (0: no memory runs)")
     p.add_argument("--rss-child", nargs=3, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                   help="folder of the results (benchmarks/results updates the tracked ones)")
-    args = p.parse_args(argv)
+    args = parse_bench_args(p, argv)
     if "cora" in args.datasets and args.planetoid is None:
         p.error("--planetoid is required for the cora dataset")
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
     if args.rss_child is not None:
         _child(args)
         return
-    result = run(args, argv)
-    path = write_result(result, args.out_dir, "gat", torch.device(args.device))
-    print(f"-> {path}")
+    report_result(run(args, argv), args, "gat")
 
 
 if __name__ == "__main__":

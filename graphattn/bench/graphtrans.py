@@ -30,7 +30,7 @@ from ..config import load_config
 from ..data import load_dataset
 from ..models import GraphTrans
 from ..models.inputs import model_inputs
-from . import DEFAULT_OUT_DIR, device_name, versions, write_result
+from . import bench_parser, device_name, parse_bench_args, report_result, versions
 from .layers import interleaved_ms
 
 __all__ = ["PaddedGraphTrans", "main"]
@@ -114,10 +114,8 @@ def run(args: argparse.Namespace) -> dict:
 def nci1_parser(prog: str, description: str, rounds: str) -> argparse.ArgumentParser:
     """The arguments the NCI1 GraphTrans benches share (data, device, batches, timing; ``rounds`` names a timed
     unit in the help: ``"pairs"``, ``"rounds"``)."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = bench_parser(prog, description)
     p.add_argument("--root", required=True, help="folder holding NCI1/raw/ (the TU release files)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--graphs", type=int, default=128, help="graphs per batch (the config's batch size)")
     p.add_argument("--batches", type=int, default=8, help="distinct batches, used in turn")
     p.add_argument("--reps", type=int, default=30, help=f"timed {rounds} (after 3 warm-up {rounds})")
@@ -126,10 +124,5 @@ def nci1_parser(prog: str, description: str, rounds: str) -> argparse.ArgumentPa
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    p = nci1_parser("graphattn bench graphtrans", __doc__.splitlines()[0], "pairs")
-    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                   help="folder of the results (benchmarks/results updates the tracked ones)")
-    args = p.parse_args(argv)
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
-    print(f"-> {write_result(run(args), args.out_dir, 'graphtrans', torch.device(args.device))}")
+    args = parse_bench_args(nci1_parser("graphattn bench graphtrans", __doc__.splitlines()[0], "pairs"), argv)
+    report_result(run(args), args, "graphtrans")

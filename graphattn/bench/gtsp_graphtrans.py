@@ -29,7 +29,7 @@ from ..config import load_config
 from ..models import GraphTrans
 from ..sparsify import GTSP, GTSPConfig
 from ..utils.flops import count_flops
-from . import DEFAULT_OUT_DIR, device_name, versions, write_result
+from . import device_name, parse_bench_args, report_result, versions
 from .graphtrans import CONFIG, _batches, _train_steps, nci1_parser
 from .layers import interleaved_ms
 
@@ -102,9 +102,5 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--head-density", type=float, nargs="*", default=[],
                    help="also arms with keep ratio 0.5 and these head densities")
     p.add_argument("--loaded", action="store_true", help="record that the machine was busy (timing indicative)")
-    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                   help="folder of the results (benchmarks/results updates the tracked ones)")
-    args = p.parse_args(argv)
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
-    print(f"-> {write_result(run(args), args.out_dir, 'gtsp-nci1', torch.device(args.device))}")
+    args = parse_bench_args(p, argv)
+    report_result(run(args), args, "gtsp-nci1")

@@ -34,7 +34,7 @@ from torch_geometric.nn import GINEConv, GPSConv, TransformerConv
 
 from ..functional import graph_attention
 from ..nn import GPSLayer, GraphAttnConv
-from . import DEFAULT_OUT_DIR, device_name, synchronize, versions, write_result
+from . import bench_parser, device_name, parse_bench_args, report_result, synchronize, versions
 from .kernels import pyg_attention, uniform_graph
 
 __all__ = ["molecule_batch", "conv_stacks", "gps_stacks", "interleaved_ms", "main"]
@@ -205,9 +205,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    p = argparse.ArgumentParser(prog="graphattn bench layers", description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (torch.set_num_threads)")
+    p = bench_parser("graphattn bench layers", __doc__.splitlines()[0])
     p.add_argument("--dataset", default="ogbg-molesol")
     p.add_argument("--root", default=None, help="dataset folder (default: the embedded ogbg-molesol)")
     p.add_argument("--graphs", type=int, default=32)
@@ -221,11 +219,5 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--comparisons", nargs="+", default=["conv", "gps", "gps_nodrop", "core"],
                    choices=("conv", "gps", "gps_nodrop", "core"))
-    p.add_argument("--out-dir", default=DEFAULT_OUT_DIR,
-                        help="folder of the results (benchmarks/results updates the tracked ones)")
-    args = p.parse_args(argv)
-    if args.device == "cpu":
-        torch.set_num_threads(args.threads)
-    result = run(args)
-    path = write_result(result, args.out_dir, "layers", torch.device(args.device))
-    print(f"-> {path}")
+    args = parse_bench_args(p, argv)
+    report_result(run(args), args, "layers")
