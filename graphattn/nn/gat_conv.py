@@ -22,7 +22,7 @@ class GATConv(GATBase):
 
     .. math::
         \mathbf{x}'_i = \sum_{j \in \mathcal{N}(i) \cup \{i\}} \alpha_{i,j} \mathbf{\Theta}_s \mathbf{x}_j,
-        \qquad
+
         \alpha_{i,j} = \operatorname{softmax}_j\left(\operatorname{LeakyReLU}\left(
         \mathbf{a}_s^{\top} \mathbf{\Theta}_s \mathbf{x}_j + \mathbf{a}_t^{\top} \mathbf{\Theta}_t \mathbf{x}_i
         + \mathbf{a}_e^{\top} \mathbf{\Theta}_e \mathbf{e}_{i,j}\right)\right)

@@ -22,7 +22,7 @@ class GATv2Conv(GATBase):
 
     .. math::
         \mathbf{x}'_i = \sum_{j \in \mathcal{N}(i) \cup \{i\}} \alpha_{i,j} \mathbf{\Theta}_s \mathbf{x}_j,
-        \qquad
+
         \alpha_{i,j} = \operatorname{softmax}_j\left(\mathbf{a}^{\top} \operatorname{LeakyReLU}\left(
         \mathbf{\Theta}_s \mathbf{x}_j + \mathbf{\Theta}_t \mathbf{x}_i + \mathbf{\Theta}_e \mathbf{e}_{i,j}
         \right)\right)
