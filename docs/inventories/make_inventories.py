@@ -59,8 +59,9 @@ def _walk(entries: dict, module_names: list[str], uri) -> None:
                 entries.setdefault(defining, (role, uri(module_name, public, public)))
                 for member, value in vars(obj).items():
                     if not member.startswith("_") and callable(value):
-                        entries.setdefault(f"{public}.{member}", ("method", uri(module_name, public, f"{public}.{member}")))
-                        entries.setdefault(f"{defining}.{member}", ("method", uri(module_name, public, f"{public}.{member}")))
+                        target = ("method", uri(module_name, public, f"{public}.{member}"))
+                        entries.setdefault(f"{public}.{member}", target)
+                        entries.setdefault(f"{defining}.{member}", target)
 
 
 def _submodules(package: str, depth: int) -> list[str]:
