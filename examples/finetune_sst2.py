@@ -249,8 +249,9 @@ def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[di
                      "seeds": [r["seed"] for r in runs],
                      "time_per_step_s": sum(r["time_per_step_s"] for r in runs) / len(runs),
                      "peak_memory_mb": max(r["peak_memory_mb"] for r in runs)})
-    schedule = (f"train subset {args.train_size or 'all'} sentences, {args.epochs} epoch(s), batch {args.batch_size}, "
-                f"max_len {args.max_len}, AdamW (lr {_learning_rates(args)}, head {HEAD_LR}), 10% warm-up + linear decay")
+    schedule = (f"train subset {args.train_size or 'all'} sentences, {args.epochs} epoch(s), "
+                f"batch {args.batch_size}, max_len {args.max_len}, AdamW (lr {_learning_rates(args)}, "
+                f"head {HEAD_LR}), 10% warm-up + linear decay")
     memory = "peak CUDA memory allocated" if args.device.startswith("cuda") else "peak process RSS"
     lines = [f"SST-2, MiniLM-L6 (all-MiniLM-L6-v2), test = GLUE dev (872 labelled sentences); device: {device_name}",
              f"schedule: {schedule}",
@@ -258,7 +259,8 @@ def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[di
              f"(p_init {args.p_init}); "
              f"sparse GIN hidden {sizes['sparse_gin']} (counts include the {results[0]['head_params']}-parameter head)",
              "",
-             f"| method | trainable params | test acc (mean ± std, {len(args.seeds)} seeds) | time / step | {memory} |",
+             f"| method | trainable params | test acc (mean ± std, {len(args.seeds)} seeds) | time / step "
+             f"| {memory} |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['trainable_params']:,d} | {100 * r['test_acc_mean']:.2f} ± "

@@ -15,7 +15,8 @@ GPU schedule (all 32,901 training graphs, GraphGPS-sized model, 5 seeds):
     python examples/gtsp_molhiv.py --device cuda --train-graphs 0 --epochs 100 --channels 64 \
         --layers 10 --heads 4 --batch-size 32 --lr 1e-4 --seeds 5 --out examples/results/gtsp_molhiv_gpu
 
-``--root`` is a folder holding ``ogbg_molhiv/`` in OGB's layout (required); processed files go to ``$GRAPHATTN_CACHE`` when it is read-only.
+``--root`` is a folder holding ``ogbg_molhiv/`` in OGB's layout (required); processed files go to
+``$GRAPHATTN_CACHE`` when it is read-only.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Checkpoints that resume a training run exactly, written so that a kill at any moment leaves a
 consistent state.
 
-* :func:`atomic_save` / :func:`atomic_write_text` / :func:`atomic_write_bytes` write to a temporary file in the same folder,
-  flush it to disk and ``os.replace`` it over the target: a reader sees the old file or the new one,
+* :func:`atomic_save` / :func:`atomic_write_text` / :func:`atomic_write_bytes` write to a temporary file in the
+  same folder, flush it to disk and ``os.replace`` it over the target: a reader sees the old file or the new one,
   never a partial one.
 * :func:`rng_state` / :func:`set_rng_state` capture every random number generator a training step
   draws from (PyTorch's CPU and CUDA generators, Python's ``random``, NumPy's, and the data loader's
@@ -27,8 +27,8 @@ import torch
 
 from .functional import dropout_generator
 
-__all__ = ["CheckpointError", "atomic_save", "atomic_write_text", "atomic_write_bytes", "load_checkpoint", "rng_state", "set_rng_state",
-           "check_dropout_generator", "crash_point"]
+__all__ = ["CheckpointError", "atomic_save", "atomic_write_text", "atomic_write_bytes", "load_checkpoint", "rng_state",
+           "set_rng_state", "check_dropout_generator", "crash_point"]
 
 #: The dropout generator of checkpoints that record none: PyTorch's ``bernoulli_`` (``F.dropout``).
 _UNRECORDED_DROPOUT = "torch-bernoulli"

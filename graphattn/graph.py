@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from sparse_kernels import prepare
-from sparse_kernels.csr import CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, node_count, validate_edge_index
+from sparse_kernels.csr import (CSR, block_diagonal_full, build_csr, csr_from_sorted_rows, node_count,
+                                validate_edge_index)
 
 __all__ = ["AttentionGraph", "cached_graph", "SelfLoopGraph", "self_loop_graph"]
 
@@ -60,7 +61,8 @@ def cached_graph(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: Optional
         raise TypeError(f"edge_index must be a torch.Tensor of shape [2, E], got {type(edge_index).__name__}")
     if torch.compiler.is_compiling():
         return AttentionGraph(edge_index, num_src_nodes, num_dst_nodes)
-    num_src_nodes, num_dst_nodes = node_count("num_src_nodes", num_src_nodes), node_count("num_dst_nodes", num_dst_nodes)
+    num_src_nodes = node_count("num_src_nodes", num_src_nodes)
+    num_dst_nodes = node_count("num_dst_nodes", num_dst_nodes)
     key = _cache_key(edge_index, num_src_nodes, num_dst_nodes)
     csr = _lookup(edge_index, "_graphattn_csr", key)
     if csr is not None:

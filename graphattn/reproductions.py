@@ -100,8 +100,9 @@ def write_report(results_dir: str) -> list[dict[str, Any]]:
     lines = ["# Reproductions of published numbers", "",
              "Written by `graphattn reproduce` from the summaries in this folder. Test metric at the "
              "best-validation epoch (node-level: of the model saved by early stopping), mean ± std over the runs "
-             "(on a partial row: as far as they got). Verdict `within one std`: every run of the published protocol finished and "
-             "|ours − published| ≤ the published std; `partial`: runs missing or short of the schedule.", "",
+             "(on a partial row: as far as they got). Verdict `within one std`: every run of the published protocol "
+             "finished and |ours − published| ≤ the published std; `partial`: runs missing or short of the "
+             "schedule.", "",
              "| target | dataset | metric | device | runs done | ours | published | ours − published | verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -87,7 +87,8 @@ def validate_edge_index(edge_index: Tensor, num_src_nodes: int, num_dst_nodes: i
         raise TypeError(f"{name} must have an integer dtype (int64 or int32), got {edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}")
-    num_src_nodes, num_dst_nodes = node_count("num_src_nodes", num_src_nodes), node_count("num_dst_nodes", num_dst_nodes)
+    num_src_nodes = node_count("num_src_nodes", num_src_nodes)
+    num_dst_nodes = node_count("num_dst_nodes", num_dst_nodes)
     if edge_count(name, edge_index.size(1)) == 0:
         return
     mins = edge_index.amin(dim=1).tolist()

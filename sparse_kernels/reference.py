@@ -11,11 +11,11 @@ with the normalisers
 
 * ``"softmax"``: :math:`a_{ij} = e^{s_{ij} - \mathrm{lse}_i}`, :math:`\mathrm{lse}_i = \log\sum_j e^{s_{ij}}`;
 * ``"sigmoid"``: :math:`a_{ij} = \sigma(s_{ij})` (put a shift such as :math:`-\log n` in the bias);
-* ``"softplus"``: :math:`a_{ij} = \operatorname{softplus}(s_{ij}) / Z_i`, :math:`Z_i = \sum_j \operatorname{softplus}(s_{ij})`,
-  computed in log space as a softmax of :math:`t_{ij} = \log \operatorname{softplus}(s_{ij})`
-  (:func:`log_softplus`), so that it is exact for every finite score: where
-  :math:`\operatorname{softplus}(s) \approx e^{s}` underflows (:math:`s < -88` in float32), the weights
-  stay those of the limit (a single in-edge keeps weight 1).
+* ``"softplus"``: :math:`a_{ij} = \operatorname{softplus}(s_{ij}) / Z_i`,
+  :math:`Z_i = \sum_j \operatorname{softplus}(s_{ij})`, computed in log space as a softmax of
+  :math:`t_{ij} = \log \operatorname{softplus}(s_{ij})` (:func:`log_softplus`), so that it is exact for
+  every finite score: where :math:`\operatorname{softplus}(s) \approx e^{s}` underflows (:math:`s < -88` in
+  float32), the weights stay those of the limit (a single in-edge keeps weight 1).
 
 Each normaliser keeps one statistic per (row, head), ``stat`` ``[N_dst, H]``: the
 log-sum-exp for softmax, :math:`\log Z_i` for softplus, zero for sigmoid; the backward

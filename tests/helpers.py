@@ -240,10 +240,10 @@ def planetoid_release(root: Path, name: str = "cora", train: int = 4, labelled: 
     ``labelled`` rows in ``allx`` (at least ``train`` + 500: the public split's validation nodes follow the
     training nodes), ``test`` test nodes after them; ``gap`` leaves that test-range node out of
     ``test.index`` (an isolated node, as in CiteSeer: ``name`` must then be ``"citeseer"``). Binary
-    features (``features >= classes``) with at least one 1 per row; every node joined to the next (both directions) plus a few
-    random edges, a duplicate and a self loop. A node's label is one of its features with probability 0.6
-    (learnable, not perfectly: validation accuracy keeps moving, so early stopping ends a run). Returns
-    ``root``."""
+    features (``features >= classes``) with at least one 1 per row; every node joined to the next (both
+    directions) plus a few random edges, a duplicate and a self loop. A node's label is one of its features
+    with probability 0.6 (learnable, not perfectly: validation accuracy keeps moving, so early stopping ends a
+    run). Returns ``root``."""
     import numpy as np
     import scipy.sparse as sp
 

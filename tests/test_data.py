@@ -44,7 +44,8 @@ def test_unknown_and_missing_datasets(tmp_path):
 
 
 def test_peptides_loader_on_small_release_layout(tmp_path):
-    peptides_release(tmp_path, ["CC(=O)NC", "NCC(=O)O", "CCO", "c1ccccc1O"], {"train": [0, 1], "valid": [2], "test": [3]})
+    peptides_release(tmp_path, ["CC(=O)NC", "NCC(=O)O", "CCO", "c1ccccc1O"],
+                     {"train": [0, 1], "valid": [2], "test": [3]})
     bench = load_dataset("peptides-func", str(tmp_path))
     assert len(bench.dataset) == 4 and bench.num_tasks == 10 and bench.eval_metric == "ap"
     assert bench.dataset[2].x.size(0) == 3  # CCO: three heavy atoms

@@ -18,7 +18,8 @@ def kernels(request, monkeypatch):
     if request.param == "cpu":
         if not sk.cpu.available():
             pytest.skip(f"compiled CPU kernels unavailable: {sk.cpu.load_error()}")
-        assert sk.dispatch.select_kernels("attention_fwd", "cpu", sk.dispatch.Features(DT, edge_vectors=True)).name == "cpu"
+        features = sk.dispatch.Features(DT, edge_vectors=True)
+        assert sk.dispatch.select_kernels("attention_fwd", "cpu", features).name == "cpu"
         yield request.param
         return
     if request.param == "reference-sparse":
@@ -93,7 +94,8 @@ def test_gradcheck_with_edge_vectors_and_dropout(kernels):
     inputs = tuple(t[n].clone().requires_grad_() for n in ("q", "k", "v", "edge_k", "edge_v", "bias"))
 
     def f(q, k, v, edge_k, edge_v, bias):
-        return sk.attention(q, k, v, sk.build_csr(ei, graph.num_src_nodes, graph.num_dst_nodes), bias, edge_k=edge_k, edge_v=edge_v, dropout=0.3, seed=seed)
+        csr = sk.build_csr(ei, graph.num_src_nodes, graph.num_dst_nodes)
+        return sk.attention(q, k, v, csr, bias, edge_k=edge_k, edge_v=edge_v, dropout=0.3, seed=seed)
 
     assert torch.autograd.gradcheck(f, inputs)
 

@@ -56,7 +56,8 @@ def test_ogb_gcn_is_graphtrans_gcn_with_and_without_edge_features():
     torch.testing.assert_close(conv(x, batch.edge_index, edge_attr), reference(x, batch.edge_index, edge_attr))
     torch.testing.assert_close(conv(x, batch.edge_index), reference(x, batch.edge_index, torch.zeros_like(edge_attr)))
     single = batch.ptr[1].item()               # the 1-node graph: only its root term, relu(Wx + b + r)
-    torch.testing.assert_close(conv(x, batch.edge_index)[single], F.relu(conv.linear(x[single]) + conv.root_emb.weight[0]))
+    torch.testing.assert_close(conv(x, batch.edge_index)[single],
+                               F.relu(conv.linear(x[single]) + conv.root_emb.weight[0]))
     with pytest.raises(ValueError, match="edge_attr must have shape"):
         conv(x, batch.edge_index, edge_attr[:-1])
 

@@ -4,8 +4,9 @@ features no tensor comes near E*H*D elements; with edge features the only E x H 
 the projected edge features W_e e_ij themselves and their gradient (PyG's TransformerConv allocates
 more than ten). GATConv folds its edge projection into the attention vector (an [E, H] score term), so it
 stays below E*H*D with edge features too; GATv2Conv likewise without edge features, and with them forms
-only its edge_k W_e e_ij and the gradient of it (PyG's GAT layers allocate 5 to 15 each). The engine's own chunk size is made small so that its chunked temporaries (inside
-the custom ops, invisible here anyway) cannot hide anything."""
+only its edge_k W_e e_ij and the gradient of it (PyG's GAT layers allocate 5 to 15 each). The engine's own
+chunk size is made small so that its chunked temporaries (inside the custom ops, invisible here anyway)
+cannot hide anything."""
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

@@ -37,8 +37,9 @@ def problems(draw):
     bias_kind = draw(st.sampled_from(["none", "normal", "huge", "underflow"]))
     scale = draw(st.one_of(st.none(), st.floats(0.05, 3.0)))
     seed = draw(st.integers(0, 2 ** 31 - 1))
-    return dict(dtype=dtype, n_src=n_src, n_dst=n_dst, edge_index=torch.tensor([src, dst], dtype=torch.long).view(2, -1),
-                heads=heads, dim=dim, dim_v=dim_v, normalizer=normalizer, bias_kind=bias_kind, scale=scale, seed=seed)
+    edge_index = torch.tensor([src, dst], dtype=torch.long).view(2, -1)
+    return dict(dtype=dtype, n_src=n_src, n_dst=n_dst, edge_index=edge_index, heads=heads, dim=dim, dim_v=dim_v,
+                normalizer=normalizer, bias_kind=bias_kind, scale=scale, seed=seed)
 
 
 def _tensors(p):
@@ -66,7 +67,8 @@ def oracle(p, q, k, v, bias, grad):
     b = None if bias is None else bias.double().numpy().astype(LD)
     scale = LD(1 / math.sqrt(q.shape[2]) if p["scale"] is None else p["scale"])
     src, dst = p["edge_index"].numpy()
-    out, dq, dk, dv = np.zeros((q.shape[0], q.shape[1], v.shape[2]), LD), np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    out = np.zeros((q.shape[0], q.shape[1], v.shape[2]), LD)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
     db = np.zeros((len(src), q.shape[1]), LD)
     for i in range(q.shape[0]):
         edges = np.nonzero(dst == i)[0]
@@ -123,7 +125,7 @@ def kernels(request):
 def test_graph_attention_matches_the_oracle(kernels, p):
     q, k, v, bias, grad = _tensors(p)
     graph = ga.AttentionGraph(p["edge_index"], p["n_src"], p["n_dst"])
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)] + ([bias.clone().requires_grad_()] if bias is not None else [])
+    leaves = [t.clone().requires_grad_() for t in (q, k, v) + ((bias,) if bias is not None else ())]
     out = ga.graph_attention(*leaves[:3], graph, bias=leaves[3] if bias is not None else None, scale=p["scale"],
                              normalizer=p["normalizer"])
     grads = torch.autograd.grad(out, leaves, grad, allow_unused=True)

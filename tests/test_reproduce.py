@@ -27,7 +27,8 @@ from test_resume import CONFIG, EPOCHS, assert_same_run, uninterrupted  # noqa: 
 EXPECTED = {"gin-vn-molhiv": (0.7707, 0.0149, 3), "gat-cora": (0.830, 0.007, 100), "gat-citeseer": (0.725, 0.007, 100),
             "gatv2-cora": (None, None, 100), "gatv2-citeseer": (None, None, 100),
             "graphtrans-small-nci1": (0.813, 0.019, 20), "graphtrans-large-nci1": (0.826, 0.012, 20),
-            "gtsp-graphtrans-small-nci1-keep0.75": (None, None, 10), "gtsp-graphtrans-small-nci1-keep0.5": (None, None, 10),
+            "gtsp-graphtrans-small-nci1-keep0.75": (None, None, 10),
+            "gtsp-graphtrans-small-nci1-keep0.5": (None, None, 10),
             "gtsp-graphtrans-small-nci1-keep0.5-heads0.5": (None, None, 10)}
 
 

@@ -168,7 +168,8 @@ def test_collected_seed_folders_give_the_runs_summary(tmp_path, uninterrupted):
         assert collected[key] == original[key], key
     for key in ("seed", "best_epoch", "valid", "test", "epochs_done", "train_seconds"):
         assert collected["runs"][0][key] == original["runs"][0][key], key
-    assert (tmp_path / "collected-seed0-metrics.csv").read_text() == (uninterrupted / "seed0" / "metrics.csv").read_text()
+    collected_curve = (tmp_path / "collected-seed0-metrics.csv").read_text()
+    assert collected_curve == (uninterrupted / "seed0" / "metrics.csv").read_text()
 
 
 def test_checkpoints_record_the_dropout_generator(tmp_path):

@@ -13,6 +13,6 @@ from .inputs import model_inputs
 from .local import EDGE_AWARE_LOCAL_CONVS, EDGE_UPDATING_LOCAL_CONVS, LOCAL_CONVS, LocalConv
 from .mpnn_virtual_node import MPNNVirtualNode
 
-__all__ = ["GAT", "GraphModel", "GraphTransformer", "GraphTrans", "GPS", "MPNNVirtualNode", "GINAttentionNet", "PredictionHead", "LocalConv",
-           "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS", "EDGE_UPDATING_LOCAL_CONVS", "AtomEncoder", "BondEncoder",
-           "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder", "model_inputs"]
+__all__ = ["GAT", "GraphModel", "GraphTransformer", "GraphTrans", "GPS", "MPNNVirtualNode", "GINAttentionNet",
+           "PredictionHead", "LocalConv", "LOCAL_CONVS", "EDGE_AWARE_LOCAL_CONVS", "EDGE_UPDATING_LOCAL_CONVS",
+           "AtomEncoder", "BondEncoder", "CategoricalEncoder", "InputEncoder", "EdgeInputEncoder", "model_inputs"]

@@ -65,8 +65,10 @@ class GAT(nn.Module):
     r"""The paper's transductive GAT (Section 3.3):
 
     .. math::
-        \mathbf{H} = \operatorname{ELU}\big(\big\Vert_{k=1}^{K} \operatorname{GAT}_k(\operatorname{Dropout}_p(\mathbf{X}))\big),
-        \qquad \mathbf{Z} = \operatorname{GAT}_{out}(\operatorname{Dropout}_p(\mathbf{H})),
+        \mathbf{H} = \operatorname{ELU}\big(\big\Vert_{k=1}^{K}
+            \operatorname{GAT}_k(\operatorname{Dropout}_p(\mathbf{X}))\big),
+
+        \mathbf{Z} = \operatorname{GAT}_{out}(\operatorname{Dropout}_p(\mathbf{H})),
 
     layer 1 with :math:`K` = ``heads`` heads of ``hidden_channels`` features concatenated, layer 2 with
     ``out_heads`` heads of ``out_channels`` logits averaged; both add self loops, use LeakyReLU(0.2)

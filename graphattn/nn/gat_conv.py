@@ -52,9 +52,10 @@ class GATConv(GATBase):
       scores use the features before it), and ``attention_bias`` adds learnable per-head scalars
       ``att_src_bias`` and ``att_dst_bias`` (initialised to 0) to the source and destination terms of the
       score: the biases of the authors' ``conv1d(seq_fts, 1)`` projections (only their sum enters the
-      score, inside the LeakyReLU; both are kept to mirror the two projections; with ``x=(x_src, None)`` there
-      is no destination term and no destination bias). Their parameters exist only when the option is on. The authors' first ``in_drop`` (on the layer's input) is ordinary dropout
-      before the layer, as in PyG's GAT example.
+      score, inside the LeakyReLU; both are kept to mirror the two projections; with ``x=(x_src, None)``
+      there is no destination term and no destination bias). Their parameters exist only when the option is
+      on. The authors' first ``in_drop`` (on the layer's input) is ordinary dropout before the layer, as in
+      PyG's GAT example.
 
     Args:
         in_channels: size of each input sample, ``-1`` for lazy initialisation, or a

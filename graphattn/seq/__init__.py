@@ -19,7 +19,7 @@ __all__ = [
     "SeqGraph", "Pattern", "Full", "Causal", "SlidingWindow", "Dilated", "Blocks", "Strided", "GlobalTokens",
     "RandomKeys", "UnionPattern", "IntersectionPattern", "full", "causal", "sliding_window", "dilated",
     "blocks", "strided", "global_tokens", "random", "batch", "graph_union", "graph_intersection",
-    "clear_cache", "ContentPattern", "ContentUnion", "topk_graph", "routing_graph", "region_routing_graph", "TopK", "KMeansRouting",
-    "RegionRouting", "RotaryEmbedding", "alibi_slopes", "alibi_bias", "RelativePositionBias", "length_bias",
-    "sequence_positions", "SeqGraphAttention", "SeqGraphTransformer",
+    "clear_cache", "ContentPattern", "ContentUnion", "topk_graph", "routing_graph", "region_routing_graph", "TopK",
+    "KMeansRouting", "RegionRouting", "RotaryEmbedding", "alibi_slopes", "alibi_bias", "RelativePositionBias",
+    "length_bias", "sequence_positions", "SeqGraphAttention", "SeqGraphTransformer",
 ]

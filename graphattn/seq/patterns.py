@@ -281,10 +281,10 @@ class Pattern:
 
 def _check_dense_size(pattern: "Pattern", n: int, num_edges: int) -> None:
     if num_edges > MAX_DENSE_EDGES:
-        raise ValueError(f"{pattern!r} over {n:,} positions would build {num_edges:,} edges ({16 * num_edges / 2 ** 30:.1f} GiB "
-                         f"of indices, more than MAX_DENSE_EDGES = {MAX_DENSE_EDGES:,}); run full or causal attention "
-                         f"through SDPA (SeqGraphAttention does so), use a sparse pattern, or raise "
-                         f"graphattn.seq.patterns.MAX_DENSE_EDGES")
+        raise ValueError(f"{pattern!r} over {n:,} positions would build {num_edges:,} edges "
+                         f"({16 * num_edges / 2 ** 30:.1f} GiB of indices, more than MAX_DENSE_EDGES = "
+                         f"{MAX_DENSE_EDGES:,}); run full or causal attention through SDPA (SeqGraphAttention does "
+                         f"so), use a sparse pattern, or raise graphattn.seq.patterns.MAX_DENSE_EDGES")
 
 
 def _check_positive(name: str, value: int, minimum: int = 1) -> int:

@@ -36,8 +36,8 @@ from . import attention_bwd, attention_fwd, edge_softmax, elementwise_dropout, s
 from ._common import KERNEL_DTYPES, interpreting
 from .schedule import chunk_override, plan_for
 
-__all__ = ["kernels", "supports", "prepare", "register", "interpreter_backend", "chunk_override", "plan_for", "attention_fwd",
-           "attention_bwd", "sddmm", "spmm", "edge_softmax", "schedule"]
+__all__ = ["kernels", "supports", "prepare", "register", "interpreter_backend", "chunk_override", "plan_for",
+           "attention_fwd", "attention_bwd", "sddmm", "spmm", "edge_softmax", "schedule"]
 
 
 _KERNELS: dict[str, Callable] = {
