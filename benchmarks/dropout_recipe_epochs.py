@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
+
+from graphattn.utils.stats import mean_std
 
 
 def read_curve(path: str) -> dict[int, dict[str, float]]:
@@ -25,8 +26,8 @@ def read_curve(path: str) -> dict[int, dict[str, float]]:
 
 def spread(values: list[float]) -> dict[str, float]:
     """Mean, sample standard deviation, min and max of ``values``."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values), "max": max(values)}
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
 def compare(old: list[dict], new: list[dict], epochs: list[int], metrics: list[str]) -> list[dict]:

@@ -237,15 +237,15 @@ def run_one(method: str, seed: int, args) -> dict:
 
 
 def _table(results: list[dict], args, sizes: dict, device_name: str) -> tuple[dict, str]:
+    from graphattn.utils import mean_std
     rows = []
     for method in args.methods:
         runs = [r for r in results if r["method"] == method]
         if not runs:
             continue
-        accs = torch.tensor([r["test_accuracy"] for r in runs], dtype=torch.float64)
+        acc_mean, acc_std = mean_std(r["test_accuracy"] for r in runs)
         rows.append({"method": method, "trainable_params": runs[0]["trainable_params"],
-                     "test_acc_mean": float(accs.mean()),
-                     "test_acc_std": float(accs.std()) if len(runs) > 1 else 0.0,
+                     "test_acc_mean": acc_mean, "test_acc_std": acc_std,
                      "seeds": [r["seed"] for r in runs],
                      "time_per_step_s": sum(r["time_per_step_s"] for r in runs) / len(runs),
                      "peak_memory_mb": max(r["peak_memory_mb"] for r in runs)})

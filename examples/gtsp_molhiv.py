@@ -37,7 +37,7 @@ from graphattn.data import load_dataset
 from graphattn.models import GPS
 from graphattn.sparsify import GTSP, GTSPConfig
 from graphattn.training import build_optimizer, evaluate, train_epoch
-from graphattn.utils import count_flops, time_inference
+from graphattn.utils import count_flops, mean_std, time_inference
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -141,8 +141,9 @@ def main() -> None:
         runs = [run_variant(name, seed, bench, args) for seed in range(args.seeds)]
         models[name] = runs[0]["model"]
         aucs = [r["test_rocauc"] for r in runs]
+        auc_mean, auc_std = mean_std(aucs)
         row = {"variant": name, "config": VARIANTS[name], "test_rocauc": aucs,
-               "auc_mean": statistics.mean(aucs), "auc_std": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
+               "auc_mean": auc_mean, "auc_std": auc_std,
                "train_seconds": [r["train_seconds"] for r in runs], "state": runs[0]["state"],
                "flops_per_graph": flops_per_graph(models[name], batches, len(timing_set))}
         rows.append(row)

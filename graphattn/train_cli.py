@@ -57,6 +57,7 @@ from .progress import track
 from .sparsify import GTSP, GTSPConfig
 from .training import FitResult, fit
 from .transductive import NodeEpoch, SeedResult, fit_transductive
+from .utils.stats import mean_std
 
 __all__ = ["main", "build_model", "build_pre_transform", "run", "run_node_level", "seed_protocol", "read_seed_record",
            "write_node_results"]
@@ -144,8 +145,7 @@ def _config_values(config: TrainConfig) -> dict[str, Any]:
 
 
 def _summarise(name: str, metric: str, values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    mean, std = mean_std(values)
     return f"{name}: test {metric} {mean:.4f} ± {std:.4f} over {len(values)} seed{'s' if len(values) > 1 else ''}"
 
 
@@ -162,11 +162,11 @@ def build_summary(config: TrainConfig, dataset: str, metric: str, device: str, w
                   runs: list[dict[str, Any]]) -> dict[str, Any]:
     """``summary.json``: the runs of every seed, the mean and std of their test metric, and ``partial``
     when a seed stopped before ``config.epochs``."""
-    tests = [r["test"] for r in runs]
+    test_mean, test_std = mean_std(r["test"] for r in runs)
     return {"dataset": dataset, "model": config.model, "metric": metric, "device": device,
             "world_size": world_size, "epochs": config.epochs,
             "partial": any(r["epochs_done"] < config.epochs for r in runs), "runs": runs,
-            "test_mean": statistics.fmean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "test_mean": test_mean, "test_std": test_std,
             "config": _config_values(config)}
 
 
@@ -276,17 +276,16 @@ def _differences(stored: dict[str, Any], protocol: dict[str, Any], prefix: str =
 def build_node_summary(config: TrainConfig, device: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     """``summary.json`` of a node-level run: the finished seeds' records, mean and std of their test and
     validation accuracy, epochs and seconds; ``partial`` while seeds of ``config.seeds`` are missing."""
-    def mean_std(key: str) -> tuple[float, float]:
-        values = [r[key] for r in records]
-        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+    def column(key: str) -> tuple[float, float]:
+        return mean_std(r[key] for r in records)
 
-    (test_mean, test_std), (val_mean, val_std) = mean_std("test_acc"), mean_std("val_acc")
+    (test_mean, test_std), (val_mean, val_std) = column("test_acc"), column("val_acc")
     return {"dataset": config.dataset, "model": config.model, "conv": config.model_args.get("conv"),
             "metric": "accuracy", "device": device, "seeds_requested": len(config.seeds),
             "seeds_done": len(records), "partial": len(records) < len(config.seeds),
             "test_mean": test_mean, "test_std": test_std, "val_acc_mean": val_mean, "val_acc_std": val_std,
-            "epochs_run_mean": mean_std("epochs_run")[0], "seconds_mean": mean_std("seconds")[0],
-            "cpu_seconds_mean": mean_std("cpu_seconds")[0],
+            "epochs_run_mean": column("epochs_run")[0], "seconds_mean": column("seconds")[0],
+            "cpu_seconds_mean": column("cpu_seconds")[0],
             "runs": [{k: v for k, v in r.items() if k != "config"} for r in records], "config": seed_protocol(config)}
 
 
