@@ -8,16 +8,19 @@ transpose for ``dk`` and ``dv``), for float32 and float64, with OpenMP over rows
 count of :func:`torch.get_num_threads`). Nothing of size :math:`E \times H \times D` is formed.
 
 The C source (``attention.c`` with ``attention_impl.h``, included once per scalar type) is plain C99
-(no PyTorch headers) and compiles in about a second with the system
-C compiler (``$CC`` or ``cc``) into a cache folder (``$GRAPHATTN_CACHE`` or
-``~/.cache/graphattn``), keyed by the source, the flags, the compiler and the machine. Where no
-compiler works, ``available`` is ``False`` and the engine runs the plain-PyTorch reference, after one
-``RuntimeWarning`` that carries the compiler's message.
+(no PyTorch headers) and compiles with the system C compiler (``$CC`` or ``cc``; about 20 s of one core
+with gcc at ``-O3``) into a cache folder (``$GRAPHATTN_CACHE`` or ``~/.cache/graphattn``), keyed by the
+source, the flags, the compiler and the machine. One process builds at a time per cache (a file lock):
+processes started side by side on a fresh cache compile once, and the others wait and load that build. A
+compile that runs past ``$GRAPHATTN_CC_TIMEOUT`` seconds (default 900, room for a loaded machine) counts as
+failed. Where no compiler works, ``available`` is ``False`` and the engine runs the plain-PyTorch
+reference, after one ``RuntimeWarning`` that carries the compiler's message.
 ``GRAPHATTN_CPU_KERNELS=0`` switches these kernels off.
 """
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import os
 import platform
@@ -69,12 +72,43 @@ def _machine_key() -> str:
     return info
 
 
+def _compile_timeout() -> float:
+    """Seconds a compile may take: ``$GRAPHATTN_CC_TIMEOUT``, default 900.
+
+    Raises:
+        RuntimeError: ``GRAPHATTN_CC_TIMEOUT`` is not a positive number.
+    """
+    value = os.environ.get("GRAPHATTN_CC_TIMEOUT", "900")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise RuntimeError(f"GRAPHATTN_CC_TIMEOUT must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
 def _compile(compiler: str, flags: list[str], target: str) -> None:
+    timeout = _compile_timeout()
     with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as tmp:
         out = os.path.join(tmp, "lib.so")
-        subprocess.run([compiler, *flags, "-o", out, _SOURCE, "-lm"], check=True, capture_output=True, text=True,
-                       timeout=120)
+        try:
+            subprocess.run([compiler, *flags, "-o", out, _SOURCE, "-lm"], check=True, capture_output=True,
+                           text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            raise subprocess.SubprocessError(f"the compile ran past {timeout:g} s (raise GRAPHATTN_CC_TIMEOUT on "
+                                             "a loaded machine)") from err
         os.replace(out, target)          # atomic: concurrent builders never see a partial library
+
+
+def _build_once(compiler: str, flags: list[str], target: str) -> None:
+    """Compiles ``target`` unless it exists, holding ``<target>.lock``: of the processes that find no
+    library, one compiles and the others wait for it, then find the library and skip the compile."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not os.path.exists(target):
+            _compile(compiler, flags, target)
 
 
 def _build() -> ctypes.CDLL:
@@ -89,8 +123,7 @@ def _build() -> ctypes.CDLL:
         target = os.path.join(_cache_dir(), f"attention-{key}.so")
         try:
             if not os.path.exists(target):
-                os.makedirs(_cache_dir(), exist_ok=True)
-                _compile(compiler, flags, target)
+                _build_once(compiler, flags, target)
             return ctypes.CDLL(target)
         except (OSError, subprocess.SubprocessError) as err:
             stderr = getattr(err, "stderr", "") or ""
