@@ -122,7 +122,7 @@ GA_INLINE void SFX(edge_scores)(const SFX(args_t)* a, const T* restrict qi, int6
     if (a->score == SCORE_GATV2) {
         const T slope = a->slope;
         SFX(gatv2_pre)(a, qi, j, u, D, z);
-        for (int64_t d = 0; d < H * D; ++d) lz[d] = z[d] > 0 ? z[d] : z[d] * slope;
+        for (int64_t d = 0; d < H * D; ++d) lz[d] = SFX(leaky)(z[d], slope);
         for (int64_t h = 0; h < H; ++h) s[h] = SFX(dot)(a->att + h * D, lz + h * D, NULL, D);
     } else {
         for (int64_t h = 0; h < H; ++h)
@@ -234,7 +234,7 @@ GA_INLINE void SFX(score_grads)(const SFX(args_t)* a, int64_t i, int64_t j, int6
         T* restrict dqh = dqi + h * D;
         T* restrict dek = a->dek ? a->dek + (u * H + h) * D : NULL;
         for (int64_t d = 0; d < D; ++d) {
-            const T g = ds * at[d] * (zh[d] > 0 ? (T)1 : slope);
+            const T g = ds * at[d] * SFX(leaky_grad)(zh[d], slope);
             dqh[d] += g;
             datt[d] += ds * lzh[d];
             if (dek) dek[d] = g;
@@ -294,7 +294,7 @@ GA_INLINE void SFX(key_grad)(const SFX(args_t)* a, int64_t i, int64_t h, T ds, T
     } else if (a->score == SCORE_GATV2) {
         const T* restrict at = a->att + h * D;
         const T slope = a->slope;
-        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * (zh[d] > 0 ? (T)1 : slope);
+        for (int64_t d = 0; d < D; ++d) dkjh[d] += ds * at[d] * SFX(leaky_grad)(zh[d], slope);
     } else {
         SFX(axpy)(ds * a->scale, qih, NULL, dkjh, D);
     }
