@@ -97,6 +97,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
+def _graph_target_line(target: Target, config: TrainConfig, runs: dict[int, GraphRun], folder: str) -> str:
+    """The head line of a graph-level target: runs finished and, once a run has timed epochs, the time left
+    for all its runs at one job (the epochs left times the mean seconds per epoch of the runs so far)."""
+    epochs = config.epochs
+    done = {seed: len(run.result.history) for seed, run in runs.items()}
+    finished = sum(d >= epochs for d in done.values())
+    line = f"{target.name}: {len(config.seeds)} runs x {epochs} epochs, {finished} finished ({folder})"
+    timed = [run.result.mean_epoch_seconds for run in runs.values() if run.result.history]
+    left = sum(max(epochs - done.get(seed, 0), 0) for seed in config.seeds)
+    if timed and left:
+        line += f", about {_duration(left * statistics.fmean(timed))} left at one job"
+    return line
+
+
 def status_lines(target: Target, store: str) -> list[str]:
     """``--status`` of one target: seeds done and the time left (node-level), or per run the epochs done and
     the time left at the seconds per epoch so far (graph-level; training passes only, evaluation not counted)."""
@@ -115,7 +129,7 @@ def status_lines(target: Target, store: str) -> list[str]:
                     line += f", about {_duration((total - len(records)) * per_seed)} left at one job"
             return [line]
         runs, epochs = graph_runs(folder, config), config.epochs
-        lines = [f"{target.name}: {len(config.seeds)} runs x {epochs} epochs ({folder})"]
+        lines = [_graph_target_line(target, config, runs, folder)]
         for seed in config.seeds:
             run = runs.get(seed)
             if run is None:

@@ -98,7 +98,9 @@ def test_status_of_finished_partial_and_missing_runs(tmp_path, capsys):
     # 97 seeds x 36 s left; 76 epochs x 300 s left
     assert f"gat-cora: 3/100 seeds done ({tmp_path / 'gat-cora'}), test accuracy 0.8300 so far, 36.0 s per seed, " \
            "about 58 min left at one job" in out
-    assert f"gin-vn-molhiv: 3 runs x 100 epochs ({tmp_path / 'gin-vn-molhiv'})\n" \
+    # 76 + 100 epochs x 300 s left
+    assert f"gin-vn-molhiv: 3 runs x 100 epochs, 1 finished ({tmp_path / 'gin-vn-molhiv'}), about 14.7 h left " \
+           "at one job\n" \
            "  seed 0: 100/100 epochs, test rocauc 0.7800 (best epoch 100), finished\n" \
            "  seed 1: 24/100 epochs and 300 steps, test rocauc 0.7724 (best epoch 24), 300.0 s per epoch, " \
            "about 6.3 h left\n  seed 2: not started\n" in out
