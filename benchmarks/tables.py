@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from graphattn.utils.stats import mean_std
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKED = re.compile(r"(<!-- table: ([\w-]+) -->\n)(.*?)(<!-- end table: \2 -->)", re.S)
@@ -151,23 +153,44 @@ GTSP_NCI1_TARGETS = {"dense": "graphtrans-small-nci1", "keep0.75": "gtsp-graphtr
                      "keep0.5-heads0.5": "gtsp-graphtrans-small-nci1-keep0.5-heads0.5"}
 
 
+def finished_tests(target: dict) -> dict[int, float]:
+    """Test value by seed of the finished runs of one ``reproductions.json`` target (none before its results
+    file exists). A graph-level run's seed is also its split, so two targets' equal seeds share a split."""
+    if target.get("results") is None:
+        return {}
+    return {r["seed"]: r["test"] for r in _load(f"train/{target['results']}")["runs"]
+            if r["epochs_done"] >= target["epochs"]}
+
+
+def paired_difference(arm: dict[int, float], dense: dict[int, float]) -> str:
+    """Mean ± std over the splits both finished of ``arm - dense``, in accuracy points."""
+    splits = sorted(arm.keys() & dense.keys())
+    if not splits:
+        return "—"
+    mean, std = mean_std(100 * (arm[s] - dense[s]) for s in splits)
+    return f"{mean:+.2f} ± {std:.2f} ({len(splits)} splits)"
+
+
 def gtsp_nci1() -> str:
     """GTSP on GraphTrans-small, NCI1: FLOPs and training-step time per arm (``graphattn bench gtsp-graphtrans``)
-    beside each arm's test accuracy from its ``graphattn reproduce`` target (runs done so far)."""
+    beside each arm's test accuracy from its ``graphattn reproduce`` target (runs done so far), and the arm's
+    accuracy minus dense's on the same splits (the runs of equal seed)."""
     bench = _load("gtsp-nci1-cpu.json")
     targets = {t["target"]: t for t in _load("train/reproductions.json")["targets"]}
+    dense = finished_tests(targets[GTSP_NCI1_TARGETS["dense"]])
     rows = []
     for r in bench["rows"]:
         t = targets.get(GTSP_NCI1_TARGETS[r["arm"]])
         accuracy = "—" if t is None or t["mean"] is None else (
             f"{_score(t['mean'], 'accuracy')} ± {_score(t['std'], 'accuracy')} ({t['runs_done']} of {t['runs']})")
+        paired = "—" if t is None or r["arm"] == "dense" else paired_difference(finished_tests(t), dense)
         rows.append([r["arm"], f"{r['token_ratio']:g}", f"{r['head_density']:g}",
                      f"{r['forward_flops'] / 1e9:.2f} G ({r['forward_vs_dense']:.2f})",
                      f"{r['train_flops'] / 1e9:.2f} G ({r['train_vs_dense']:.2f})",
-                     f"{_ms(r['train_step_ms'])} ({r['train_time_vs_dense']:.2f})", accuracy])
+                     f"{_ms(r['train_step_ms'])} ({r['train_time_vs_dense']:.2f})", accuracy, paired])
     return _table(["arm", "tokens kept", "heads kept", "forward FLOPs (vs dense)", "training-step FLOPs (vs dense)",
-                   "training step (vs dense)", "test accuracy % (runs done)"],
-                  ["l", "r", "r", "r", "r", "r", "l"], rows)
+                   "training step (vs dense)", "test accuracy % (runs done)", "minus dense, same splits (points)"],
+                  ["l", "r", "r", "r", "r", "r", "l", "l"], rows)
 
 
 TABLES: dict[str, Callable[[], str]] = {"layer-stacks": layer_stacks, "core-op": core_op, "gat": gat,
