@@ -124,7 +124,8 @@ def status_lines(target: Target, store: str) -> list[str]:
             if records:
                 tests = [r["test_acc"] for r in records.values()]
                 per_seed = statistics.fmean(r["seconds"] for r in records.values())
-                line += f", test {target.metric} {statistics.fmean(tests):.4f} so far, {per_seed:.1f} s per seed"
+                so_far = " so far" if len(records) < total else ""
+                line += f", test {target.metric} {statistics.fmean(tests):.4f}{so_far}, {per_seed:.1f} s per seed"
                 if len(records) < total:
                     line += f", about {_duration((total - len(records)) * per_seed)} left at one job"
             return [line]

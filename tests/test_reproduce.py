@@ -91,6 +91,11 @@ def test_status_of_finished_partial_and_missing_runs(tmp_path, capsys):
         folder = tmp_path / "gat-cora" / f"seed{seed}"
         folder.mkdir(parents=True)
         (folder / "record.json").write_text(json.dumps(_record(gat, seed, 36.0, 0.82 + seed / 100)))
+    citeseer = TARGETS["gat-citeseer"]
+    for seed in citeseer.seeds:                 # every seed done: no "so far", no time left
+        folder = tmp_path / "gat-citeseer" / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text(json.dumps(_record(citeseer, seed, 30.0, 0.72)))
     _checkpoint(tmp_path / "gin-vn-molhiv" / "seed0" / "last.pt", 100)
     _checkpoint(tmp_path / "gin-vn-molhiv" / "seed1" / "last.pt", 24, steps=300)
     main(["--status", "--store", str(tmp_path)])
@@ -104,7 +109,9 @@ def test_status_of_finished_partial_and_missing_runs(tmp_path, capsys):
            "  seed 0: 100/100 epochs, test rocauc 0.7800 (best epoch 100), finished\n" \
            "  seed 1: 24/100 epochs and 300 steps, test rocauc 0.7724 (best epoch 24), 300.0 s per epoch, " \
            "about 6.3 h left\n  seed 2: not started\n" in out
-    assert "gat-citeseer: 0/100 seeds done" in out and "gatv2-cora: 0/100 seeds done" in out
+    assert f"gat-citeseer: 100/100 seeds done ({tmp_path / 'gat-citeseer'}), test accuracy 0.7200, 30.0 s per " \
+           "seed\n" in out
+    assert "gatv2-cora: 0/100 seeds done" in out
     assert pending_seeds(gin.load(), str(tmp_path / "gin-vn-molhiv")) == [1, 2]
     assert pending_seeds(gat.load(), str(tmp_path / "gat-cora")) == list(range(3, 100))
     main(["gat-cora", "--status", "--store", str(tmp_path)])
