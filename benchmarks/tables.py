@@ -124,7 +124,7 @@ def reproductions() -> str:
         published = (f"{_score(t['published_mean'], t['metric'])} ± {_score(t['published_std'], t['metric'])}"
                      if t["published_mean"] is not None else "no published figure")
         done = f"{t['runs_done']} of {t['runs']}"
-        if isinstance(t.get("epochs_done"), list):
+        if isinstance(t.get("epochs_done"), list) and t["runs_done"] < t["runs"]:     # how far the others got
             done += f" (epochs: {', '.join(map(str, t['epochs_done']))} of {t['epochs']})"
         rows.append([f"`{t['target']}`", t["metric"] + (" (%)" if t["metric"] == "accuracy" else ""), ours,
                      published, done, f"**{t['verdict']}**" if t["verdict"] == "partial" else t["verdict"]])
