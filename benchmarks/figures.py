@@ -26,6 +26,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.tables import GTSP_NCI1_TARGETS, finished_tests  # noqa: E402
+from graphattn.utils import mean_std  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PNG_METADATA = {"Software": None}  # no matplotlib version in the file: a regenerated figure is byte-stable
 
@@ -292,11 +295,54 @@ def gtsp(out: Path, sources: list[Path]) -> Figure | None:
     return _finish(fig, ax, figure, out)
 
 
+def gtsp_nci1(results: Path, out: Path) -> Figure | None:
+    """GTSP on GraphTrans-small, NCI1: each arm's test accuracy (mean ± std over its finished runs) against its
+    forward FLOPs relative to dense (``graphattn bench gtsp-graphtrans``), and, per split, the arm's accuracy
+    minus dense's on that split (the runs of equal seed share a split)."""
+    bench_path, index = results / "gtsp-nci1-cpu.json", results / "train" / "reproductions.json"
+    if not bench_path.exists() or not index.exists():
+        return None
+    bench, targets = _load(bench_path), {t["target"]: t for t in _load(index)["targets"]}
+    tests = {r["arm"]: finished_tests(targets[GTSP_NCI1_TARGETS[r["arm"]]], results) for r in bench["rows"]
+             if GTSP_NCI1_TARGETS[r["arm"]] in targets}
+    arms = [r for r in bench["rows"] if tests.get(r["arm"])]
+    if len(arms) < 2 or "dense" not in tests:
+        return None
+    summaries = [results / "train" / targets[GTSP_NCI1_TARGETS[r["arm"]]]["results"] for r in arms]
+    sources = [(bench_path, bench)] + [(path, _load(path)) for path in summaries]
+    figure = Figure("gtsp-nci1.png", stamp=_stamp(sources))
+    fig, (ax_acc, ax_pair) = plt.subplots(1, 2, figsize=(9.5, 4.0))
+    dense = tests["dense"]
+    for i, r in enumerate(arms):
+        values = [100 * v for v in tests[r["arm"]].values()]
+        mean, std = mean_std(values)
+        ax_acc.errorbar([r["forward_vs_dense"]], [mean], yerr=[std], fmt="o", capsize=3, color=f"C{i}",
+                        label=f"{r['arm']} ({len(values)} runs)")
+        figure.series.append(f"{r['arm']}: test accuracy against forward FLOPs")
+        if r["arm"] == "dense":
+            continue
+        splits = sorted(tests[r["arm"]].keys() & dense.keys())
+        differences = [100 * (tests[r["arm"]][s] - dense[s]) for s in splits]
+        ax_pair.scatter([i] * len(differences), differences, s=14, alpha=0.7, color=f"C{i}")
+        ax_pair.errorbar([i + 0.2], [mean_std(differences)[0]], yerr=[mean_std(differences)[1]], fmt="D",
+                         capsize=3, color=f"C{i}")
+        figure.series.append(f"{r['arm']}: minus dense per split")
+    ax_acc.set(xlabel="forward FLOPs / dense's (batches of 128 graphs)", ylabel="test accuracy % (mean ± std)",
+               title="accuracy against FLOPs")
+    ax_pair.axhline(0.0, color="0.5", lw=0.8, ls="--")
+    paired = [(i, r["arm"]) for i, r in enumerate(arms) if r["arm"] != "dense"]
+    ax_pair.set_xticks([i for i, _ in paired], [arm for _, arm in paired])
+    ax_pair.set(ylabel="test accuracy minus dense's, same split (points)", title="paired by split")
+    fig.suptitle("GTSP on GraphTrans-small, NCI1 (our measurement, not a reproduction)", fontsize=10)
+    return _finish(fig, ax_acc, figure, out, legend="lower right")
+
+
 def make_figures(results: Path, out: Path, gtsp_results: list[Path]) -> list[Figure]:
     """Draws every figure whose results exist into ``out`` and writes ``out/figures.json``."""
     out.mkdir(parents=True, exist_ok=True)
     figures = [core_speedup(results, out), peak_memory(results, out), ratios(results, out),
-               *reproduction_curves(results, out), gtsp(out, gtsp_results)]
+               *reproduction_curves(results, out), gtsp(out, gtsp_results),
+               gtsp_nci1(results, out)]
     figures = [f for f in figures if f is not None]
     (out / "figures.json").write_text(json.dumps(
         [{"file": f.name, "series": f.series, "stamp": f.stamp} for f in figures], indent=1) + "\n")

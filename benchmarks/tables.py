@@ -153,13 +153,14 @@ GTSP_NCI1_TARGETS = {"dense": "graphtrans-small-nci1", "keep0.75": "gtsp-graphtr
                      "keep0.5-heads0.5": "gtsp-graphtrans-small-nci1-keep0.5-heads0.5"}
 
 
-def finished_tests(target: dict) -> dict[int, float]:
+def finished_tests(target: dict, results: Path | None = None) -> dict[int, float]:
     """Test value by seed of the finished runs of one ``reproductions.json`` target (none before its results
-    file exists). A graph-level run's seed is also its split, so two targets' equal seeds share a split."""
+    file exists), read from ``results/train/`` (default: the committed results). A graph-level run's seed is
+    also its split, so two targets' equal seeds share a split."""
     if target.get("results") is None:
         return {}
-    return {r["seed"]: r["test"] for r in _load(f"train/{target['results']}")["runs"]
-            if r["epochs_done"] >= target["epochs"]}
+    summary = json.loads(((results or RESULTS) / "train" / target["results"]).read_text())
+    return {r["seed"]: r["test"] for r in summary["runs"] if r["epochs_done"] >= target["epochs"]}
 
 
 def paired_difference(arm: dict[int, float], dense: dict[int, float]) -> str:

@@ -168,6 +168,10 @@ def test_figures_regenerate_from_results(tmp_path):
     assert len(drawn["curves-gat-cora.png"].series) == 2 * len(seeds) + 1     # val + test per seed, the band
     gin_seeds = list((results / "train").glob("ogbg-molhiv-gin-vn-cpu-seed*-metrics.csv"))
     assert len(drawn["curves-gin-vn-molhiv.png"].series) == 2 * len(gin_seeds) + 1
+    targets = {t["target"]: t for t in json.loads((results / "train" / "reproductions.json").read_text())["targets"]}
+    arms = [arm for arm, target in figures.GTSP_NCI1_TARGETS.items() if targets[target]["runs_done"]]
+    if len(arms) >= 2:      # accuracy against FLOPs per arm with runs, and each pruned arm's paired differences
+        assert len(drawn["gtsp-nci1.png"].series) == 2 * len(arms) - 1
     manifest = json.loads((tmp_path / "figures.json").read_text())
     assert {entry["file"] for entry in manifest} == set(drawn)
     gtsp = figures.make_figures(results, tmp_path / "with-gtsp",
