@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from graphattn.reproductions import runs_done_cell
 from graphattn.utils.stats import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,11 +124,9 @@ def reproductions() -> str:
                 else "—")
         published = (f"{_score(t['published_mean'], t['metric'])} ± {_score(t['published_std'], t['metric'])}"
                      if t["published_mean"] is not None else "no published figure")
-        done = f"{t['runs_done']} of {t['runs']}"
-        if isinstance(t.get("epochs_done"), list) and t["runs_done"] < t["runs"]:     # how far the others got
-            done += f" (epochs: {', '.join(map(str, t['epochs_done']))} of {t['epochs']})"
+        verdict = f"**{t['verdict']}**" if t["verdict"] == "partial" else t["verdict"]
         rows.append([f"`{t['target']}`", t["metric"] + (" (%)" if t["metric"] == "accuracy" else ""), ours,
-                     published, done, f"**{t['verdict']}**" if t["verdict"] == "partial" else t["verdict"]])
+                     published, runs_done_cell(t), verdict])
     return _table(["target", "metric", "graphattn", "published", "runs done", "verdict"],
                   ["l", "l", "l", "l", "l", "l"], rows)
 

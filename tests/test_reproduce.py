@@ -15,7 +15,7 @@ import torch
 
 from graphattn.data import PLANETOID, dataset_metric
 from graphattn.reproduce import main, pending_seeds
-from graphattn.reproductions import verdict, write_report
+from graphattn.reproductions import report_row, runs_done_cell, verdict, write_report
 from graphattn.run_store import status_lines
 from graphattn.targets import TARGETS, Target
 from graphattn.train_cli import seed_protocol
@@ -152,11 +152,32 @@ def test_verdicts_and_report(tmp_path):
     assert by_target["gat-citeseer"]["difference"] == pytest.approx(-0.025)
     assert by_target["gin-vn-molhiv"]["runs_done"] == 0 and by_target["gatv2-citeseer"]["device"] == "cpu"
     table = (tmp_path / "reproductions.md").read_text()
-    assert "| gat-cora | cora | accuracy | cpu | 100/100 | 0.8250 ± 0.0050 | 0.8300 ± 0.0070 | -0.0050 | " \
+    assert "| gat-cora | cora | accuracy | cpu | 100 of 100 | 0.8250 ± 0.0050 | 0.8300 ± 0.0070 | -0.0050 | " \
            "within one std |" in table
-    assert "| gin-vn-molhiv | ogbg-molhiv | rocauc | cpu | 0/3 (epochs done: 24, 24, 24 of 100) | 0.7798 ± 0.0060 | " \
-           "0.7707 ± 0.0149 | +0.0091 | partial |" in table
+    assert "| gin-vn-molhiv | ogbg-molhiv | rocauc | cpu | 0 of 3 (unfinished: 24, 24, 24 of 100 epochs) | " \
+           "0.7798 ± 0.0060 | 0.7707 ± 0.0149 | +0.0091 | partial |" in table
     assert json.loads((tmp_path / "reproductions.json").read_text())["targets"] == json.loads(json.dumps(rows))
+
+
+def test_a_partial_row_scores_its_finished_runs_and_says_how_far_the_others_got():
+    """With some runs finished, a partial row's mean and std are theirs alone (a run stopped at epoch 3 does not
+    pull them down), and its cell names the unfinished runs' epochs and the runs not started."""
+    large = TARGETS["graphtrans-large-nci1"]                     # 20 runs x 100 epochs
+    runs = [{"seed": s, "epochs_done": 100, "test": t} for s, t in enumerate([0.80, 0.82, 0.84])]
+    runs += [{"seed": 3, "epochs_done": 37, "test": 0.79}, {"seed": 4, "epochs_done": 3, "test": 0.50}]
+    summary = {"dataset": "nci1", "device": "cpu", "epochs": 100, "runs": runs,
+               "test_mean": sum(r["test"] for r in runs) / 5, "test_std": 0.13}
+    row = report_row(large, summary)
+    assert row["verdict"] == "partial" and row["runs_done"] == 3
+    assert row["mean"] == pytest.approx(0.82) and row["std"] == pytest.approx(0.02)
+    assert row["difference"] == pytest.approx(0.82 - 0.826)
+    assert runs_done_cell(row) == "3 of 20 (unfinished: 37, 3 of 100 epochs; 15 not started)"
+    none_finished = report_row(large, {**summary, "runs": runs[3:], "test_mean": 0.645, "test_std": 0.2})
+    assert none_finished["mean"] == 0.645 and runs_done_cell(none_finished) == \
+        "0 of 20 (unfinished: 37, 3 of 100 epochs; 18 not started)"
+    finished = {**summary, "runs": [{"seed": s, "epochs_done": 100, "test": 0.8} for s in range(20)],
+                "test_mean": 0.8, "test_std": 0.0}
+    assert runs_done_cell(report_row(large, finished)) == "20 of 20"
 
 
 @pytest.fixture
